@@ -1,0 +1,122 @@
+"""Image decoding that never raises: any file PIL cannot fully decode yields ``None`` (the dataset skips it)."""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Optional
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from PIL import Image, ImageFile, ImageOps
+
+from transvae.registry import TRANSFORMS
+
+# Modes whose alpha channel is composited on white.
+_ALPHA_MODES = ('RGBA', 'LA', 'PA', 'RGBa', 'La')
+
+
+def _to_uint8_gray(arr: np.ndarray) -> np.ndarray:
+    """Map a single-channel integer / float array (16-bit, 32-bit, float) to uint8.
+
+    Integer data above 255 is treated as 16-bit (``x * 255 / 65535``, clipped); float data in [0, 1] is scaled by
+    255, any other float data is clipped to [0, 255].
+    """
+    if arr.dtype.kind == 'f':
+        arr = np.nan_to_num(arr.astype(np.float64))
+        if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
+            arr = arr * 255.0
+        return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    arr = arr.astype(np.int64)
+    if arr.size and arr.max() > 255:
+        arr = np.rint(arr * (255.0 / 65535.0))
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def pil_to_rgb_array(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """Convert a decoded PIL image of any common mode to a uint8 RGB array.
+
+    Args:
+        img: a loaded PIL image (any of ``1, L, LA, P (with or without transparency), PA, RGB, RGBA, CMYK, YCbCr,
+            I;16*, I, F``).
+        background: the colour alpha is composited on.
+
+    Returns:
+        np.ndarray: ``(H, W, 3)`` uint8, C-contiguous.
+    """
+    mode = img.mode
+    if mode == 'P':
+        img = img.convert('RGBA' if 'transparency' in img.info else 'RGB')
+        mode = img.mode
+    if mode in _ALPHA_MODES:
+        rgba = img.convert('RGBA')
+        canvas = Image.new('RGBA', rgba.size, background + (255, ))
+        canvas.alpha_composite(rgba)
+        img = canvas.convert('RGB')
+    elif mode.startswith('I') or mode == 'F':
+        gray = _to_uint8_gray(np.asarray(img))
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    elif mode != 'RGB':
+        img = img.convert('RGB')  # 1, L, CMYK, YCbCr, HSV ...
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    return np.ascontiguousarray(arr)
+
+
+def decode_image_rgb(path: str) -> np.ndarray:
+    """Fully decode ``path`` to a uint8 RGB array, applying the EXIF orientation.
+
+    Raises:
+        OSError / ValueError / ...: on empty, truncated, corrupt or non-image files. A PIL warning about a
+            truncated file is turned into an ``OSError``.
+    """
+    if os.path.getsize(path) == 0:
+        raise OSError('empty file')
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # another module may have set it; a truncated file must fail here
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            with Image.open(path) as img:
+                img.load()  # force the full decode: Image.open only reads the header
+                img = ImageOps.exif_transpose(img)
+                arr = pil_to_rgb_array(img)
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved
+    for w in caught:
+        if 'truncat' in str(w.message).lower():
+            raise OSError(f'truncated image: {w.message}')
+    if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f'decoded to an empty array of shape {arr.shape}')
+    return arr
+
+
+@TRANSFORMS.register_module()
+class LoadImageRGB(BaseTransform):
+    """Decode ``results['img_path']`` with PIL into a uint8 RGB ``(H, W, 3)`` array.
+
+    EXIF orientation is applied; gray, gray+alpha, RGBA (composited on white), palette (with transparency), 16-bit
+    and CMYK files are converted to RGB. Decoding is complete (``img.load()``), so truncated files are caught here
+    rather than in the model.
+
+    Any failure (missing, empty, truncated, corrupt or non-image file) returns ``None`` -- it never raises -- and
+    writes the reason to ``results['decode_error']`` for the dataset's warning.
+
+    Required keys: ``img_path``. Added keys: ``img`` (uint8 ``(H, W, 3)``), ``img_shape`` and ``ori_shape``
+    (``(H, W)``).
+    """
+
+    def transform(self, results: dict) -> Optional[dict]:
+        path = results['img_path']
+        try:
+            img = decode_image_rgb(path)
+        except Exception as e:  # noqa: BLE001 -- every decode failure is a skip, by design
+            results['decode_error'] = f'{type(e).__name__}: {e}'
+            return None
+        results['img'] = img
+        results['img_shape'] = img.shape[:2]
+        results['ori_shape'] = img.shape[:2]
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}()'

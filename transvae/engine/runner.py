@@ -1,0 +1,290 @@
+"""``TransVAERunner``: mmengine's Runner with crash-safe checkpoints and exact resume.
+
+Differences from :class:`mmengine.runner.Runner` (0.10.7), everything else unchanged:
+
+* ``save_checkpoint`` writes to a temporary file in the target directory, flushes and fsyncs it, then
+  ``os.replace``-s it over the final name (and fsyncs the directory), so an interrupted save never leaves a truncated
+  ``iter_N.pth``. A plain ``CheckpointHook`` is upgraded to :class:`AtomicCheckpointHook`, which writes the
+  ``last_checkpoint`` pointer the same way and only after the checkpoint it names is complete; ``--resume auto`` reads
+  that pointer, so it only ever names complete files.
+* ``save_checkpoint`` refuses (``RuntimeError``, on every rank) to save a model with non-finite weights.
+* The torch / numpy / python RNG states are saved in the checkpoint (``rng_state``) and restored on resume right before
+  the first resumed iteration (after the loop has skipped the already-seen batches), so a resumed single-process run
+  reproduces an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import os.path as osp
+import random
+import tempfile
+import time
+import warnings
+from typing import Any, Optional
+
+import mmengine
+import numpy as np
+import torch
+from mmengine.dist import get_rank
+from mmengine.fileio import FileClient, join_path
+from mmengine.hooks import CheckpointHook
+from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapper
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import save_checkpoint as mm_save_checkpoint
+from mmengine.runner.checkpoint import weights_to_cpu
+from mmengine.utils import apply_to, get_git_hash
+
+from transvae.registry import RUNNERS
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# atomic file helpers
+# ---------------------------------------------------------------------------------------------------------------------
+def _fsync_dir(dirname: str) -> None:
+    try:
+        fd = os.open(dirname, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, write_fn, mode: str = 'wb') -> None:
+    """Write ``path`` atomically: ``write_fn(f)`` into a temp file beside it, fsync, ``os.replace``, fsync the dir.
+
+    If ``write_fn`` (or anything before the replace) raises, the temp file is removed and ``path`` is untouched.
+    """
+    dirname = osp.dirname(osp.abspath(path))
+    os.makedirs(dirname, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=dirname)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(dirname)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Atomically replace the text file ``path`` with ``text``."""
+    atomic_write(path, lambda f: f.write(text), mode='w')
+
+
+def _is_local(path: str) -> bool:
+    return '://' not in str(path)
+
+
+def nonfinite_tensors(state_dict: dict) -> list[str]:
+    """Names of floating-point entries of ``state_dict`` that contain NaN or Inf."""
+    bad = []
+    for name, value in state_dict.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad.append(name)
+    return bad
+
+
+def get_rng_state() -> dict:
+    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state['torch'].cpu() if torch.is_tensor(state['torch']) else state['torch'])
+    np.random.set_state(state['numpy'])
+    random.setstate(state['python'])
+    if 'cuda' in state and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
+        except Exception:  # noqa: BLE001 - different GPU count
+            pass
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# checkpoint hook with an atomic pointer
+# ---------------------------------------------------------------------------------------------------------------------
+class AtomicCheckpointHook(CheckpointHook):
+    """``CheckpointHook`` that saves first, then atomically repoints ``last_checkpoint``, then prunes old files.
+
+    (mmengine prunes the oldest checkpoint *before* saving the new one and writes the pointer with a truncating
+    ``open('w')``; a crash in between could leave no loadable checkpoint or an empty pointer.)
+    Registered in ``transvae.engine.hooks``; ``TransVAERunner`` also upgrades a plain ``CheckpointHook`` to it.
+    """
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        ckpt_filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+
+        to_remove = []
+        if self.max_keep_ckpts > 0:
+            if not (len(self.keep_ckpt_ids) > 0 and self.keep_ckpt_ids[-1] == step):
+                if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                    to_remove.append(self.keep_ckpt_ids.popleft())
+                self.keep_ckpt_ids.append(step)
+                runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+
+        runner.save_checkpoint(
+            self.out_dir,
+            ckpt_filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args)
+
+        if get_rank() != 0:
+            return
+        atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), str(self.last_ckpt))
+        for old in to_remove:
+            ckpt_path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
+            if self.file_backend.isfile(ckpt_path):
+                self.file_backend.remove(ckpt_path)
+            elif self.file_backend.isdir(ckpt_path):
+                self.file_backend.rmtree(ckpt_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# runner
+# ---------------------------------------------------------------------------------------------------------------------
+@RUNNERS.register_module()
+class TransVAERunner(Runner):
+    """mmengine ``Runner`` with atomic checkpoints, a non-finite-weights guard and RNG-exact resume."""
+
+    _pending_rng_state: Optional[dict] = None
+    _loaded_rng_state: Optional[dict] = None
+
+    # -- hooks -------------------------------------------------------------------------------------------------------
+    def register_hook(self, hook, priority=None) -> None:
+        if isinstance(hook, dict) and hook.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook):
+            hook = copy.copy(hook)
+            hook['type'] = AtomicCheckpointHook
+        elif type(hook) is CheckpointHook:
+            hook.__class__ = AtomicCheckpointHook
+        super().register_hook(hook, priority)
+
+    def call_hook(self, fn_name: str, **kwargs) -> None:
+        if fn_name == 'before_train_iter' and self._pending_rng_state is not None:
+            # after IterBasedTrainLoop skipped the already-trained batches: continue the saved random stream
+            set_rng_state(self._pending_rng_state)
+            self._pending_rng_state = None
+        super().call_hook(fn_name, **kwargs)
+
+    # -- resume ------------------------------------------------------------------------------------------------------
+    def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False, revise_keys=None):
+        kwargs: dict[str, Any] = dict(map_location=map_location, strict=strict)
+        if revise_keys is not None:
+            kwargs['revise_keys'] = revise_keys
+        checkpoint = super().load_checkpoint(filename, **kwargs)
+        self._loaded_rng_state = checkpoint.get('rng_state') if isinstance(checkpoint, dict) else None
+        return checkpoint
+
+    def resume(self, filename: str, resume_optimizer: bool = True, resume_param_scheduler: bool = True,
+               map_location='default') -> None:
+        self._loaded_rng_state = None
+        super().resume(filename, resume_optimizer=resume_optimizer, resume_param_scheduler=resume_param_scheduler,
+                       map_location=map_location)
+        if self._loaded_rng_state is not None:
+            if self.world_size > 1 and self._randomness_cfg.get('diff_rank_seed', False):
+                self.logger.warning('diff_rank_seed=True: the saved RNG state is rank 0\'s; not restored.')
+            else:
+                self._pending_rng_state = self._loaded_rng_state
+        self._loaded_rng_state = None
+
+    # -- save --------------------------------------------------------------------------------------------------------
+    def save_checkpoint(self, out_dir: str, filename: str, file_client_args: Optional[dict] = None,
+                        save_optimizer: bool = True, save_param_scheduler: bool = True, meta: Optional[dict] = None,
+                        by_epoch: bool = True, backend_args: Optional[dict] = None) -> None:
+        """Save a checkpoint atomically (see the module docstring); same arguments as mmengine's."""
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        # every rank checks (the weights are identical under DDP), so every rank raises together
+        bad = nonfinite_tensors(model.state_dict())
+        if bad:
+            raise RuntimeError(
+                f'Refusing to save checkpoint {filename}: the model has non-finite weights in {len(bad)} tensors '
+                f'(first: {", ".join(bad[:5])}). The previous checkpoint in {out_dir} is left intact; resume from it '
+                f'with `--resume` (lower lr, clip_grad, or fp32).')
+        if get_rank() != 0:
+            return
+        self._save_checkpoint_rank0(model, out_dir, filename, file_client_args, save_optimizer,
+                                    save_param_scheduler, meta, by_epoch, backend_args)
+
+    def _save_checkpoint_rank0(self, model, out_dir, filename, file_client_args, save_optimizer,
+                               save_param_scheduler, meta, by_epoch, backend_args) -> None:
+        # Mirrors mmengine 0.10.7 Runner.save_checkpoint up to the file write.
+        if meta is None:
+            meta = {}
+        elif not isinstance(meta, dict):
+            raise TypeError(f'meta should be a dict or None, but got {type(meta)}')
+        if by_epoch:
+            meta.setdefault('epoch', self.epoch + 1)
+            meta.setdefault('iter', self.iter)
+        else:
+            meta.setdefault('epoch', self.epoch)
+            meta.setdefault('iter', self.iter + 1)
+
+        if file_client_args is not None:
+            warnings.warn('"file_client_args" will be deprecated in future. Please use "backend_args" instead',
+                          DeprecationWarning)
+            if backend_args is not None:
+                raise ValueError('"file_client_args" and "backend_args" cannot be set at the same time.')
+            file_client = FileClient.infer_client(file_client_args, out_dir)
+            filepath = file_client.join_path(out_dir, filename)
+        else:
+            filepath = join_path(out_dir, filename, backend_args=backend_args)
+
+        meta.update(
+            cfg=self.cfg.pretty_text,
+            seed=self.seed,
+            experiment_name=self.experiment_name,
+            time=time.strftime('%Y%m%d_%H%M%S', time.localtime()),
+            mmengine_version=mmengine.__version__ + get_git_hash())
+        if hasattr(self.train_dataloader.dataset, 'metainfo'):
+            meta.update(dataset_meta=self.train_dataloader.dataset.metainfo)
+
+        checkpoint = {
+            'meta': meta,
+            'state_dict': weights_to_cpu(model.state_dict()),
+            'message_hub': apply_to(self.message_hub.state_dict(), lambda x: hasattr(x, 'cpu'), lambda x: x.cpu()),
+            'rng_state': get_rng_state(),
+        }
+        if save_optimizer:
+            if isinstance(self.optim_wrapper, OptimWrapper):
+                checkpoint['optimizer'] = apply_to(self.optim_wrapper.state_dict(), lambda x: hasattr(x, 'cpu'),
+                                                   lambda x: x.cpu())
+            else:
+                raise TypeError('self.optim_wrapper should be an `OptimWrapper` or `OptimWrapperDict` instance, '
+                                f'but got {self.optim_wrapper}')
+        if save_param_scheduler and self.param_schedulers is None:
+            self.logger.warning('`save_param_scheduler` is True but `self.param_schedulers` is None, so skip '
+                                'saving parameter schedulers')
+            save_param_scheduler = False
+        if save_param_scheduler:
+            if isinstance(self.param_schedulers, dict):
+                checkpoint['param_schedulers'] = {
+                    name: [s.state_dict() for s in schedulers] for name, schedulers in self.param_schedulers.items()}
+            else:
+                checkpoint['param_schedulers'] = [s.state_dict() for s in self.param_schedulers]  # type: ignore
+
+        self.call_hook('before_save_checkpoint', checkpoint=checkpoint)
+        if file_client_args is None and backend_args is None and _is_local(filepath):
+            atomic_write(filepath, lambda f: torch.save(checkpoint, f))
+        else:  # remote backends: mmengine's writer (object stores replace whole objects anyway)
+            mm_save_checkpoint(checkpoint, filepath, file_client_args=file_client_args, backend_args=backend_args)

@@ -1,0 +1,6 @@
+"""Models: layers, blocks, encoders / decoders, losses and the VAE (all registered in ``transvae.registry.MODELS``)."""
+from . import autoencoders, backbones, blocks, data_preprocessors, layers, losses  # noqa: F401
+from .autoencoders import VAE
+from .distributions import DiagonalGaussian
+
+__all__ = ['VAE', 'DiagonalGaussian']

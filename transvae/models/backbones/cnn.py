@@ -1,0 +1,133 @@
+"""The LDM / SD-VAE / VA-VAE convolutional encoder and decoder (the CNN-VAE baseline, PAPER.md §2).
+
+Attention is given by level index (not by resolution) so the architecture does not depend on the input size:
+``attn_levels=[4]`` with five levels is LDM's "attention at 16" for 256² inputs. The paper's §3 ablations remove
+all attention (``attn_levels=[]``, ``mid_attn=False``).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from transvae.registry import MODELS
+
+from ..blocks.attn_block import AttnBlock
+from ..blocks.resblock import ResBlock
+from ..layers.norm import build_norm
+from ..layers.sampling import build_sampler
+from .base import DecoderBase, EncoderBase
+
+
+class _Level(nn.Module):
+    """ResBlocks (each optionally followed by an AttnBlock) at one resolution."""
+
+    def __init__(self, in_ch: int, out_ch: int, num_blocks: int, with_attn: bool) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        for j in range(num_blocks):
+            self.blocks.append(ResBlock(in_ch if j == 0 else out_ch, out_ch))
+            if with_attn:
+                self.blocks.append(AttnBlock(out_ch))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for blk in self.blocks:
+            x = blk(x)
+        return x
+
+
+class _MidBlock(nn.Sequential):
+    """``ResBlock -> [AttnBlock] -> ResBlock`` at the lowest resolution."""
+
+    def __init__(self, ch: int, with_attn: bool) -> None:
+        super().__init__(ResBlock(ch), AttnBlock(ch) if with_attn else nn.Identity(), ResBlock(ch))
+
+
+@MODELS.register_module()
+class CNNEncoder(EncoderBase):
+    """LDM encoder.
+
+    Args:
+        base_channels: ``ch`` (128 for the Tiny / SD-VAE size).
+        channel_mults: per-level multipliers (``[1, 1, 2, 2, 4]`` for f16).
+        num_res_blocks: ResBlocks per level (2).
+        latent_channels: ``d``.
+        attn_levels: levels with an AttnBlock after each ResBlock.
+        mid_attn: attention in the mid-block.
+        down_cfg: down-sampler (LDM's ``StridedConvDown`` keeps the channel count).
+    """
+
+    def __init__(self, base_channels: int, channel_mults: Sequence[int], num_res_blocks: int,
+                 latent_channels: int, attn_levels: Sequence[int] = (), mid_attn: bool = True,
+                 down_cfg: dict | None = None, in_channels: int = 3, double_z: bool = True) -> None:
+        super().__init__()
+        down_cfg = down_cfg or dict(type='StridedConvDown')
+        chs = [base_channels * m for m in channel_mults]
+        self.latent_channels = latent_channels
+        self.downsample_factor = 2 ** (len(chs) - 1)
+        self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+        self.levels = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        prev = base_channels
+        for i, ch in enumerate(chs):
+            self.levels.append(_Level(prev, ch, num_res_blocks, i in attn_levels))
+            if i < len(chs) - 1:
+                self.downs.append(build_sampler(down_cfg, ch, ch))
+            prev = ch
+        self.mid = _MidBlock(prev, mid_attn)
+        self.norm_out = build_norm(dict(type='GN'), prev)
+        self.act_out = nn.SiLU()
+        self.conv_out = nn.Conv2d(prev, (2 if double_z else 1) * latent_channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, 3, H, W) -> (B, 2d, H/f, W/f)``."""
+        h = self.conv_in(x)
+        for i, level in enumerate(self.levels):
+            h = level(h)
+            if i < len(self.downs):
+                h = self.downs[i](h)
+        h = self.mid(h)
+        return self.conv_out(self.act_out(self.norm_out(h)))
+
+    def get_last_layer(self) -> nn.Parameter:
+        return self.conv_out.weight
+
+
+@MODELS.register_module()
+class CNNDecoder(DecoderBase):
+    """LDM decoder (``num_res_blocks + 1`` ResBlocks per level), mirror of :class:`CNNEncoder`."""
+
+    def __init__(self, base_channels: int, channel_mults: Sequence[int], num_res_blocks: int,
+                 latent_channels: int, attn_levels: Sequence[int] = (), mid_attn: bool = True,
+                 up_cfg: dict | None = None, out_channels: int = 3) -> None:
+        super().__init__()
+        up_cfg = up_cfg or dict(type='InterpConvUp')
+        chs = [base_channels * m for m in channel_mults]
+        self.latent_channels = latent_channels
+        self.upsample_factor = 2 ** (len(chs) - 1)
+        self.conv_in = nn.Conv2d(latent_channels, chs[-1], 3, padding=1)
+        self.mid = _MidBlock(chs[-1], mid_attn)
+        # levels[k] / ups[k] run from the lowest resolution (k = 0) upwards.
+        self.levels = nn.ModuleList()
+        self.ups = nn.ModuleList()
+        prev = chs[-1]
+        for i in range(len(chs) - 1, -1, -1):
+            self.levels.append(_Level(prev, chs[i], num_res_blocks + 1, i in attn_levels))
+            prev = chs[i]
+            if i > 0:
+                self.ups.append(build_sampler(up_cfg, prev, prev))
+        self.norm_out = build_norm(dict(type='GN'), prev)
+        self.act_out = nn.SiLU()
+        self.conv_out = nn.Conv2d(prev, out_channels, 3, padding=1)
+
+    def forward(self, z: Tensor) -> Tensor:
+        """``(B, d, h, w) -> (B, 3, f*h, f*w)``."""
+        h = self.mid(self.conv_in(z))
+        for k, level in enumerate(self.levels):
+            h = level(h)
+            if k < len(self.ups):
+                h = self.ups[k](h)
+        return self.conv_out(self.act_out(self.norm_out(h)))
+
+    def get_last_layer(self) -> nn.Parameter:
+        return self.conv_out.weight

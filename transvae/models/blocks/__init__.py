@@ -1,0 +1,6 @@
+from .attn_block import AttnBlock
+from .resblock import ResBlock
+from .stages import ConvStage, TransformerStage
+from .transformer_block import TransVAEBlock, ViTBlock
+
+__all__ = ['AttnBlock', 'ResBlock', 'ConvStage', 'TransformerStage', 'TransVAEBlock', 'ViTBlock']

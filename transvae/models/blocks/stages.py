@@ -1,0 +1,54 @@
+"""Stages: a sequence of blocks at one resolution, on ``(B, C, H, W)`` maps in and out."""
+from __future__ import annotations
+
+import copy
+
+import torch.utils.checkpoint as cp
+from torch import Tensor, nn
+
+from transvae.registry import MODELS
+
+from ..layers.position import build_position_encoding
+
+
+class ConvStage(nn.Module):
+    """``depth`` convolutional blocks (``ResBlock`` by default) on a ``(B, C, H, W)`` map."""
+
+    def __init__(self, channels: int, depth: int, block_cfg: dict, with_cp: bool = False) -> None:
+        super().__init__()
+        self.with_cp = with_cp
+        self.blocks = nn.ModuleList(
+            MODELS.build(copy.deepcopy(block_cfg), default_args=dict(in_channels=channels)) for _ in range(depth))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for blk in self.blocks:
+            x = cp.checkpoint(blk, x, use_reentrant=False) if self.with_cp and x.requires_grad else blk(x)
+        return x
+
+
+class TransformerStage(nn.Module):
+    """``depth`` token blocks with one position encoding computed once per forward for the actual grid.
+
+    Input and output are maps ``(B, C, H, W)``; inside, tokens ``(B, H*W, C)``.
+    """
+
+    def __init__(self, channels: int, depth: int, block_cfg: dict, pe_cfg: dict | None, head_dim: int,
+                 with_cp: bool = False) -> None:
+        super().__init__()
+        self.with_cp = with_cp
+        self.pe = build_position_encoding(pe_cfg, head_dim=head_dim, embed_dims=channels)
+        self.blocks = nn.ModuleList(
+            MODELS.build(copy.deepcopy(block_cfg), default_args=dict(embed_dims=channels, head_dim=head_dim))
+            for _ in range(depth))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        hw = (h, w)
+        t = self.pe.embed_tokens(x.flatten(2).transpose(1, 2), hw)  # (B, N, C)
+        rope = self.pe.get_embed(hw)
+        for blk in self.blocks:
+            if self.with_cp and t.requires_grad:
+                t = cp.checkpoint(blk, t, hw, rope, use_reentrant=False)
+            else:
+                t = blk(t, hw, rope)
+        return t.transpose(1, 2).reshape(b, c, h, w)

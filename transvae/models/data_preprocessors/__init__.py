@@ -1,0 +1,3 @@
+from .vae_preprocessor import VAEDataPreprocessor
+
+__all__ = ['VAEDataPreprocessor']

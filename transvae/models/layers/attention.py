@@ -1,0 +1,48 @@
+"""Self-attention layers. Global attention always runs through ``F.scaled_dot_product_attention`` (flash /
+memory-efficient kernels where the backend has them)."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from transvae.registry import MODELS
+
+from .norm import build_norm
+from .position import apply_rope
+
+
+@MODELS.register_module()
+class MultiHeadSelfAttention(nn.Module):
+    """Global multi-head self-attention with optional per-head Q/K norm and rotary positions.
+
+    Order (TransVAE Fig. 2e): ``x -> qkv linear -> per-head norm of Q and K -> RoPE on Q and K -> SDPA -> proj``.
+
+    Args:
+        embed_dims: token channels ``C``; must be divisible by ``head_dim``.
+        head_dim: channels per head (64 in every paper model).
+        qk_norm_cfg: norm applied per head to Q and K (``RMSNorm`` in TransVAE, ``LN`` or ``None`` in ablations).
+        qkv_bias: bias of the QKV projection.
+    """
+
+    def __init__(self, embed_dims: int, head_dim: int = 64, qk_norm_cfg: dict | None = None,
+                 qkv_bias: bool = True) -> None:
+        super().__init__()
+        if embed_dims % head_dim:
+            raise ValueError(f'embed_dims={embed_dims} is not divisible by head_dim={head_dim}')
+        self.num_heads = embed_dims // head_dim
+        self.head_dim = head_dim
+        self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)
+        self.q_norm = build_norm(qk_norm_cfg, head_dim)
+        self.k_norm = build_norm(qk_norm_cfg, head_dim)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+
+    def forward(self, x: Tensor, hw: tuple[int, int], rope: Tensor | None = None) -> Tensor:
+        """``x`` ``(B, N, C)``, ``rope`` ``(N, head_dim)`` angles or ``None`` -> ``(B, N, C)``."""
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, N, hd)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, hd)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))

@@ -1,0 +1,84 @@
+"""Normalisation and activation layers, registered by the names configs use (``LN``, ``RMSNorm``, ``GN``, ...).
+
+Token norms (``LN``, ``RMSNorm``) normalise the last dimension of ``(..., C)`` tensors; map norms (``GN``,
+``LN2d``, ``RMSNorm2d``) normalise the channel dimension of ``(B, C, H, W)`` tensors. All take the number of
+features as ``num_features`` so parents can inject it with ``MODELS.build(cfg, default_args=...)``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from transvae.registry import MODELS
+
+
+def gn_groups(channels: int, max_groups: int = 32) -> int:
+    """The largest group count ``<= max_groups`` dividing ``channels`` (32 for every paper width)."""
+    for g in range(min(max_groups, channels), 0, -1):
+        if channels % g == 0:
+            return g
+    return 1
+
+
+@MODELS.register_module('LN')
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm over the last dimension. Input ``(..., C)``."""
+
+    def __init__(self, num_features: int, eps: float = 1e-6, affine: bool = True) -> None:
+        super().__init__(num_features, eps=eps, elementwise_affine=affine)
+
+
+@MODELS.register_module('RMSNorm')
+class RMSNorm(nn.Module):
+    """Root-mean-square norm over the last dimension (no mean subtraction, no bias). Input ``(..., C)``."""
+
+    def __init__(self, num_features: int, eps: float = 1e-6, affine: bool = True) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+@MODELS.register_module('GN')
+class GroupNorm(nn.GroupNorm):
+    """GroupNorm for ``(B, C, H, W)`` maps with ``num_groups`` shrunk to divide ``num_features``."""
+
+    def __init__(self, num_features: int, num_groups: int = 32, eps: float = 1e-6, affine: bool = True) -> None:
+        super().__init__(gn_groups(num_features, num_groups), num_features, eps=eps, affine=affine)
+
+
+@MODELS.register_module('LN2d')
+class LayerNorm2d(LayerNorm):
+    """LayerNorm over the channels of a ``(B, C, H, W)`` map."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+@MODELS.register_module('RMSNorm2d')
+class RMSNorm2d(RMSNorm):
+    """RMSNorm over the channels of a ``(B, C, H, W)`` map (DC-AE's ``trms2d``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+for _name, _cls in (('GELU', nn.GELU), ('SiLU', nn.SiLU), ('ReLU', nn.ReLU), ('Identity', nn.Identity)):
+    MODELS.register_module(_name, module=_cls)
+
+
+def build_norm(cfg: dict | None, num_features: int) -> nn.Module:
+    """Build a registered norm for ``num_features`` channels; ``None`` gives ``nn.Identity``."""
+    if cfg is None:
+        return nn.Identity()
+    return MODELS.build(cfg, default_args=dict(num_features=num_features))
+
+
+def build_act(cfg: dict | None) -> nn.Module:
+    """Build a registered activation; ``None`` gives ``nn.Identity``."""
+    if cfg is None:
+        return nn.Identity()
+    return MODELS.build(cfg)

@@ -1,0 +1,143 @@
+"""Position encodings for token stages.
+
+Every encoding shares one interface so a config swaps them with one key:
+
+* ``embed_tokens(x, hw)`` adds an absolute encoding to the tokens ``(B, N, C)`` (identity for rotary / none);
+* ``get_embed(hw)`` returns what attention needs for relative encodings: for RoPE a ``(N, head_dim)`` angle
+  tensor (``None`` otherwise). It is computed once per stage and input size from **integer** grid positions
+  ``0..H-1, 0..W-1``: nothing is rescaled to the training grid, so larger inputs truly extrapolate.
+"""
+from __future__ import annotations
+
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from transvae.registry import MODELS
+
+
+class PositionEncoding(nn.Module):
+    """Base class: no absolute embedding and no rotary angles."""
+
+    def embed_tokens(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
+        """Return ``x`` ``(B, N, C)`` with an absolute position embedding added (identity here)."""
+        return x
+
+    def get_embed(self, hw: tuple[int, int]) -> Tensor | None:
+        """Rotary angles ``(N, head_dim)`` for a ``hw`` grid, or ``None``."""
+        return None
+
+
+@MODELS.register_module()
+class NoPE(PositionEncoding):
+    """No position information at all (the "w/o PE" ablation)."""
+
+    def __init__(self, head_dim: int | None = None, embed_dims: int | None = None) -> None:
+        super().__init__()
+
+
+@MODELS.register_module()
+class RoPE2D(PositionEncoding):
+    """2D axial rotary position embedding (EVA-02 style, interleaved pairs).
+
+    The first half of each head's channels rotates with the row index, the second half with the column index;
+    each half uses ``head_dim / 4`` frequencies ``theta ** (-4k / head_dim)``, each repeated for the two channels of
+    a rotated pair.
+
+    Args:
+        head_dim: channels per attention head (divisible by 4).
+        theta: frequency base.
+    """
+
+    def __init__(self, head_dim: int = 64, theta: float = 10000.0, embed_dims: int | None = None) -> None:
+        super().__init__()
+        if head_dim % 4:
+            raise ValueError(f'RoPE2D needs head_dim divisible by 4, got {head_dim}')
+        self.head_dim = head_dim
+        k = torch.arange(head_dim // 4, dtype=torch.float64)
+        freqs = theta ** (-4.0 * k / head_dim)
+        self.register_buffer('freqs', freqs.float(), persistent=False)
+
+    def get_embed(self, hw: tuple[int, int]) -> Tensor:
+        h, w = hw
+        device = self.freqs.device
+        ys = torch.arange(h, device=device, dtype=torch.float32)
+        xs = torch.arange(w, device=device, dtype=torch.float32)
+        ang_y = torch.outer(ys, self.freqs).repeat_interleave(2, dim=-1)  # (H, hd/2)
+        ang_x = torch.outer(xs, self.freqs).repeat_interleave(2, dim=-1)  # (W, hd/2)
+        ang = torch.cat([ang_y[:, None, :].expand(h, w, -1), ang_x[None, :, :].expand(h, w, -1)], dim=-1)
+        return ang.reshape(h * w, self.head_dim)  # (N, hd)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """Map each interleaved pair ``(a, b)`` of the last dimension to ``(-b, a)``."""
+    x = x.unflatten(-1, (-1, 2))
+    return torch.stack((-x[..., 1], x[..., 0]), dim=-1).flatten(-2)
+
+
+def apply_rope(x: Tensor, angles: Tensor) -> Tensor:
+    """Rotate ``x`` ``(B, heads, N, hd)`` by ``angles`` ``(N, hd)``; computed in float32, returned in x's dtype."""
+    cos, sin = angles.cos(), angles.sin()
+    xf = x.float()
+    return (xf * cos + rotate_half(xf) * sin).to(x.dtype)
+
+
+@MODELS.register_module()
+class LearnableAPE(PositionEncoding):
+    """Learnable absolute position embedding on a fixed training grid (ViT-VAE baseline).
+
+    For other grids it is bicubically interpolated, the source of the grid artefacts of the paper's Fig. 3a.
+
+    Args:
+        embed_dims: token channels.
+        grid_size: the training grid (``img_size / patch``).
+    """
+
+    def __init__(self, embed_dims: int, grid_size: int | tuple[int, int] = 16, head_dim: int | None = None) -> None:
+        super().__init__()
+        gh, gw = (grid_size, grid_size) if isinstance(grid_size, int) else grid_size
+        self.grid = (gh, gw)
+        self.pos_embed = nn.Parameter(torch.zeros(1, gh * gw, embed_dims))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def embed_tokens(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
+        pe = self.pos_embed
+        if tuple(hw) != self.grid:
+            pe = pe.reshape(1, *self.grid, -1).permute(0, 3, 1, 2)
+            pe = F.interpolate(pe, size=tuple(hw), mode='bicubic', align_corners=False)
+            pe = pe.flatten(2).transpose(1, 2)
+        return x + pe.to(x.dtype)
+
+
+@MODELS.register_module()
+class SinCosAPE(PositionEncoding):
+    """Fixed 2D sin-cos absolute embedding from integer positions (no parameters, any grid)."""
+
+    def __init__(self, embed_dims: int, theta: float = 10000.0, head_dim: int | None = None) -> None:
+        super().__init__()
+        if embed_dims % 4:
+            raise ValueError(f'SinCosAPE needs embed_dims divisible by 4, got {embed_dims}')
+        self.embed_dims = embed_dims
+        self.theta = theta
+
+    def embed_tokens(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
+        h, w = hw
+        q = self.embed_dims // 4
+        omega = 1.0 / self.theta ** (torch.arange(q, device=x.device, dtype=torch.float32) / q)
+        ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=torch.float32),
+                                torch.arange(w, device=x.device, dtype=torch.float32), indexing='ij')
+        oy, ox = ys.reshape(-1, 1) * omega, xs.reshape(-1, 1) * omega
+        pe = torch.cat([oy.sin(), oy.cos(), ox.sin(), ox.cos()], dim=1)
+        return x + pe.to(x.dtype)
+
+
+def build_position_encoding(cfg: dict | None, head_dim: int, embed_dims: int) -> PositionEncoding:
+    """Build a registered position encoding, injecting ``head_dim`` and ``embed_dims``."""
+    if cfg is None:
+        return NoPE()
+    return MODELS.build(cfg, default_args=dict(head_dim=head_dim, embed_dims=embed_dims))
+
+
+__all__ = ['PositionEncoding', 'NoPE', 'RoPE2D', 'LearnableAPE', 'SinCosAPE', 'apply_rope', 'rotate_half',
+           'build_position_encoding']

@@ -1,0 +1,100 @@
+"""Down- and up-sampling between stages (the sampling slot) and the DC-AE parameter-free shortcuts.
+
+All samplers share ``(in_channels, out_channels)`` and map ``(B, C, H, W)`` to ``(B, C', H/2, W/2)`` (down) or
+``(B, C', 2H, 2W)`` (up). The ``DC*`` variants add DC-AE's information-preserving shortcut to the main path.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from transvae.registry import MODELS
+
+
+def space_to_channel_average(x: Tensor, out_channels: int, factor: int = 2) -> Tensor:
+    """Pixel-unshuffle by ``factor`` then average groups of consecutive channels down to ``out_channels``.
+
+    ``(B, C, H, W) -> (B, out_channels, H/f, W/f)``; needs ``C * f^2`` divisible by ``out_channels``.
+    With ``factor=1`` it is a plain channel-group mean (DC-AE's latent shortcut).
+    """
+    if factor > 1:
+        x = F.pixel_unshuffle(x, factor)
+    b, c, h, w = x.shape
+    if c % out_channels:
+        raise ValueError(f'DC averaging shortcut: {c} channels cannot be averaged into {out_channels}')
+    return x.view(b, out_channels, c // out_channels, h, w).mean(dim=2)
+
+
+def channel_to_space_duplicate(x: Tensor, out_channels: int, factor: int = 2) -> Tensor:
+    """Repeat channels then pixel-shuffle by ``factor``: ``(B, C, H, W) -> (B, out_channels, fH, fW)``.
+
+    Needs ``out_channels * f^2`` divisible by ``C``. With ``factor=1`` it is a channel duplication.
+    """
+    c = x.shape[1]
+    target = out_channels * factor * factor
+    if target % c:
+        raise ValueError(f'DC duplicating shortcut: {c} channels cannot be duplicated into {target}')
+    x = x.repeat_interleave(target // c, dim=1)
+    return F.pixel_shuffle(x, factor) if factor > 1 else x
+
+
+@MODELS.register_module()
+class ConvPixelUnshuffleDown(nn.Module):
+    """``Conv3x3(C_in -> C_out/4)`` then ``PixelUnshuffle(2)`` (DC-AE's main down path)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        if out_channels % 4:
+            raise ValueError(f'ConvPixelUnshuffleDown needs out_channels divisible by 4, got {out_channels}')
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.conv = nn.Conv2d(in_channels, out_channels // 4, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pixel_unshuffle(self.conv(x), 2)
+
+
+@MODELS.register_module()
+class DCDownsample(ConvPixelUnshuffleDown):
+    """:class:`ConvPixelUnshuffleDown` plus the parameter-free channel-averaging shortcut (TransVAE's DC path)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x) + space_to_channel_average(x, self.out_channels)
+
+
+@MODELS.register_module()
+class InterpConvUp(nn.Module):
+    """Nearest ``x2`` interpolation then ``Conv3x3(C_in -> C_out)`` (LDM's upsampler when C_in == C_out)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode='nearest'))
+
+
+@MODELS.register_module()
+class DCUpsample(InterpConvUp):
+    """:class:`InterpConvUp` plus the parameter-free channel-duplicating shortcut (TransVAE's DC path)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x) + channel_to_space_duplicate(x, self.out_channels)
+
+
+@MODELS.register_module()
+class StridedConvDown(nn.Module):
+    """LDM's downsampler: asymmetric pad ``(0, 1, 0, 1)`` then ``Conv3x3`` stride 2."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+def build_sampler(cfg: dict, in_channels: int, out_channels: int) -> nn.Module:
+    """Build a registered down/up sampler for the given channels."""
+    return MODELS.build(cfg, default_args=dict(in_channels=in_channels, out_channels=out_channels))
