@@ -8,9 +8,10 @@ Differences from :class:`mmengine.runner.Runner` (0.10.7), everything else uncha
   ``last_checkpoint`` pointer the same way and only after the checkpoint it names is complete; ``--resume auto`` reads
   that pointer, so it only ever names complete files.
 * ``save_checkpoint`` refuses (``RuntimeError``, on every rank) to save a model with non-finite weights.
-* The torch / numpy / python RNG states are saved in the checkpoint (``rng_state``) and restored on resume right before
-  the first resumed iteration (after the loop has skipped the already-seen batches), so a resumed single-process run
-  reproduces an uninterrupted one.
+* The torch / numpy / python RNG states are saved in the checkpoint (``rng_state``) and restored on resume where the
+  uninterrupted run stood (after the loop has skipped the already-seen batches); validation runs with the RNG state
+  saved and restored around it. A resumed run (same seed, ``num_workers=0`` or deterministic workers) therefore ends
+  with the same weights as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from mmengine.fileio import FileClient, join_path
 from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
-from mmengine.runner import Runner
+from mmengine.runner import IterBasedTrainLoop, Runner
 from mmengine.runner.checkpoint import save_checkpoint as mm_save_checkpoint
 from mmengine.runner.checkpoint import weights_to_cpu
 from mmengine.utils import apply_to, get_git_hash
@@ -115,6 +116,28 @@ def set_rng_state(state: dict) -> None:
             pass
 
 
+class _RestoreRNGAfter:
+    """Iterator proxy: after ``n`` items, set the RNG state (then behaves exactly like the wrapped iterator)."""
+
+    def __init__(self, inner, n: int, state: dict) -> None:
+        self._inner, self._n, self._state = inner, n, state
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = next(self._inner)
+        if self._state is not None:
+            self._n -= 1
+            if self._n <= 0:
+                set_rng_state(self._state)
+                self._state = None
+        return item
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # checkpoint hook with an atomic pointer
 # ---------------------------------------------------------------------------------------------------------------------
@@ -181,11 +204,30 @@ class TransVAERunner(Runner):
         super().register_hook(hook, priority)
 
     def call_hook(self, fn_name: str, **kwargs) -> None:
-        if fn_name == 'before_train_iter' and self._pending_rng_state is not None:
-            # after IterBasedTrainLoop skipped the already-trained batches: continue the saved random stream
-            set_rng_state(self._pending_rng_state)
-            self._pending_rng_state = None
+        if fn_name == 'before_val':
+            # validation must not move the training random stream (DataLoader iterators draw a seed from it)
+            self._rng_before_val = get_rng_state()
+        if fn_name == 'before_train_epoch' and self._pending_rng_state is not None:
+            self._arm_rng_restore()
         super().call_hook(fn_name, **kwargs)
+        if fn_name == 'after_val' and getattr(self, '_rng_before_val', None) is not None:
+            set_rng_state(self._rng_before_val)
+            self._rng_before_val = None
+
+    def _arm_rng_restore(self) -> None:
+        """Restore the saved RNG state where the uninterrupted run was when it saved the checkpoint.
+
+        ``IterBasedTrainLoop`` skips the already-trained batches right after ``before_train_epoch``; the state is
+        restored after the last skipped batch (so the skip's data loading does not consume it). Other loops:
+        restored now, before the epoch's DataLoader iterator is created.
+        """
+        state, self._pending_rng_state = self._pending_rng_state, None
+        loop = self.train_loop
+        skip = int(getattr(loop, '_iter', 0)) if isinstance(loop, IterBasedTrainLoop) else 0
+        if skip > 0 and hasattr(loop, 'dataloader_iterator'):
+            loop.dataloader_iterator = _RestoreRNGAfter(loop.dataloader_iterator, skip, state)
+        else:
+            set_rng_state(state)
 
     # -- resume ------------------------------------------------------------------------------------------------------
     def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False, revise_keys=None):

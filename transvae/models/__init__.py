@@ -4,3 +4,8 @@ from .autoencoders import VAE
 from .distributions import DiagonalGaussian
 
 __all__ = ['VAE', 'DiagonalGaussian']
+
+from . import adapters, discriminators, foundation, wrappers  # noqa: E402,F401
+from .autoencoders import VAEGAN  # noqa: E402
+
+__all__ += ['VAEGAN']

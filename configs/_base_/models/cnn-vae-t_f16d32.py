@@ -11,7 +11,7 @@ model = dict(
     kl_loss=dict(type='KLLoss', loss_weight=1e-8),
     data_preprocessor=dict(type='VAEDataPreprocessor'))
 
-presets = dict(
+model_presets = dict(
     cpu=dict(
         model=dict(
             arch=dict(base_channels=32, channel_mults=[1, 1, 2, 2, 4], num_res_blocks=1),

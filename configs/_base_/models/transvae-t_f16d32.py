@@ -24,7 +24,7 @@ model = dict(
     data_preprocessor=dict(type='VAEDataPreprocessor'))
 
 # `tools/train.py --preset cpu`: the micro widths (f kept), LPIPS-alex.
-presets = dict(
+model_presets = dict(
     cpu=dict(
         model=dict(
             arch=dict(widths=[32, 32, 64, 64, 128], depths=[1, 1, 1, 1, 2]),

@@ -13,7 +13,6 @@ from typing import Optional, Union
 
 import torch
 import torch.distributed as torch_dist
-import torch.nn as nn
 from mmengine.device import is_cuda_available, is_mlu_available, is_musa_available, is_npu_available
 from mmengine.logging import MessageHub, print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper

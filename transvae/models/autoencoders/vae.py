@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
+from transvae.datasets.collate import empty_batch_outputs, is_empty_batch
 from transvae.registry import MODELS
 
 from ..distributions import DiagonalGaussian
@@ -115,6 +116,18 @@ class VAE(BaseModel):
         return self.decoder.get_last_layer()
 
     # ------------------------------------------------------------------ MMEngine
+    def val_step(self, data: dict | tuple | list) -> list:
+        """MMEngine val step; a batch whose every image was unreadable (and skipped) yields no prediction."""
+        if is_empty_batch(data):
+            return empty_batch_outputs()
+        return super().val_step(data)
+
+    def test_step(self, data: dict | tuple | list) -> list:
+        """MMEngine test step; see :meth:`val_step`."""
+        if is_empty_batch(data):
+            return empty_batch_outputs()
+        return super().test_step(data)
+
     def forward(self, inputs: Tensor, data_samples: list | None = None, mode: str = 'tensor') -> Any:
         """``mode``: ``'loss'`` -> dict of losses and logs; ``'predict'`` -> list of dicts with ``pred_img`` and
         ``gt_img`` ``(3, H, W)`` in ``[0, 1]`` on the CPU; ``'tensor'`` -> reconstructions ``(B, 3, H, W)``."""

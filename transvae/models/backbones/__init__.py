@@ -2,4 +2,8 @@ from .base import DecoderBase, EncoderBase
 from .cnn import CNNDecoder, CNNEncoder
 from .hybrid import TransVAEDecoder, TransVAEEncoder
 
+from .swin import SwinDecoder, SwinEncoder
+from .vit import ViTDecoder, ViTEncoder
+
 __all__ = ['DecoderBase', 'EncoderBase', 'CNNDecoder', 'CNNEncoder', 'TransVAEDecoder', 'TransVAEEncoder']
+__all__ += ['SwinDecoder', 'SwinEncoder', 'ViTDecoder', 'ViTEncoder']

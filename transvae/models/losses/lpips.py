@@ -5,7 +5,6 @@ import warnings
 from typing import Callable
 
 import lpips as _lpips_pkg  # the `lpips==0.1.4` package (absolute import; this file is transvae.models.losses.lpips)
-import torch
 from torch import Tensor, nn
 
 from transvae.models.pretrained.offline_weights import load_lpips_backbone

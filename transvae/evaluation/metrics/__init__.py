@@ -1,0 +1,6 @@
+"""Evaluation metrics (registered in ``transvae.registry.METRICS``)."""
+from .base import BaseReconstructionMetric
+from .fid import FIDMetric
+from .image_quality import LPIPSMetric, PSNRMetric, SSIMMetric
+
+__all__ = ['BaseReconstructionMetric', 'PSNRMetric', 'SSIMMetric', 'LPIPSMetric', 'FIDMetric']

@@ -1,0 +1,5 @@
+"""Adapters that run third-party autoencoders through the transvae ``VAE`` interface (no third-party import)."""
+from .diffusers_kl import (DiffusersAutoencoderKL, DiffusersKLDecoder, DiffusersKLEncoder,
+                           convert_diffusers_state_dict)
+
+__all__ = ['DiffusersAutoencoderKL', 'DiffusersKLEncoder', 'DiffusersKLDecoder', 'convert_diffusers_state_dict']

@@ -1,0 +1,4 @@
+"""Discriminators for the GAN stage (stage 2)."""
+from .patchgan import PatchGANDiscriminator
+
+__all__ = ['PatchGANDiscriminator']

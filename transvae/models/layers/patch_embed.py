@@ -1,0 +1,195 @@
+"""Patch embeddings (image -> token map) and output heads (token map -> image) of the single-stage / Swin VAEs.
+
+Two slots, each with one constructor and forward signature so a config swaps them with one key:
+
+* patch embed: ``(in_channels, embed_dims, patch_size)``, ``(B, C_in, H, W) -> (B, D, H/p, W/p)``;
+* output head: ``(in_channels, out_channels, patch_size)``, ``(B, D, h, w) -> (B, C_out, p*h, p*w)``.
+
+``PatchMerging`` / ``PatchExpanding`` (Swin) follow the sampling slot of ``sampling.py`` instead.
+
+``ConvPatchEmbed`` / ``PixelShuffleHead`` are the ViT-VAE baseline (Fig. 2b); ``SeqConvPatchEmbed`` /
+``SeqConvUpHead`` are the DHVT-style sequential overlapping convolutions of PAPER.md §1.5 ("SeqConv").
+"""
+from __future__ import annotations
+
+import math
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from transvae.registry import MODELS
+
+from .norm import build_act, build_norm
+
+
+def _log2_int(p: int, who: str) -> int:
+    k = int(round(math.log2(p))) if p > 0 else -1
+    if k < 0 or 2 ** k != p:
+        raise ValueError(f'{who} needs a power-of-two patch_size, got {p}')
+    return k
+
+
+@MODELS.register_module()
+class ConvPatchEmbed(nn.Module):
+    """One non-overlapping convolution, kernel = stride = ``patch_size`` (ViT / Swin patch embedding).
+
+    Args:
+        in_channels: image channels.
+        embed_dims: token channels ``D``.
+        patch_size: ``p`` (16 for ViT-VAE f16, 2 for Swin-VAE).
+        norm_cfg: optional map norm after the conv (``LN2d`` in Swin).
+    """
+
+    def __init__(self, in_channels: int = 3, embed_dims: int = 768, patch_size: int = 16,
+                 norm_cfg: dict | None = None) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_channels, embed_dims, patch_size, stride=patch_size)
+        self.norm = build_norm(norm_cfg, embed_dims)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, C_in, H, W) -> (B, D, H/p, W/p)``; H, W multiples of p."""
+        return self.norm(self.proj(x))
+
+
+@MODELS.register_module()
+class SeqConvPatchEmbed(nn.Module):
+    """``log2(p)`` x [Conv3x3 stride 2 -> norm -> act], channels ``D/2^(k-1) ... D/2, D`` (DHVT's SOPE, §1.5).
+
+    Args:
+        in_channels: image channels.
+        embed_dims: token channels ``D`` (output of the last conv).
+        patch_size: total stride ``p`` (power of two).
+        norm_cfg: map norm after each conv (``GN`` by default: batch-size independent, unlike DHVT's BN).
+        act_cfg: activation after each norm (GELU).
+    """
+
+    def __init__(self, in_channels: int = 3, embed_dims: int = 768, patch_size: int = 16,
+                 norm_cfg: dict | None = None, act_cfg: dict | None = None) -> None:
+        super().__init__()
+        k = _log2_int(patch_size, 'SeqConvPatchEmbed')
+        norm_cfg = norm_cfg or dict(type='GN')
+        self.patch_size = patch_size
+        chs = [in_channels] + [max(embed_dims // 2 ** (k - 1 - i), 1) for i in range(k)]
+        layers: list[nn.Module] = []
+        for i in range(k):
+            layers += [nn.Conv2d(chs[i], chs[i + 1], 3, stride=2, padding=1), build_norm(norm_cfg, chs[i + 1]),
+                       build_act(act_cfg or dict(type='GELU'))]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, C_in, H, W) -> (B, D, H/p, W/p)``."""
+        return self.layers(x)
+
+
+@MODELS.register_module()
+class PixelShuffleHead(nn.Module):
+    """1x1 conv ``D -> hidden * p^2`` -> PixelShuffle(p) -> Conv3x3 ``hidden -> C_out`` (ViT-VAE output, Fig. 2b).
+
+    Args:
+        in_channels: token channels ``D``.
+        out_channels: image channels.
+        patch_size: ``p``.
+        hidden_channels: channels after the shuffle (defaults to ``out_channels``, i.e. ``D -> 3 p^2``).
+    """
+
+    def __init__(self, in_channels: int = 768, out_channels: int = 3, patch_size: int = 16,
+                 hidden_channels: int | None = None) -> None:
+        super().__init__()
+        hidden = hidden_channels or out_channels
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_channels, hidden * patch_size ** 2, 1)
+        self.conv_out = nn.Conv2d(hidden, out_channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, D, h, w) -> (B, C_out, p*h, p*w)``."""
+        return self.conv_out(F.pixel_shuffle(self.proj(x), self.patch_size))
+
+    @property
+    def last_layer(self) -> nn.Parameter:
+        return self.conv_out.weight
+
+
+@MODELS.register_module()
+class SeqConvUpHead(nn.Module):
+    """``log2(p)`` x [nearest x2 -> Conv3x3 -> norm -> act], channels ``D/2 ... D/2^k``, then Conv3x3 to ``C_out``.
+
+    The decoder mirror of :class:`SeqConvPatchEmbed` (PAPER.md §1.5, [G]).
+
+    Args:
+        in_channels: token channels ``D``.
+        out_channels: image channels.
+        patch_size: total up-sampling ``p`` (power of two).
+        norm_cfg / act_cfg: as for :class:`SeqConvPatchEmbed`.
+        min_channels: floor of the channel ramp.
+    """
+
+    def __init__(self, in_channels: int = 768, out_channels: int = 3, patch_size: int = 16,
+                 norm_cfg: dict | None = None, act_cfg: dict | None = None, min_channels: int = 8) -> None:
+        super().__init__()
+        k = _log2_int(patch_size, 'SeqConvUpHead')
+        norm_cfg = norm_cfg or dict(type='GN')
+        self.patch_size = patch_size
+        chs = [in_channels] + [max(in_channels // 2 ** (i + 1), min_channels) for i in range(k)]
+        layers: list[nn.Module] = []
+        for i in range(k):
+            layers += [nn.Upsample(scale_factor=2.0, mode='nearest'), nn.Conv2d(chs[i], chs[i + 1], 3, padding=1),
+                       build_norm(norm_cfg, chs[i + 1]), build_act(act_cfg or dict(type='GELU'))]
+        self.layers = nn.Sequential(*layers)
+        self.conv_out = nn.Conv2d(chs[-1], out_channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, D, h, w) -> (B, C_out, p*h, p*w)``."""
+        return self.conv_out(self.layers(x))
+
+    @property
+    def last_layer(self) -> nn.Parameter:
+        return self.conv_out.weight
+
+
+@MODELS.register_module()
+class PatchMerging(nn.Module):
+    """Swin patch merging as a sampler: 2x2 neighbours concatenated -> LN(4C) -> Linear(4C -> C_out).
+
+    Sampling slot: ``(in_channels, out_channels)``, ``(B, C, H, W) -> (B, C_out, H/2, W/2)`` (odd sizes are
+    zero-padded).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int | None = None, norm_cfg: dict | None = None) -> None:
+        super().__init__()
+        out_channels = out_channels or 2 * in_channels
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.norm = build_norm(norm_cfg or dict(type='LN'), 4 * in_channels)
+        self.reduction = nn.Linear(4 * in_channels, out_channels, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, w % 2, 0, h % 2))
+        x = F.pixel_unshuffle(x, 2).permute(0, 2, 3, 1)  # (B, H/2, W/2, 4C)
+        return self.reduction(self.norm(x)).permute(0, 3, 1, 2)
+
+
+@MODELS.register_module()
+class PatchExpanding(nn.Module):
+    """Swin-Unet patch expanding as a sampler: Linear(C -> 4 C_out) -> 2x2 pixel-shuffle rearrange -> LN(C_out).
+
+    With ``C_out = C / 2`` (the Swin widths) the linear is ``C -> 2C``. Sampling slot:
+    ``(B, C, H, W) -> (B, C_out, 2H, 2W)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int | None = None, norm_cfg: dict | None = None) -> None:
+        super().__init__()
+        out_channels = out_channels or in_channels // 2
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.expand = nn.Linear(in_channels, 4 * out_channels, bias=False)
+        self.norm = build_norm(norm_cfg or dict(type='LN'), out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.expand(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, 4 C_out, H, W)
+        x = F.pixel_shuffle(x, 2).permute(0, 2, 3, 1)  # (B, 2H, 2W, C_out)
+        return self.norm(x).permute(0, 3, 1, 2)
+
+
+__all__ = ['ConvPatchEmbed', 'SeqConvPatchEmbed', 'PixelShuffleHead', 'SeqConvUpHead', 'PatchMerging',
+           'PatchExpanding']
