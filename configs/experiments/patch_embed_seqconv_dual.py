@@ -1,11 +1,3 @@
-# SeqConv ablation (Fig. 3c): SeqConv in both encoder and decoder (Dual SeqConv).
-# Reference: ViT-VAE-T w/ RoPE (= pe_rope.py): conv patch embed (k = s = 16) + 1x1 / PixelShuffle(16) / Conv3x3 head.
-_base_ = [
-    '../_base_/models/vit-vae-t_f16d32.py', '../_base_/datasets/imagenet.py',
-    '../_base_/schedules/schedule_ablation_5e.py', '../_base_/default_runtime.py'
-]
-train_dataloader = dict(batch_size=32)  # 8xb32: global batch 256 on 8 GPUs (PAPER.md §3.1)
-model = dict(
-    arch=dict(pe_cfg=dict(_delete_=True, type='RoPE2D', theta=10000.0)),
-    encoder=dict(patch_embed_cfg=dict(_delete_=True, type='SeqConvPatchEmbed')),
-    decoder=dict(head_cfg=dict(_delete_=True, type='SeqConvUpHead')))
+# SeqConv ablation (Fig. 3c): SeqConv in the decoder too (Dual SeqConv). Reference: patch_embed_seqconv_enc.py.
+_base_ = ['./patch_embed_seqconv_enc.py']
+model = dict(decoder=dict(head_cfg=dict(_delete_=True, type='SeqConvUpHead')))

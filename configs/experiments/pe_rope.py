@@ -1,8 +1,3 @@
-# PE ablation (Fig. 3b): ViT-VAE-T with 2D RoPE on Q/K instead of the learnable APE.
-# Reference: ViT-VAE-T (Fig. 2b) on the §3.1 A ablation schedule (L1 + LPIPS + KL 1e-8, 5 epochs).
-_base_ = [
-    '../_base_/models/vit-vae-t_f16d32.py', '../_base_/datasets/imagenet.py',
-    '../_base_/schedules/schedule_ablation_5e.py', '../_base_/default_runtime.py'
-]
-train_dataloader = dict(batch_size=32)  # 8xb32: global batch 256 on 8 GPUs (PAPER.md §3.1)
+# PE ablation (Fig. 3b): ViT-VAE-T with 2D RoPE on Q/K instead of the learnable APE. Reference: pe_ape.py.
+_base_ = ['./pe_ape.py']
 model = dict(arch=dict(pe_cfg=dict(_delete_=True, type='RoPE2D', theta=10000.0)))

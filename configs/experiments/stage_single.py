@@ -1,11 +1,3 @@
 # Stage ablation (Fig. 3c): single stage -- ViT-VAE-T w/ RoPE + Dual SeqConv, all blocks at stride 16.
-# Compare stage_multi.py (same block, RoPE; multi-stage with 2 CNN stages).
-_base_ = [
-    '../_base_/models/vit-vae-t_f16d32.py', '../_base_/datasets/imagenet.py',
-    '../_base_/schedules/schedule_ablation_5e.py', '../_base_/default_runtime.py'
-]
-train_dataloader = dict(batch_size=32)  # 8xb32: global batch 256 on 8 GPUs (PAPER.md §3.1)
-model = dict(
-    arch=dict(pe_cfg=dict(_delete_=True, type='RoPE2D', theta=10000.0)),
-    encoder=dict(patch_embed_cfg=dict(_delete_=True, type='SeqConvPatchEmbed')),
-    decoder=dict(head_cfg=dict(_delete_=True, type='SeqConvUpHead')))
+# Identical to patch_embed_seqconv_dual.py; compare stage_multi.py (same block and RoPE, 2 CNN stages in front).
+_base_ = ['./patch_embed_seqconv_dual.py']

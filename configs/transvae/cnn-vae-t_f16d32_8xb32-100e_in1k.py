@@ -36,12 +36,4 @@ presets = dict(
         model=dict(
             vf_loss=dict(foundation_cfg=dict(_delete_=True, type='VGG16Proxy', resize=None)),
             discriminator=dict(ndf=16),
-            disc_start=100),
-        # the schedule's CPU preset sets optim_wrapper.optimizer.lr: restate both optimizers (keeps --amp working)
-        optim_wrapper=dict(
-            _delete_=True,
-            constructor='VAEGANOptimWrapperConstructor',
-            generator=dict(type='SafeOptimWrapper', max_consecutive=5,
-                           optimizer=dict(type='AdamW', lr=2e-4, betas=(0.5, 0.9), weight_decay=0.0)),
-            discriminator=dict(type='SafeOptimWrapper', max_consecutive=5,
-                               optimizer=dict(type='AdamW', lr=2e-4, betas=(0.5, 0.9), weight_decay=0.0)))))
+            disc_start=100)))

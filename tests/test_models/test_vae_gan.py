@@ -231,4 +231,10 @@ def test_recipe_configs(name):
     assert cfg.model.vf_loss.foundation_cfg.type == 'VGG16Proxy'
     assert cfg.model.rec_loss.perceptual_cfg.net == 'alex'
     if 'discriminator' in cfg.model:
-        assert cfg.model.discriminator.ndf == 16 and 'optimizer' not in cfg.optim_wrapper
+        assert cfg.model.discriminator.ndf == 16
+        # the schedule preset's partial `optimizer` (the CPU lr) reaches both optimizers through the constructor
+        ow = dict(cfg.optim_wrapper)
+        constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(type=ow.pop('constructor'), optim_wrapper_cfg=ow))
+        wrappers = constructor(MODELS.build(cfg.model))
+        assert {k: w.optimizer.param_groups[0]['lr'] for k, w in wrappers.items()} == {
+            'generator': 2e-4, 'discriminator': 2e-4}

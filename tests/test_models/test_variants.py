@@ -146,7 +146,7 @@ def test_experiment_config(path):
     apply_preset(cfg, 'cpu')
     assert cfg.train_dataloader.batch_size < 32 and cfg.train_cfg.max_iters < 1000
     if cfg.model.type == 'VAEGAN':  # an OptimWrapperDict: only generator / discriminator entries
-        assert set(cfg.optim_wrapper) == {'constructor', 'generator', 'discriminator'}
+        assert {'constructor', 'generator', 'discriminator'} <= set(cfg.optim_wrapper) <= {'constructor', 'generator', 'discriminator', 'optimizer'}
         assert cfg.model.vf_loss.foundation_cfg.type == 'VGG16Proxy'
     torch.manual_seed(0)
     enc, dec = build_encoder_decoder(cfg)

@@ -465,8 +465,9 @@ def main(argv: list[str] | None = None) -> dict:
             entry(name)['gmacs'][str(res)] = dict(g, total=g['encode'] + g['decode'])
 
     # ---- matmul peak
-    if not args.no_peak:
-        results['matmul_peak'] = matmul_peak(device)
+    peak_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(args.amp, torch.float32)
+    if not args.no_peak:  # in the dtype the model runs in (autocast matmuls)
+        results['matmul_peak'] = dict(matmul_peak(device, dtype=peak_dtype), dtype=str(peak_dtype))
 
     # ---- latency (ours and the reference interleaved per repeat)
     n_lat = len(args.resolutions) * len(args.batch_sizes) * len(args.modes) * args.repeats
@@ -566,7 +567,7 @@ def main(argv: list[str] | None = None) -> dict:
         set_grad_checkpointing(tm, args.grad_checkpoint)
         step, _ = make_train_step(tm, args.train_batch, args.train_res, device, amp, args.channels_last)
         if not args.no_peak:  # re-measure the peak right before: load drifts on a shared machine
-            results['matmul_peak_before_train'] = matmul_peak(device)
+            results['matmul_peak_before_train'] = dict(matmul_peak(device, dtype=peak_dtype), dtype=str(peak_dtype))
         with sdpa_backend(args.sdpa_backend):
             ts = interleaved({'step': step}, args.train_repeats, 2, device)['step']
         med = statistics.median(ts)
@@ -683,7 +684,7 @@ def print_report(r: dict) -> None:
           f"threads={r['machine']['torch_threads']}", '===')
     print('command:', r['command'])
     if 'matmul_peak' in r:
-        print(f"fp32 matmul peak: {r['matmul_peak']['gflops']:.1f} GFLOP/s "
+        print(f"{r['matmul_peak'].get('dtype', 'fp32')} matmul peak: {r['matmul_peak']['gflops']:.1f} GFLOP/s "
               f"(per size: {', '.join(f'{k}: {v:.0f}' for k, v in r['matmul_peak']['per_size_gflops'].items())})")
     rows = list(r['models'].items()) + ([('SD-VAE', r['reference'])] if r.get('reference') else [])
     print(f"{'model':32s} {'params(M)':>10s}")

@@ -26,15 +26,11 @@ model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel', broadcast_buf
                          find_unused_parameters=False)
 
 # `tools/train.py --preset cpu`: micro widths + LPIPS-alex (model base), the VGG16 relu5_3 proxy for DINOv2, a small
-# discriminator starting at once (so the short CPU run exercises it), the CPU lr of the schedule's preset restated for
-# both optimizers (the schedule's `optim_wrapper.optimizer` entry does not apply to an OptimWrapperDict).
-_cpu_optim = dict(type='SafeOptimWrapper', max_consecutive=5,
-                  optimizer=dict(type='AdamW', lr=2e-4, betas=(0.5, 0.9), weight_decay=0.0))
+# discriminator starting at once (so the short CPU run exercises it). The schedule preset's lr applies to both
+# optimizers (VAEGANOptimWrapperConstructor treats a partial `optimizer` as an override).
 presets = dict(
     cpu=dict(
         model=dict(
             disc_start=0,
             vf_loss=dict(foundation_cfg=dict(_delete_=True, type='VGG16Proxy', resize=None)),
-            discriminator=dict(ndf=16)),
-        optim_wrapper=dict(_delete_=True, constructor='VAEGANOptimWrapperConstructor', generator=_cpu_optim,
-                           discriminator=_cpu_optim)))
+            discriminator=dict(ndf=16))))
