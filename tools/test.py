@@ -41,6 +41,7 @@ import os.path as osp  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
+import uuid  # noqa: E402
 import warnings  # noqa: E402
 from typing import Any, Optional  # noqa: E402
 
@@ -380,6 +381,7 @@ def _command(argv) -> str:
 # ---------------------------------------------------------------------------------------------------------------------
 def run_single(args: argparse.Namespace, argv=None) -> dict:
     cfg = build_config(args)
+    strip_training_modules(cfg)  # VF foundation model / discriminator are not needed to evaluate reconstructions
     init_cpu_distributed(cfg, args.launcher)
     runner = build_runner(cfg)
     counter = EvalCountHook()
@@ -478,6 +480,8 @@ def run_multi(args: argparse.Namespace, argv=None) -> dict:
             tag = f"{name.replace(':', '_').replace('/', '_')}_{r or 'cfg'}"
             cfg.work_dir = osp.join(root_wd, label, tag)
             cfg.experiment_name = f'{label}_{tag}'
+            if isinstance(cfg.get('visualizer', None), dict):  # a fixed name would reuse (and mix) one instance
+                cfg.visualizer['name'] = f'visualizer_{label}_{tag}_{uuid.uuid4().hex[:8]}'
             if ds_override is not None:
                 ds = copy.deepcopy(ds_override)
             else:

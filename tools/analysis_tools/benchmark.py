@@ -297,9 +297,16 @@ def run_worker(spec: dict) -> dict:
                                       memory_budget_mb=spec.get('memory_budget_mb'))
             if spec.get('tile_limit'):
                 fn = _limit_tiles(runner, mode, fn, spec['tile_limit'])
+            chosen = None
             if tile == 'auto':  # calibrate before the baseline so its tiny peaks do not count
-                from transvae.apis.tiling import calibrate_memory
+                from transvae.apis.tiling import calibrate_memory, choose_tile, estimate_peak_memory
                 calibrate_memory(runner.model, mode)
+                shape = (b, 3, res, res)
+                chosen = choose_tile(runner.model, shape, spec.get('memory_budget_mb'), mode,
+                                     overlap=spec.get('overlap'))
+                spec['auto_tile'] = chosen
+                spec['estimated_tile_peak_mb'] = estimate_peak_memory(
+                    runner.model, (b, 3, chosen or res, chosen or res), mode) / 2**20
         else:
             mod = runner.enc if mode == 'encode' else runner.dec
 
@@ -323,6 +330,9 @@ def run_worker(spec: dict) -> dict:
     wall = time.perf_counter() - t
     del out
     res_d = dict(wall_s=wall, base_rss_mb=base_rss / 2**20, hwm_reset=hwm_reset)
+    for k in ('auto_tile', 'estimated_tile_peak_mb'):
+        if k in spec:
+            res_d[k] = spec[k]
     if hasattr(fn, 'tiles_run'):
         res_d['tiles_run'] = fn.tiles_run
     hwm = _status_kb('VmHWM') * 1024

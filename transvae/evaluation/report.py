@@ -103,9 +103,10 @@ def _num(v: Any) -> Optional[float]:
 
 def canonical_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Map metric keys (possibly prefixed, e.g. ``test/psnr`` or ``tiny/psnr``) to ``psnr`` / ``ssim`` / ``lpips``
-    / ``rfid``; other keys are kept under their own name. Values: float or None (NaN / inf / not a number)."""
-    out: dict[str, Any] = {}
+    / ``rfid`` (always present; None when missing); other keys are kept under their own name. Values: float or
+    None (NaN / inf / not a number)."""
     names = {k for k, _, _ in METRIC_COLUMNS}
+    out: dict[str, Any] = {k: None for k, _, _ in METRIC_COLUMNS}
     for key, value in metrics.items():
         short = str(key).rsplit('/', 1)[-1]
         name = short if short in names else str(key)
@@ -138,12 +139,18 @@ def make_setting(dataset: str,
     )
 
 
+def _has_rfid(setting: Mapping[str, Any]) -> bool:
+    return any(m.get('rfid') is not None for m in setting.get('results', {}).values())
+
+
 def _warnings(settings: Iterable[Mapping[str, Any]]) -> list[str]:
     out = []
     for s in settings:
         n = s.get('num_images')
         where = f"{s['dataset']} @ {s['resolution'] or 'config'}"
-        if n is None or n < MIN_IMAGES_FOR_RFID:
+        if not _has_rfid(s):
+            out.append(f'{where}: rFID not computed (no FIDMetric in the evaluator).')
+        elif n is None or n < MIN_IMAGES_FOR_RFID:
             out.append(f'{where}: rFID on N={n} images (< {MIN_IMAGES_FOR_RFID}) is biased upwards and NOT '
                        "comparable to the paper's (ImageNet val 50k / COCO val2017 5k).")
         if s.get('num_skipped'):
@@ -206,7 +213,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     out = [f"# {report.get('title', 'Reconstruction benchmark')}", '']
     if report.get('command'):
         out += [f"Command: `{report['command']}`  ", f"Created: {report.get('created', '')}", '']
-    low_n = [s for s in report['settings'] if (s.get('num_images') or 0) < MIN_IMAGES_FOR_RFID]
+    low_n = [s for s in report['settings'] if (s.get('num_images') or 0) < MIN_IMAGES_FOR_RFID and _has_rfid(s)]
     if low_n:
         out += [f'> **WARNING: rFID on fewer than {MIN_IMAGES_FOR_RFID} images is biased upwards and NOT comparable '
                 "to the paper's numbers** (ImageNet val 50k / COCO val2017 5k images). Affected: " + ', '.join(

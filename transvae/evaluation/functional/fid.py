@@ -177,7 +177,8 @@ def fid_from_features(real: Tensor | np.ndarray, fake: Tensor | np.ndarray, exac
         raise ValueError('FID needs at least 2 images in each set')
     if exact_subspace:
         real_t, fake_t = project_to_common_subspace(real_t, fake_t)
-    fid = FrechetInceptionDistance(feature=FeaturePassThrough(real_t.shape[1]), normalize=False)
+    fid = FrechetInceptionDistance(feature=FeaturePassThrough(real_t.shape[1]), normalize=False,
+                                   sync_on_compute=False)  # mmengine already gathered the features to rank 0
     fid.update(real_t, real=True)
     fid.update(fake_t, real=False)
     return float(fid.compute())
