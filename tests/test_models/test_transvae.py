@@ -177,3 +177,15 @@ def test_arch_keys_reach_both_sides():
 def test_unknown_type_names_registry_and_suggests():
     with pytest.raises(KeyError, match=r"transvae::model registry.*Did you mean: FullConvFFN"):
         MODELS.build(dict(type='FullConvFNN', embed_dims=8))
+
+
+def test_predict_with_tiling_matches_whole_image_when_one_tile_covers_it():
+    torch.manual_seed(0)
+    vae = build_vae().eval()
+    x = torch.rand(1, 3, 32, 40) * 2 - 1
+    whole = vae.predict(x)[0]['pred_img']
+    vae.set_tiling(64)
+    assert torch.allclose(vae.predict(x)[0]['pred_img'], whole, atol=1e-5)
+    vae.set_tiling(16, overlap=8)
+    tiled = vae.predict(x)[0]['pred_img']
+    assert tiled.shape == whole.shape and 0 <= tiled.min() and tiled.max() <= 1

@@ -60,6 +60,8 @@ def test_driver_trains_skips_and_resumes(tmp_path, monkeypatch, capsys):
     md = (root / 'results.md').read_text()
     assert 'Measured ordering' in md and 'Paper ordering' in md and ('agrees' in md or 'disagrees' in md)
     assert (root / 'results.csv').read_text().count('\n') == 3
+    run = json.loads((root / 'driver_runs.jsonl').read_text().splitlines()[-1])
+    assert run['variants'] == ['cnn', 'multi'] and run['wall_s'] > 0 and 'Driver runs' in md
 
     # skip-if-done: no subprocess at all on a second run
     def boom(*a, **k):

@@ -328,6 +328,9 @@ def summarize(label: str, val_rows: list[dict], record: Optional[dict] = None) -
         else:
             out[f'best_{k}'] = float('nan')
             out[f'best_{k}_step'] = None
+    for k in ('rec_l1', 'rec_lpips'):  # the two terms of rec_loss (ReconstructionLossMetric)
+        vals = [_num(r.get(k)) for r in val_rows if k in r]
+        out[f'final_{k}'] = vals[-1] if vals else float('nan')
     out['wall_s'] = (record or {}).get('wall_s')
     return out
 
@@ -431,7 +434,8 @@ def write_results(study: Study, summaries: dict[str, dict], root: str, tol: floa
     labels = [v.label for v in study.variants]
     paper = {v.label: v.paper for v in study.variants}
     cols = ['label', 'config', 'paper_rec_loss', 'final_step', 'n_val', 'final_rec_loss', 'best_rec_loss',
-            'final_psnr', 'best_psnr', 'final_ssim', 'best_ssim', 'final_lpips', 'best_lpips', 'wall_s']
+            'final_psnr', 'best_psnr', 'final_ssim', 'best_ssim', 'final_lpips', 'best_lpips', 'final_rec_l1',
+            'final_rec_lpips', 'wall_s']
     csv_path = osp.join(root, 'results.csv')
     with open(csv_path, 'w', newline='') as f:
         w = csv.writer(f)
@@ -451,13 +455,14 @@ def write_results(study: Study, summaries: dict[str, dict], root: str, tol: floa
     lines.append(f'Val reconstruction loss = L1 (on [-1, 1]) + LPIPS-alex, mean over the val images; lower is better. '
                  f"'≈' = within {tol * 100:.0f}% relative.")
     lines.append('')
-    lines.append('| variant | config | paper rec loss | final step | final rec loss | best rec loss | final PSNR | '
-                 'best PSNR | final SSIM | final LPIPS | train wall (s) |')
+    lines.append('| variant | config | paper rec loss | final step | final rec loss (L1 + LPIPS) | best rec loss | '
+                 'final PSNR | best PSNR | final SSIM | final LPIPS (uint8) | train wall (s) |')
     lines.append('|---|---|---|---|---|---|---|---|---|---|---|')
     for v in study.variants:
         s = summaries.get(v.label, {})
         lines.append(f'| {v.label} | `{v.config}` | {_fmt(v.paper, 3)} | {s.get("final_step", "—")} | '
-                     f'{_fmt(s.get("final_rec_loss"))} | {_fmt(s.get("best_rec_loss"))} | '
+                     f'{_fmt(s.get("final_rec_loss"))} ({_fmt(s.get("final_rec_l1"), 3)} + '
+                     f'{_fmt(s.get("final_rec_lpips"), 3)}) | {_fmt(s.get("best_rec_loss"))} | '
                      f'{_fmt(s.get("final_psnr"), 2)} | {_fmt(s.get("best_psnr"), 2)} | {_fmt(s.get("final_ssim"))} | '
                      f'{_fmt(s.get("final_lpips"))} | {_fmt(s.get("wall_s"), 0)} |')
     lines.append('')
@@ -509,6 +514,26 @@ def report(study: Study, root: str, tol: float = 0.03, extra_lines: Iterable[str
         return f.read()
 
 
+def _run_lines(root: str) -> list[str]:
+    """Driver invocations recorded in ``ROOT/driver_runs.jsonl`` (wall time incl. validation, load average)."""
+    path = osp.join(root, 'driver_runs.jsonl')
+    if not osp.isfile(path):
+        return []
+    lines = ['Driver runs (train + in-loop validation, all variants; a run that skipped finished variants is '
+             'shorter):', '']
+    with open(path) as f:
+        for ln in f:
+            try:
+                r = json.loads(ln)
+            except ValueError:
+                continue
+            lines.append(f'- {r.get("started")}: {r.get("wall_s"):.0f} s for {len(r.get("variants", []))} variants, '
+                         f'preset {r.get("preset")}, max_iters {r.get("max_iters")}, val_interval '
+                         f'{r.get("val_interval")}; load average (1/5/15 min) {r.get("loadavg_start")} -> '
+                         f'{r.get("loadavg_end")} on {r.get("cpus")} CPUs')
+    return lines
+
+
 def main_for_study(study: Study, args: argparse.Namespace) -> str:
     """Train (unless ``--no-train``) and report one study; prints and returns results.md."""
     variants = study.variants
@@ -521,12 +546,16 @@ def main_for_study(study: Study, args: argparse.Namespace) -> str:
     os.makedirs(root, exist_ok=True)
     t0 = time.time()
     if not args.no_train:
+        load0 = os.getloadavg()
         run_all(variants, root, args)
-    extra = []
-    if not args.no_train:
-        extra.append(f'Driver wall time this invocation: {time.time() - t0:.0f} s '
-                     f'(preset {args.preset}, max_iters {args.max_iters}, val_interval {args.val_interval}).')
-    text = report(study, root, args.approx_tol, extra)
+        rec = dict(started=time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t0)),
+                   wall_s=round(time.time() - t0, 1), preset=args.preset, max_iters=args.max_iters,
+                   val_interval=args.val_interval, variants=[v.label for v in variants],
+                   loadavg_start=[round(x, 2) for x in load0], loadavg_end=[round(x, 2) for x in os.getloadavg()],
+                   cpus=os.cpu_count())
+        with open(osp.join(root, 'driver_runs.jsonl'), 'a') as f:
+            f.write(json.dumps(rec) + '\n')
+    text = report(study, root, args.approx_tol, _run_lines(root))
     print(text)
     return text
 

@@ -69,6 +69,8 @@ class VAE(BaseModel):
         # Channel statistics of the latents (set by tools/extract_latents.py); saved with the checkpoint.
         self.register_buffer('latent_mean', torch.zeros(d))
         self.register_buffer('latent_std', torch.ones(d))
+        self.tile: int | str | None = None  # evaluation tiling (set_tiling)
+        self.tile_overlap: int | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -111,6 +113,11 @@ class VAE(BaseModel):
         self.latent_mean.copy_(mean.reshape(-1))
         self.latent_std.copy_(std.reshape(-1))
 
+    def set_tiling(self, tile: int | str | None, overlap: int | None = None) -> None:
+        """Make ``predict`` (val / test) encode and decode in overlapping tiles of ``tile`` pixels (``'auto'``: chosen
+        from a memory budget; ``None``: whole images). See :mod:`transvae.apis.tiling`."""
+        self.tile, self.tile_overlap = tile, overlap
+
     def get_last_layer(self) -> nn.Parameter:
         """The decoder's final conv weight (for the GAN's adaptive weight)."""
         return self.decoder.get_last_layer()
@@ -152,8 +159,11 @@ class VAE(BaseModel):
 
     @torch.no_grad()
     def predict(self, inputs: Tensor, data_samples: list | None = None) -> list[dict]:
-        recons = self.reconstruct(inputs)
-        pred = ((recons.float().clamp(-1, 1) + 1) / 2).cpu()
+        if self.tile is None:
+            pred = ((self.reconstruct(inputs).float().clamp(-1, 1) + 1) / 2).cpu()
+        else:
+            from transvae.apis.inference import reconstruct as reconstruct_images  # apis imports models
+            pred = reconstruct_images(self, (inputs + 1) / 2, tile=self.tile, overlap=self.tile_overlap).float().cpu()
         gt = ((inputs.float().clamp(-1, 1) + 1) / 2).cpu()
         outputs = []
         for i in range(inputs.shape[0]):
