@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import write_rgb
+from dataset_helpers import write_rgb
 from transvae.datasets import ImageFolderDataset
 from transvae.registry import DATASETS
 

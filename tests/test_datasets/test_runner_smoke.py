@@ -6,7 +6,7 @@ from mmengine.evaluator import BaseMetric, Evaluator
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
-from conftest import make_corrupt_folder
+from dataset_helpers import make_corrupt_folder
 from transvae.datasets import ImageFolderDataset, empty_batch_outputs, is_empty_batch
 from transvae.engine.hooks.skipped_images_hook import SkippedImagesHook  # noqa: F401 (registers the hook)
 

@@ -9,7 +9,7 @@ import torch
 from mmengine.dataset import pseudo_collate, worker_init_fn
 from mmengine.logging import MessageHub, MMLogger
 
-from conftest import make_corrupt_folder
+from dataset_helpers import make_corrupt_folder
 from transvae.datasets import ImageFolderDataset, empty_batch, is_empty_batch, push_skipped, skip_none_collate
 from transvae.engine.hooks.skipped_images_hook import SkippedImagesHook, extract_skipped
 from transvae.registry import FUNCTIONS, HOOKS

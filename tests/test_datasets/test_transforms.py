@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from conftest import make_corrupt_folder, write_rgb
+from dataset_helpers import make_corrupt_folder, write_rgb
 from transvae.datasets.transforms import (CenterCrop, LoadImageRGB, PackVAEInputs, RandomCrop, RandomFlip,
                                           RandomResizedCrop, ResizeShortSide)
 from transvae.registry import TRANSFORMS

@@ -80,6 +80,10 @@ def test_driver_trains_skips_and_resumes(tmp_path, monkeypatch, capsys):
     assert 'resumed' in log.lower() or 'resume' in log.lower()
     val, train = rc.read_scalars(str(root / 'cnn'))
     assert [r['step'] for r in val] == [2, 3]
+    # the logged rec_loss is the current value (mmengine would log a running mean of 'loss' keys otherwise)
+    for path in (root / 'cnn').glob('*/vis_data/scalars.json'):
+        for r in (json.loads(x) for x in path.read_text().splitlines() if 'rec_loss' in x):
+            assert r['rec_loss'] == pytest.approx(r['rec_l1'] + r['rec_lpips'], rel=1e-9)
     # the resumed run trained only iteration 3
     runs = sorted((root / 'cnn').glob('*/vis_data/scalars.json'))
     last = [json.loads(x) for x in runs[-1].read_text().splitlines() if x.strip()]
@@ -110,6 +114,7 @@ def test_overlay_adds_rec_loss_metric_and_hooks(tmp_path):
     assert cfg.default_hooks.logger.log_metric_by_epoch is False
     assert cfg.default_hooks.logger.interval == 10  # merged, not replaced
     assert cfg.custom_hooks[-1]['type'] == 'ReconstructionGridHook'
+    assert cfg.log_processor.custom_cfg[0]['data_src'] == 'rec_loss' and cfg.log_processor.window_size == 10
     assert 'model_presets' in cfg  # the presets still come through for --preset cpu
 
 

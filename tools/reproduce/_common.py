@@ -135,7 +135,10 @@ def write_overlay(variant: Variant, root: str, add_rec_loss: bool = True) -> str
     lines = [f'# Overlay written by tools/reproduce/_common.py for variant {variant.label!r}.',
              f'_base_ = [{src!r}]',
              '# val scalars keyed by iteration (mmengine logs them by epoch = 0 otherwise under an iteration loop)',
-             'default_hooks = dict(logger=dict(log_metric_by_epoch=False))']
+             'default_hooks = dict(logger=dict(log_metric_by_epoch=False))',
+             "# mmengine's LogProcessor logs every key containing 'loss' as a running mean over the last 10 values",
+             '# (also for val); rec_loss must be the current value',
+             "log_processor = dict(custom_cfg=[dict(data_src='rec_loss', method_name='mean', window_size=1)])"]
     if add_rec_loss:
         evs = _eval_list(Config.fromfile(src))
         if not any(e.get('type') == REC_LOSS_METRIC['type'] for e in evs):
@@ -299,6 +302,11 @@ def read_scalars(work_dir: str) -> tuple[list[dict], list[dict]]:
                 if any(k in row for k in METRIC_KEYS) and 'lr' not in row:
                     if int(row['step']) == 0 and last_train > 0:  # logged by epoch (0): take the last train iter
                         row = dict(row, step=last_train)
+                    if 'rec_l1' in row and 'rec_lpips' in row:
+                        # mmengine's LogProcessor logs keys containing 'loss' as a running mean of the last 10 vals
+                        # unless log_processor.custom_cfg says 'current' (the overlay does); the two terms are exact
+                        row = dict(row, rec_loss=float(row['rec_l1']) + REC_LOSS_METRIC.get('lpips_weight', 1.0)
+                                   * float(row['rec_lpips']))
                     val[int(row['step'])] = row
                 else:
                     last_train = int(row['step'])
