@@ -7,14 +7,16 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
+# The 119 photos are decoded once and kept in memory (~100 MB), and loaded in the main process: with 2 cores a loader
+# worker re-decoding PNGs every epoch (107 images = 7 iterations) took 0.2-0.4 s of each ~0.9 s iteration.
 _train_pipeline = [
-    dict(type='LoadImageRGB'),
+    dict(type='LoadImageRGB', cache_mb=512),
     dict(type='RandomCrop', size=64),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackVAEInputs'),
 ]
-train_dataloader = dict(batch_size=16, num_workers=1, dataset=dict(pipeline=_train_pipeline))
-val_dataloader = dict(num_workers=1)
-test_dataloader = dict(num_workers=1)
+train_dataloader = dict(batch_size=16, num_workers=0, dataset=dict(pipeline=_train_pipeline))
+val_dataloader = dict(num_workers=0)
+test_dataloader = dict(num_workers=0)
 
 default_hooks = dict(checkpoint=dict(interval=250, max_keep_ckpts=2), logger=dict(interval=25))

@@ -191,3 +191,17 @@ def test_registry_build(tmp_path):
     for name in ('LoadImageRGB', 'ResizeShortSide', 'CenterCrop', 'RandomCrop', 'RandomResizedCrop', 'RandomFlip',
                  'PackVAEInputs'):
         assert TRANSFORMS.get(name).__module__.startswith('transvae.datasets')
+
+
+def test_load_cache_returns_read_only_arrays_and_respects_budget(tmp_path):
+    from transvae.datasets.transforms import LoadImageRGB
+    a, b = tmp_path / 'a.png', tmp_path / 'b.png'
+    write_rgb(a, 24, 32, seed=1)
+    write_rgb(b, 24, 32, seed=2)
+    t = LoadImageRGB(cache_mb=24 * 32 * 3 * 1.5 / 2**20)  # room for one image only
+    first = t(dict(img_path=str(a)))['img']
+    again = t(dict(img_path=str(a)))['img']
+    assert again is first and not first.flags.writeable
+    other = t(dict(img_path=str(b)))['img']
+    assert other.shape == (24, 32, 3) and str(b) not in t._cache
+    assert t(dict(img_path=str(tmp_path / 'missing.png'))) is None

@@ -46,12 +46,12 @@ def test_rope_relative_property():
     torch.manual_seed(0)
     hd = 16
     rope = RoPE2D(head_dim=hd)
-    big = rope.get_embed((12, 12)).view(12, 12, hd)
+    big = rope.get_embed((12, 12)).view(12, 12, hd // 2)
     q, k = torch.randn(1, 1, 1, hd), torch.randn(1, 1, 1, hd)
 
     def logit(pq, pk):
-        qa = apply_rope(q, big[pq].view(1, hd))
-        ka = apply_rope(k, big[pk].view(1, hd))
+        qa = apply_rope(q, big[pq].view(1, hd // 2))
+        ka = apply_rope(k, big[pk].view(1, hd // 2))
         return (qa * ka).sum()
 
     ref = logit((1, 2), (4, 7))
@@ -63,11 +63,20 @@ def test_rope_relative_property():
 def test_rope_is_a_rotation_and_uses_integer_positions():
     rope = RoPE2D(head_dim=16)
     x = torch.randn(2, 3, 20, 16)
-    ang = rope.get_embed((4, 5))
-    assert ang.shape == (20, 16)
-    assert torch.allclose(apply_rope(x, ang).norm(dim=-1), x.norm(dim=-1), atol=1e-5)
+    cis = rope.get_embed((4, 5))
+    assert cis.shape == (20, 8) and cis.is_complex()
+    y = apply_rope(x, cis)
+    assert torch.allclose(y.norm(dim=-1), x.norm(dim=-1), atol=1e-5)
+    # the same as the real form x * cos + rotate_half(x) * sin with each angle repeated for its pair
+    ang = rope.get_angles((4, 5)).repeat_interleave(2, dim=-1)
+    pairs = x.unflatten(-1, (-1, 2))
+    rot = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
+    assert torch.allclose(y, x * ang.cos() + rot * ang.sin(), atol=1e-5)
+    # row index rotates the first half of the pairs, column index the second half
+    assert torch.equal(rope.get_angles((4, 5)).view(4, 5, 8)[2, 3, :4], 2 * rope.freqs)
+    assert torch.equal(rope.get_angles((4, 5)).view(4, 5, 8)[2, 3, 4:], 3 * rope.freqs)
     # integer grid: a bigger grid contains the smaller one unchanged (extrapolation, not interpolation)
-    assert torch.allclose(rope.get_embed((8, 8)).view(8, 8, 16)[:4, :5].reshape(20, 16), ang)
+    assert torch.allclose(rope.get_embed((8, 8)).view(8, 8, 8)[:4, :5].reshape(20, 8), cis)
     assert 'freqs' not in rope.state_dict()
 
 

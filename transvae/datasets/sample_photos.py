@@ -261,15 +261,25 @@ class SamplePhotosDataset(ImageFolderDataset):
     Args:
         data_root: where the set is (or will be) assembled.
         split: ``train`` or ``val``.
+        repeat: list every photo this many times per epoch. MMEngine's ``IterBasedTrainLoop`` pauses 2 s at every
+            epoch end (a guard against worker dead-locks), and 107 training photos at batch 8-16 end an epoch every
+            7-13 iterations: the training configs repeat the set so an epoch is a few hundred iterations.
         **kwargs: forwarded to :class:`ImageFolderDataset` (``pipeline``, ``test_mode``, ``max_images``, ...).
     """
 
-    def __init__(self, data_root: str = 'data/sample_photos', split: str = 'train', **kwargs) -> None:
+    def __init__(self, data_root: str = 'data/sample_photos', split: str = 'train', repeat: int = 1,
+                 **kwargs) -> None:
         if split not in ('train', 'val'):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        if repeat < 1:
+            raise ValueError(f'repeat must be >= 1, got {repeat}')
+        self.repeat = int(repeat)
         for key in ('data_prefix', 'ann_file', 'layout'):
             if key in kwargs:
                 raise TypeError(f'SamplePhotosDataset fixes {key!r}; use ImageFolderDataset for a custom layout')
         self.split = split
         self.manifest = prepare_sample_photos(data_root)
         super().__init__(data_root=data_root, data_prefix=split, layout='imagenet', **kwargs)
+
+    def load_data_list(self) -> list[dict]:
+        return super().load_data_list() * self.repeat

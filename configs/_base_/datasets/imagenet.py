@@ -50,6 +50,7 @@ dataset_presets = dict(
                 type='SamplePhotosDataset',
                 data_root=_sample_root,
                 split='train',
+                repeat=20,  # an epoch of 2140 crops, not 107 (mmengine pauses 2 s per epoch)
                 pipeline=[
                     dict(type='LoadImageRGB'),
                     dict(type='RandomCrop', size=64),

@@ -26,7 +26,8 @@ train_dataloader = dict(
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='transvae.skip_none_collate'),
-    dataset=dict(type=dataset_type, data_root=data_root, split='train', pipeline=train_pipeline))
+    dataset=dict(type=dataset_type, data_root=data_root, split='train', repeat=20,
+                 pipeline=train_pipeline))  # repeat: see SamplePhotosDataset (2 s pause per epoch)
 val_dataloader = dict(
     batch_size=4,
     num_workers=2,

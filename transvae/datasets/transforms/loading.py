@@ -104,19 +104,36 @@ class LoadImageRGB(BaseTransform):
 
     Required keys: ``img_path``. Added keys: ``img`` (uint8 ``(H, W, 3)``), ``img_shape`` and ``ori_shape``
     (``(H, W)``).
+
+    Args:
+        cache_mb: keep decoded images in memory, per process, up to this many MiB (first come, never evicted), for
+            small sets re-read every few iterations (the bundled photos). Cached arrays are read-only: later
+            transforms must copy, never write in place. Use with ``num_workers=0`` or persistent workers.
     """
+
+    def __init__(self, cache_mb: float = 0.0) -> None:
+        super().__init__()
+        self.cache_bytes = int(cache_mb * 2**20)
+        self._cache: dict[str, np.ndarray] = {}
+        self._cached_bytes = 0
 
     def transform(self, results: dict) -> Optional[dict]:
         path = results['img_path']
-        try:
-            img = decode_image_rgb(path)
-        except Exception as e:  # noqa: BLE001 -- every decode failure is a skip, by design
-            results['decode_error'] = f'{type(e).__name__}: {e}'
-            return None
+        img = self._cache.get(path)
+        if img is None:
+            try:
+                img = decode_image_rgb(path)
+            except Exception as e:  # noqa: BLE001 -- every decode failure is a skip, by design
+                results['decode_error'] = f'{type(e).__name__}: {e}'
+                return None
+            if self._cached_bytes + img.nbytes <= self.cache_bytes:
+                img.setflags(write=False)
+                self._cache[path] = img
+                self._cached_bytes += img.nbytes
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
         return results
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}()'
+        return f'{self.__class__.__name__}(cache_mb={self.cache_bytes / 2**20:g})'

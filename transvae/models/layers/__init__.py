@@ -2,7 +2,7 @@ from .attention import MultiHeadSelfAttention
 from .ffn import DWConvFFN, FullConvFFN, PointwiseFFN
 from .norm import RMSNorm, RMSNorm2d, GroupNorm, LayerNorm, LayerNorm2d, build_act, build_norm, gn_groups
 from .position import (LearnableAPE, NoPE, PositionEncoding, RoPE2D, SinCosAPE, apply_rope,
-                       build_position_encoding, rotate_half)
+                       build_position_encoding)
 from .sampling import (ConvPixelUnshuffleDown, DCDownsample, DCUpsample, InterpConvUp, StridedConvDown,
                        build_sampler, channel_to_space_duplicate, space_to_channel_average)
 
@@ -14,7 +14,7 @@ from .window_attention import (WindowAttention, shifted_window_mask, window_and_
 __all__ = [
     'MultiHeadSelfAttention', 'DWConvFFN', 'FullConvFFN', 'PointwiseFFN', 'RMSNorm', 'RMSNorm2d', 'GroupNorm',
     'LayerNorm', 'LayerNorm2d', 'build_act', 'build_norm', 'gn_groups', 'LearnableAPE', 'NoPE', 'PositionEncoding',
-    'RoPE2D', 'SinCosAPE', 'apply_rope', 'build_position_encoding', 'rotate_half', 'ConvPixelUnshuffleDown',
+    'RoPE2D', 'SinCosAPE', 'apply_rope', 'build_position_encoding', 'ConvPixelUnshuffleDown',
     'DCDownsample', 'DCUpsample', 'InterpConvUp', 'StridedConvDown', 'build_sampler', 'channel_to_space_duplicate',
     'space_to_channel_average'
 ]

@@ -59,28 +59,30 @@ class RoPE2D(PositionEncoding):
         freqs = theta ** (-4.0 * k / head_dim)
         self.register_buffer('freqs', freqs.float(), persistent=False)
 
-    def get_embed(self, hw: tuple[int, int]) -> Tensor:
+    def get_angles(self, hw: tuple[int, int]) -> Tensor:
+        """Rotation angle of every channel pair: ``(N, head_dim / 2)`` (rows' pairs first, then columns')."""
         h, w = hw
         device = self.freqs.device
-        ys = torch.arange(h, device=device, dtype=torch.float32)
-        xs = torch.arange(w, device=device, dtype=torch.float32)
-        ang_y = torch.outer(ys, self.freqs).repeat_interleave(2, dim=-1)  # (H, hd/2)
-        ang_x = torch.outer(xs, self.freqs).repeat_interleave(2, dim=-1)  # (W, hd/2)
+        ang_y = torch.outer(torch.arange(h, device=device, dtype=torch.float32), self.freqs)  # (H, hd/4)
+        ang_x = torch.outer(torch.arange(w, device=device, dtype=torch.float32), self.freqs)  # (W, hd/4)
         ang = torch.cat([ang_y[:, None, :].expand(h, w, -1), ang_x[None, :, :].expand(h, w, -1)], dim=-1)
-        return ang.reshape(h * w, self.head_dim)  # (N, hd)
+        return ang.reshape(h * w, self.head_dim // 2)
+
+    def get_embed(self, hw: tuple[int, int]) -> Tensor:
+        """Unit complex rotations ``exp(i * angle)``: complex64 ``(N, head_dim / 2)``, one per channel pair."""
+        ang = self.get_angles(hw)
+        return torch.polar(torch.ones_like(ang), ang)
 
 
-def rotate_half(x: Tensor) -> Tensor:
-    """Map each interleaved pair ``(a, b)`` of the last dimension to ``(-b, a)``."""
-    x = x.unflatten(-1, (-1, 2))
-    return torch.stack((-x[..., 1], x[..., 0]), dim=-1).flatten(-2)
+def apply_rope(x: Tensor, rope: Tensor) -> Tensor:
+    """Rotate each interleaved channel pair ``(2i, 2i+1)`` of ``x`` ``(B, heads, N, hd)`` by ``rope`` ``(N, hd/2)``.
 
-
-def apply_rope(x: Tensor, angles: Tensor) -> Tensor:
-    """Rotate ``x`` ``(B, heads, N, hd)`` by ``angles`` ``(N, hd)``; computed in float32, returned in x's dtype."""
-    cos, sin = angles.cos(), angles.sin()
-    xf = x.float()
-    return (xf * cos + rotate_half(xf) * sin).to(x.dtype)
+    A pair ``(a, b)`` is the complex number ``a + ib`` multiplied by ``exp(i * angle)``: ``(a cos - b sin,
+    a sin + b cos)``, one complex product instead of separate cos / sin / rotate-half tensors. Computed in float32,
+    returned in ``x``'s dtype.
+    """
+    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (B, heads, N, hd/2)
+    return torch.view_as_real(xc * rope).flatten(-2).to(x.dtype)
 
 
 @MODELS.register_module()
@@ -139,5 +141,5 @@ def build_position_encoding(cfg: dict | None, head_dim: int, embed_dims: int) ->
     return MODELS.build(cfg, default_args=dict(head_dim=head_dim, embed_dims=embed_dims))
 
 
-__all__ = ['PositionEncoding', 'NoPE', 'RoPE2D', 'LearnableAPE', 'SinCosAPE', 'apply_rope', 'rotate_half',
+__all__ = ['PositionEncoding', 'NoPE', 'RoPE2D', 'LearnableAPE', 'SinCosAPE', 'apply_rope',
            'build_position_encoding']
