@@ -22,7 +22,9 @@ default_hooks = dict(
 randomness = dict(seed=0)
 
 vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='Visualizer', vis_backends=vis_backends, name='visualizer')
+# no fixed `name`: each runner's visualizer is named after its (unique) experiment, so two runners in one process
+# never write into each other's work dirs
+visualizer = dict(type='Visualizer', vis_backends=vis_backends)
 
 log_level = 'INFO'
 load_from = None

@@ -84,3 +84,15 @@ def test_reconstruction_grid_hook(tmp_path):
     test_runner = tv.build_runner(cfg, str(tmp_path / 'twd'), dict(load_from=str(wd / 'iter_2.pth')))
     test_runner.test()
     assert (tmp_path / 'twd' / 'vis' / 'test_iter_2.png').is_file()
+
+
+def test_runners_built_in_the_same_second_do_not_share_state(tmp_path):
+    """MMEngine reuses a MessageHub / logger / visualizer of the same `<config>_<timestamp>` name; ours never do."""
+    cfg_path = tv.write_config(str(tmp_path / 'cfg.py'))
+    first = tv.build_runner(cfg_path, str(tmp_path / 'a'))
+    first.message_hub.update_info('time_budget_elapsed', 123.0)
+    second = tv.build_runner(cfg_path, str(tmp_path / 'b'))
+    assert second.experiment_name != first.experiment_name
+    assert second.message_hub is not first.message_hub
+    assert second.message_hub.get_info('time_budget_elapsed') is None
+    assert second.visualizer is not first.visualizer

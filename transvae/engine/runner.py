@@ -195,6 +195,24 @@ class TransVAERunner(Runner):
     _loaded_rng_state: Optional[dict] = None
 
     # -- hooks -------------------------------------------------------------------------------------------------------
+    def build_logger(self, *args, **kwargs):
+        """Give this runner a process-unique experiment name before its logger, message hub and visualizer exist.
+
+        MMEngine names them ``<config>_<timestamp>`` at one-second resolution and *reuses* an existing instance of
+        that name: a second runner built within the same second (a resumed run, a test, a tool training several
+        variants) would inherit the first one's runtime info (iteration, time budget, non-finite-step count) and
+        write its scalars into the first one's work dir. A suffix ``_1``, ``_2``, ... keeps them apart (every DDP
+        rank builds the same sequence of runners, so ranks agree on the name).
+        """
+        from mmengine.logging import MessageHub, MMLogger
+        from mmengine.visualization import Visualizer
+        base, name, k = self._experiment_name, self._experiment_name, 0
+        while any(cls.check_instance_created(name) for cls in (MMLogger, MessageHub, Visualizer)):
+            k += 1
+            name = f'{base}_{k}'
+        self._experiment_name = name
+        return super().build_logger(*args, **kwargs)
+
     def register_hook(self, hook, priority=None) -> None:
         if isinstance(hook, dict) and hook.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook):
             hook = copy.copy(hook)
