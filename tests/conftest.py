@@ -3,9 +3,19 @@ import os
 
 os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from transvae.utils import register_all_modules  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 register_all_modules()
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """Run a module single-threaded: tiny ops on a shared 2-core machine are orders of magnitude faster so."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

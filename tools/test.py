@@ -51,7 +51,8 @@ from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 
-from transvae.engine.utils import apply_preset, init_cpu_distributed, set_data_root  # noqa: E402
+from transvae.engine.utils import (apply_preset, init_cpu_distributed, set_data_root,  # noqa: E402
+                                   shutdown_distributed)
 from transvae.utils import register_all_modules  # noqa: E402
 
 PHOTOS_ROOT = 'data/sample_photos'
@@ -551,9 +552,9 @@ def run_multi(args: argparse.Namespace, argv=None) -> dict:
 def main(argv=None):
     args = parse_args(argv)
     register_all_modules()
-    if args.multi:
-        return run_multi(args, argv)
-    return run_single(args, argv)
+    result = run_multi(args, argv) if args.multi else run_single(args, argv)
+    shutdown_distributed()
+    return result
 
 
 if __name__ == '__main__':

@@ -22,7 +22,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from transvae.engine.utils import (apply_preset, init_cpu_distributed, set_amp, set_data_root,  # noqa: E402
-                                   set_epochs, set_max_iters, set_resolution)
+                                   set_epochs, set_max_iters, set_resolution, shutdown_distributed)
 from transvae.utils import register_all_modules  # noqa: E402
 
 
@@ -110,6 +110,7 @@ def main(argv=None) -> None:
     init_cpu_distributed(cfg, args.launcher)  # no-op with CUDA or without a launcher
     runner = build_runner(cfg)
     runner.train()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

@@ -12,13 +12,7 @@ from transvae.registry import MODELS
 WIDTHS, DEPTHS, LAT = [16, 32, 32, 64], [2, 2, 1, 2], 4
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny ops on a shared 2-core machine run orders of magnitude faster single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def test_window_and_shift():

@@ -21,13 +21,7 @@ QK_NORMS = [dict(type='RMSNorm'), dict(type='LN'), None]
 DC = {'on': ('DCDownsample', 'DCUpsample', True), 'off': ('ConvPixelUnshuffleDown', 'InterpConvUp', False)}
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny ops on a shared 2-core machine run orders of magnitude faster single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def hybrid(ffn_cfg: dict, qk_norm_cfg: dict | None, dc: str = 'on', block: str = 'TransVAEBlock'):

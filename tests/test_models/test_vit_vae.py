@@ -10,13 +10,7 @@ from transvae.registry import MODELS
 D, DEPTH, LAT, P = 32, 2, 4, 8  # tiny: 2 heads of 16, f = 8
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny ops on a shared 2-core machine run orders of magnitude faster single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def vit(kind: str, **kw):

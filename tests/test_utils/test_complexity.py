@@ -17,13 +17,7 @@ from transvae.utils.complexity import (PAPER_INCONSISTENT, PAPER_PARAMS, build_e
 MODELS_DIR = osp.join(osp.dirname(__file__), '..', '..', 'configs', '_base_', 'models')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny ops on a shared 2-core machine run orders of magnitude faster single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 CONSISTENT = sorted(k for k in PAPER_PARAMS if k not in PAPER_INCONSISTENT)

@@ -227,3 +227,15 @@ def init_cpu_distributed(cfg: Config, launcher: str) -> bool:
     env_cfg = cfg.setdefault('env_cfg', ConfigDict())
     env_cfg.setdefault('dist_cfg', ConfigDict())['backend'] = 'gloo'
     return True
+
+
+def shutdown_distributed() -> None:
+    """End a run's process group cleanly: wait for every rank, then destroy the group.
+
+    Without it, a rank that finishes first (e.g. rank 1 while rank 0 writes the test report) exits with gloo's
+    threads still attached, and the process can abort with "terminate called without an active exception".
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
