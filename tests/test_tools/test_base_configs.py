@@ -26,7 +26,12 @@ def test_default_runtime():
 @pytest.mark.parametrize('path', SCHEDULES, ids=[osp.basename(p) for p in SCHEDULES])
 def test_schedule(path):
     cfg = Config.fromfile(path)
-    assert OPTIM_WRAPPERS.get(cfg.optim_wrapper.type)
+    if 'constructor' in cfg.optim_wrapper:  # a GAN schedule: one registered wrapper per optimizer
+        assert cfg.optim_wrapper.constructor == 'VAEGANOptimWrapperConstructor'
+        for name in ('generator', 'discriminator'):
+            assert OPTIM_WRAPPERS.get(cfg.optim_wrapper[name].type)
+    else:
+        assert OPTIM_WRAPPERS.get(cfg.optim_wrapper.type)
     assert cfg.train_cfg.type == 'IterBasedTrainLoop' and cfg.val_cfg.type == 'ValLoop'
     for hook in cfg.get('custom_hooks', []):
         assert HOOKS.get(hook.type)

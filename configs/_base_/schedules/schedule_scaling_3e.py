@@ -1,12 +1,18 @@
 # Paper §3.1 (B): scaling schedule. As the ablation schedule (AdamW 1e-4, betas (0.5, 0.9), wd 0, batch 256) but
-# 3 epochs (3 x 5005 iters) with a 10k-iteration linear warm-up.
+# 3 epochs (3 x 5005 iters) with a 10k-iteration linear warm-up. The setting trains a GAN (weight 0.05) with the VF
+# loss, so the schedule holds two optimizers (generator = every trainable parameter but the discriminator's) and one
+# DDP wrapper per trainable submodule (frozen foundation / LPIPS nets are not wrapped).
 iters_per_epoch = 5005
 max_iters = 3 * iters_per_epoch
 
 optim_wrapper = dict(
-    type='SafeOptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.5, 0.9), weight_decay=0.0),
-    max_consecutive=5)
+    constructor='VAEGANOptimWrapperConstructor',
+    generator=dict(type='SafeOptimWrapper', max_consecutive=5,
+                   optimizer=dict(type='AdamW', lr=1e-4, betas=(0.5, 0.9), weight_decay=0.0)),
+    discriminator=dict(type='SafeOptimWrapper', max_consecutive=5,
+                       optimizer=dict(type='AdamW', lr=1e-4, betas=(0.5, 0.9), weight_decay=0.0)))
+model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel', broadcast_buffers=False,
+                         find_unused_parameters=False)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=10000),
 ]

@@ -14,16 +14,7 @@ model = dict(
         foundation_cfg=dict(type='DINOv2', weights_path='checkpoints/dinov2_vitl14.safetensors')),
     discriminator=dict(type='PatchGANDiscriminator', in_channels=3, ndf=64, n_layers=3),
     gan_loss=dict(type='HingeGANLoss', disc_weight=0.05))
-optim_wrapper = dict(
-    _delete_=True,
-    constructor='VAEGANOptimWrapperConstructor',
-    generator=dict(type='SafeOptimWrapper', max_consecutive=5,
-                   optimizer=dict(type='AdamW', lr=1e-4, betas=(0.5, 0.9), weight_decay=0.0)),
-    discriminator=dict(type='SafeOptimWrapper', max_consecutive=5,
-                       optimizer=dict(type='AdamW', lr=1e-4, betas=(0.5, 0.9), weight_decay=0.0)))
 train_dataloader = dict(batch_size=32)  # 8xb32: global batch 256 on 8 GPUs (PAPER.md §3.1)
-model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel', broadcast_buffers=False,
-                         find_unused_parameters=False)
 
 # `tools/train.py --preset cpu`: micro widths + LPIPS-alex (model base), the VGG16 relu5_3 proxy for DINOv2, a small
 # discriminator starting at once (so the short CPU run exercises it). The schedule preset's lr applies to both
