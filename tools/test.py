@@ -47,13 +47,16 @@ from typing import Any, Optional  # noqa: E402
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
+import torch  # noqa: E402
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 
+from transvae.engine.fsdp import fsdp_config_for_eval  # noqa: E402
 from transvae.engine.utils import (apply_preset, init_cpu_distributed, set_data_root,  # noqa: E402
                                    shutdown_distributed)
 from transvae.utils import register_all_modules  # noqa: E402
+from transvae.utils.allocator import tune_cpu_allocator  # noqa: E402
 
 PHOTOS_ROOT = 'data/sample_photos'
 LAYOUTS = ('imagenet', 'coco', 'photos')
@@ -138,6 +141,8 @@ def _load_config(config: str, args: argparse.Namespace, strict_preset: bool = Tr
         set_data_root(cfg, args.data_root)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    # an FSDP training config (its checkpoints are full state dicts) is evaluated by the default runner, unsharded
+    fsdp_config_for_eval(cfg)
     cfg.launcher = args.launcher
     return cfg
 
@@ -552,6 +557,8 @@ def run_multi(args: argparse.Namespace, argv=None) -> dict:
 def main(argv=None):
     args = parse_args(argv)
     register_all_modules()
+    if not torch.cuda.is_available():
+        tune_cpu_allocator()  # large activations reuse heap memory (TRANSVAE_MALLOC_MMAP_THRESHOLD_MB=0: off)
     result = run_multi(args, argv) if args.multi else run_single(args, argv)
     shutdown_distributed()
     return result

@@ -18,12 +18,14 @@ import sys  # noqa: E402
 # run from anywhere without installing the package
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
+import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from transvae.engine.utils import (apply_preset, init_cpu_distributed, set_amp, set_data_root,  # noqa: E402
                                    set_epochs, set_max_iters, set_resolution, shutdown_distributed)
 from transvae.utils import register_all_modules  # noqa: E402
+from transvae.utils.allocator import tune_cpu_allocator  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -97,15 +99,33 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def build_runner(cfg: Config) -> Runner:
+    if cfg.get('strategy', None) is not None:
+        check_strategy_runner(cfg)
     if 'runner_type' in cfg:
         from transvae.registry import RUNNERS
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
 
 
+def check_strategy_runner(cfg: Config) -> None:
+    """A ``strategy`` (e.g. FSDP) is read only by mmengine's ``FlexibleRunner``: refuse to ignore it silently."""
+    from mmengine.runner import FlexibleRunner
+
+    from transvae.registry import RUNNERS
+    runner_type = cfg.get('runner_type', 'Runner')
+    cls = RUNNERS.get(runner_type) if isinstance(runner_type, str) else runner_type
+    if not (isinstance(cls, type) and issubclass(cls, FlexibleRunner)):
+        raise SystemExit(f"error: the config sets `strategy` ({cfg.strategy.get('type')}), which only mmengine's "
+                         f"FlexibleRunner uses, but runner_type={runner_type!r}. Set runner_type = "
+                         "'FlexibleRunner' in the config (see configs/_base_/strategies/fsdp.py), or remove "
+                         '`strategy`.')
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     register_all_modules()
+    if not torch.cuda.is_available():
+        tune_cpu_allocator()  # large activations reuse heap memory (TRANSVAE_MALLOC_MMAP_THRESHOLD_MB=0: off)
     cfg = build_config(args)
     init_cpu_distributed(cfg, args.launcher)  # no-op with CUDA or without a launcher
     runner = build_runner(cfg)

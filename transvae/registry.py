@@ -95,4 +95,4 @@ VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS, ['transvae.visualizatio
 VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS, ['transvae.visualization'])
 LOG_PROCESSORS = _child('log_processor', MMENGINE_LOG_PROCESSORS, ['transvae.engine'])
 INFERENCERS = _child('inferencer', MMENGINE_INFERENCERS, ['transvae.apis'])
-FUNCTIONS = _child('function', MMENGINE_FUNCTIONS, ['transvae.datasets'])
+FUNCTIONS = _child('function', MMENGINE_FUNCTIONS, ['transvae.datasets', 'transvae.engine'])

@@ -95,6 +95,22 @@ def test_dc_shortcuts():
         space_to_channel_average(torch.randn(1, 3, 4, 4), 5)
 
 
+@pytest.mark.parametrize('c,out,f', [(8, 8, 2), (16, 8, 2), (8, 16, 2), (8, 32, 2), (8, 2, 2), (4, 4, 4), (4, 64, 4),
+                                     (12, 6, 1)])
+def test_dc_shortcut_fast_paths_match_definition(c, out, f):
+    """The pooling / nearest-upsampling fast paths equal unshuffle + group mean and repeat + shuffle exactly."""
+    x = torch.randn(2, c, 4 * f, 3 * f)
+    b, _, h, w = x.shape
+    un = F.pixel_unshuffle(x, f) if f > 1 else x
+    ref_down = un.view(b, out, un.shape[1] // out, h // f, w // f).mean(2)
+    torch.testing.assert_close(space_to_channel_average(x, out, f), ref_down, rtol=0, atol=1e-6)
+    y = torch.randn(2, out, 5, 3)
+    if (c * f * f) % out == 0:
+        dup = y.repeat_interleave(c * f * f // out, 1)
+        ref_up = F.pixel_shuffle(dup, f) if f > 1 else dup
+        torch.testing.assert_close(channel_to_space_duplicate(y, c, f), ref_up, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize('down,up', [('DCDownsample', 'DCUpsample'), ('ConvPixelUnshuffleDown', 'InterpConvUp'),
                                      ('StridedConvDown', 'InterpConvUp')])
 def test_samplers(down, up):

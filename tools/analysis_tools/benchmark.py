@@ -12,7 +12,9 @@ process peak-RSS increase measured in a fresh subprocess per measurement so peak
 ``torch.cuda.max_memory_allocated``). In the same run: diffusers' ``AutoencoderKL`` with the SD-VAE architecture
 (random weights; skipped with a message if diffusers is missing), the fp32 matmul peak (best of several square
 sizes), the micro model's training-step throughput (fwd + bwd + AdamW of L1 + KL, no LPIPS; achieved FLOP/s =
-3 × forward MACs × 2 / step time) and, with ``--switches``, each speed switch's time ratio against the plain run.
+3 × forward MACs × 2 / step time) interleaved with that of a plain conv VAE of the same size
+(``configs/_base_/models/cnn-vae-micro_f8d16.py``) and, with ``--switches``, each speed switch's time ratio against
+the plain run. On CPU, glibc malloc is tuned for both models alike (``--allocator``, ``transvae.utils.allocator``).
 Latencies of our model and the reference are interleaved repeat by repeat in one process, so machine-load drift hits
 both: read the ratios, not the absolute times, on a shared machine.
 """
@@ -38,6 +40,7 @@ import torch  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MICRO_CONFIG = osp.join(REPO, 'configs/_base_/models/transvae-micro_f8d16.py')
+CNN_MICRO_CONFIG = osp.join(REPO, 'configs/_base_/models/cnn-vae-micro_f8d16.py')
 SD_VAE_ARCH = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
                    down_block_types=('DownEncoderBlock2D', ) * 4, up_block_types=('UpDecoderBlock2D', ) * 4)
 
@@ -76,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--grad-checkpoint', action='store_true', help='activation checkpointing in the train step')
     p.add_argument('--train-step', action='store_true', help='measure the micro training step')
     p.add_argument('--train-config', default=MICRO_CONFIG)
+    p.add_argument('--train-reference', default=CNN_MICRO_CONFIG,
+                   help="plain conv VAE whose train step is measured alongside ('' to skip)")
     p.add_argument('--train-batch', type=int, default=16)
     p.add_argument('--train-res', type=int, default=64)
     p.add_argument('--train-repeats', type=int, default=10)
@@ -88,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--no-peak', action='store_true', help='skip the matmul peak')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
+    p.add_argument('--allocator', choices=['tuned', 'glibc'], default='tuned',
+                   help="CPU: 'tuned' raises glibc's mmap threshold (transvae.utils.allocator) for our model and the "
+                        "reference alike; 'glibc' leaves the default (every >32 MiB tensor a fresh mmap)")
     p.add_argument('--json', help='write all results to this JSON file')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--_worker', help=argparse.SUPPRESS)
@@ -261,12 +269,21 @@ def _reset_hwm() -> bool:
         return False
 
 
+def _setup_allocator(kind: str, device: str) -> dict:
+    """Tune glibc malloc for CPU runs unless ``kind == 'glibc'``; what is in effect, for the report."""
+    from transvae.utils.allocator import allocator_state, tune_cpu_allocator
+    if kind == 'tuned' and not device.startswith('cuda'):
+        tune_cpu_allocator()
+    return allocator_state()
+
+
 def run_worker(spec: dict) -> dict:
     """Build the model named in ``spec``, run one call and report the peak memory increase."""
     from transvae.models.utils.speed import apply_channels_last, autocast, sdpa_backend, set_grad_checkpointing
     if spec.get('threads'):
         torch.set_num_threads(spec['threads'])
     device = spec['device']
+    _setup_allocator(spec.get('allocator', 'tuned'), device)
     torch.manual_seed(0)
     if spec['kind'] == 'sdvae':
         runner = build_sdvae(device)
@@ -431,12 +448,13 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = args.device
+    allocator = _setup_allocator(args.allocator, device)
     cfg_options = _parse_options(args.cfg_options)
     ckpts = args.checkpoint or [None] * len(args.configs)
     results: dict[str, Any] = dict(
         machine=dict(platform=platform.platform(), processor=platform.processor(), cpu_count=os.cpu_count(),
                      torch_threads=torch.get_num_threads(), torch=torch.__version__, device=device,
-                     cuda=torch.cuda.get_device_name() if device.startswith('cuda') else None),
+                     cuda=torch.cuda.get_device_name() if device.startswith('cuda') else None, **allocator),
         command=' '.join([osp.relpath(__file__, REPO)] + (argv if argv is not None else sys.argv[1:])),
         switches=dict(amp=args.amp, channels_last=args.channels_last, compile=args.compile,
                       sdpa_backend=args.sdpa_backend, grad_checkpoint=args.grad_checkpoint, tile=args.tile),
@@ -551,7 +569,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name, res, b, mode, t in tqdm(specs, desc='memory', disable=not specs):
             spec = dict(kind='sdvae' if name == 'SD-VAE' else 'ours', mode=mode, batch=b, res=res, device=device,
                         amp=amp, channels_last=args.channels_last, sdpa_backend=args.sdpa_backend,
-                        threads=torch.get_num_threads(), tile=t, overlap=args.overlap,
+                        threads=torch.get_num_threads(), tile=t, overlap=args.overlap, allocator=args.allocator,
                         memory_budget_mb=args.memory_budget_mb, preset=args.preset, cfg_options=cfg_options,
                         tile_limit=args.tile_limit if t is not None else None)
             if name != 'SD-VAE':
@@ -563,31 +581,37 @@ def main(argv: list[str] | None = None) -> dict:
                 for key, m in results['models'][name]['memory'].items():
                     rm = results['reference']['memory'].get(key)
                     if rm and 'peak_delta_mb' in rm and 'peak_delta_mb' in m:
-                        results['ratios'][name].setdefault(key, {})['peak_mem_ours_over_sdvae'] = (
+                        results['ratios'].setdefault(name, {}).setdefault(key, {})['peak_mem_ours_over_sdvae'] = (
                             m['peak_delta_mb'] / rm['peak_delta_mb'])
 
-    # ---- training step (micro model)
+    # ---- training step (micro model, and a plain conv VAE of its size in the same interleaved loop)
     if args.train_step:
-        tm = build_ours(args.train_config, None, None, {}, device)
-        fwd_macs = macs_of(Runner('ours', tm, tm.downsample_factor, tm.latent_channels), 'encode', args.train_res) + \
-            macs_of(Runner('ours', tm, tm.downsample_factor, tm.latent_channels), 'decode', args.train_res)
-        fwd_macs *= args.train_batch
-        if args.channels_last:
-            apply_channels_last(tm)
-        set_grad_checkpointing(tm, args.grad_checkpoint)
-        step, _ = make_train_step(tm, args.train_batch, args.train_res, device, amp, args.channels_last)
+        train_cfgs = {'model': args.train_config}
+        if args.train_reference:
+            train_cfgs['reference'] = args.train_reference
+        steps, macs = {}, {}
+        for role, cfg_path in train_cfgs.items():
+            tm = build_ours(cfg_path, None, None, {}, device)
+            tr = Runner('ours', tm, tm.downsample_factor, tm.latent_channels)
+            macs[role] = (macs_of(tr, 'encode', args.train_res) + macs_of(tr, 'decode', args.train_res)) * \
+                args.train_batch
+            if args.channels_last:
+                apply_channels_last(tm)
+            set_grad_checkpointing(tm, args.grad_checkpoint)
+            steps[role] = make_train_step(tm, args.train_batch, args.train_res, device, amp, args.channels_last)[0]
         if not args.no_peak:  # re-measure the peak right before: load drifts on a shared machine
             results['matmul_peak_before_train'] = dict(matmul_peak(device, dtype=peak_dtype), dtype=str(peak_dtype))
         with sdpa_backend(args.sdpa_backend):
-            ts = interleaved({'step': step}, args.train_repeats, 2, device)['step']
-        med = statistics.median(ts)
-        achieved = 3 * fwd_macs * 2 / med
+            ts = interleaved(steps, args.train_repeats, 2, device)
         peak = max(results.get('matmul_peak', {}).get('gflops', 0),
                    results.get('matmul_peak_before_train', {}).get('gflops', 0)) * 1e9
-        results['train_step'] = dict(config=args.train_config, batch=args.train_batch, res=args.train_res,
-                                     forward_gmacs=fwd_macs / 1e9, median_s=med, all_s=ts,
-                                     images_per_s=args.train_batch / med, achieved_gflops=achieved / 1e9,
-                                     fraction_of_matmul_peak=achieved / peak if peak else None)
+        for role, cfg_path in train_cfgs.items():
+            med = statistics.median(ts[role])
+            achieved = 3 * macs[role] * 2 / med
+            results['train_step' if role == 'model' else 'train_step_reference'] = dict(
+                config=cfg_path, batch=args.train_batch, res=args.train_res, forward_gmacs=macs[role] / 1e9,
+                median_s=med, all_s=ts[role], images_per_s=args.train_batch / med, achieved_gflops=achieved / 1e9,
+                fraction_of_matmul_peak=achieved / peak if peak else None)
 
     # ---- switches, one at a time vs the plain run (same process, interleaved)
     if args.switches and runners:
@@ -675,7 +699,8 @@ def run_switches(args: argparse.Namespace, config: str, device: str, cfg_options
             mem = {}
             for gc in (False, True):
                 spec = dict(kind='ours', config=args.train_config, mode='train', batch=args.train_batch,
-                            res=args.train_res, device=device, grad_checkpoint=gc, threads=torch.get_num_threads())
+                            res=args.train_res, device=device, grad_checkpoint=gc, threads=torch.get_num_threads(),
+                            allocator=args.allocator)
                 mem['grad_checkpoint' if gc else 'plain'] = measure_memory(spec)
             out['train_step_memory'] = mem
             if all('peak_delta_mb' in v for v in mem.values()):
@@ -693,6 +718,8 @@ def print_report(r: dict) -> None:
     print('\n=== benchmark:', r['machine']['device'], r['machine']['processor'] or r['machine']['platform'],
           f"threads={r['machine']['torch_threads']}", '===')
     print('command:', r['command'])
+    print(f"allocator: {r['machine'].get('allocator')}, mmap threshold "
+          f"{r['machine'].get('mmap_threshold_mb') or 'default'} MiB")
     if 'matmul_peak' in r:
         print(f"{r['matmul_peak'].get('dtype', 'fp32')} matmul peak: {r['matmul_peak']['gflops']:.1f} GFLOP/s "
               f"(per size: {', '.join(f'{k}: {v:.0f}' for k, v in r['matmul_peak']['per_size_gflops'].items())})")
@@ -722,12 +749,14 @@ def print_report(r: dict) -> None:
         for name, rr in r['ratios'].items():
             for k, v in rr.items():
                 print(f'  {name} {k}: ' + ', '.join(f'{kk}={vv:.3f}' for kk, vv in v.items()))
-    if 'train_step' in r:
-        t = r['train_step']
-        frac = t['fraction_of_matmul_peak']
-        print(f"\ntrain step ({osp.basename(t['config'])}, b{t['batch']} @ {t['res']}²): {t['median_s']:.3f} s, "
-              f"{t['images_per_s']:.1f} img/s, {t['achieved_gflops']:.1f} GFLOP/s achieved"
-              + (f' = {100 * frac:.0f}% of the matmul peak' if frac else ''))
+    for key in ('train_step', 'train_step_reference'):
+        if key in r:
+            t = r[key]
+            frac = t['fraction_of_matmul_peak']
+            print(f"{'' if key == 'train_step_reference' else chr(10)}train step ({osp.basename(t['config'])}, "
+                  f"b{t['batch']} @ {t['res']}², {t['forward_gmacs']:.2f} fwd GMACs): {t['median_s']:.3f} s, "
+                  f"{t['images_per_s']:.1f} img/s, {t['achieved_gflops']:.1f} GFLOP/s achieved"
+                  + (f' = {100 * frac:.0f}% of the matmul peak' if frac else ''))
     if 'switch_ratios' in r:
         print('\nswitch time ratios (switch / plain; < 1 is faster):')
         for part in ('enc+dec', 'train_step'):

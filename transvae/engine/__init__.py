@@ -1,7 +1,10 @@
-"""Runner, hooks and optimizer wrappers (everything registered in the ``transvae`` scope)."""
+"""Runner, hooks, optimizer wrappers and the FSDP strategy (everything registered in the ``transvae`` scope)."""
+from .fsdp import TransVAEFSDPStrategy, transvae_block_wrap_policy
 from .hooks import *  # noqa: F401,F403
 from .hooks import __all__ as _hooks_all
-from .optimizers import NonFiniteGuardMixin, SafeAmpOptimWrapper, SafeOptimWrapper
+from .optimizers import NonFiniteGuardMixin, SafeAmpOptimWrapper, SafeOptimWrapper, ShardedGradClipMixin
 from .runner import AtomicCheckpointHook, TransVAERunner
 
-__all__ = list(_hooks_all) + ['NonFiniteGuardMixin', 'SafeOptimWrapper', 'SafeAmpOptimWrapper', 'TransVAERunner']
+__all__ = list(_hooks_all) + ['NonFiniteGuardMixin', 'SafeOptimWrapper', 'SafeAmpOptimWrapper',
+                              'ShardedGradClipMixin', 'TransVAERunner', 'TransVAEFSDPStrategy',
+                              'transvae_block_wrap_policy']

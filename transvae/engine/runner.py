@@ -12,6 +12,13 @@ Differences from :class:`mmengine.runner.Runner` (0.10.7), everything else uncha
   uninterrupted run stood (after the loop has skipped the already-seen batches); validation runs with the RNG state
   saved and restored around it. A resumed run (same seed, ``num_workers=0`` or deterministic workers) therefore ends
   with the same weights as an uninterrupted one.
+* The saved ``state_dict`` has the plain model's keys also when submodules are wrapped
+  (``MMSeparateDistributedDataParallel`` wraps each trainable child in DDP, whose ``state_dict`` would read
+  ``decoder.module.conv_in.weight``; such keys neither resume nor load into an unwrapped model), as mmengine's
+  ``get_state_dict`` gives them.
+* A plain ``EMAHook`` is upgraded to :class:`~transvae.engine.hooks.TransVAEEMAHook` (``TrainableEMA``: the
+  trainable generator weights only, correct under ``MMSeparateDistributedDataParallel``); an EMA type that copies
+  the wrappers is refused for a model with wrapped submodules.
 """
 from __future__ import annotations
 
@@ -29,10 +36,11 @@ import numpy as np
 import torch
 from mmengine.dist import get_rank
 from mmengine.fileio import FileClient, join_path
-from mmengine.hooks import CheckpointHook
+from mmengine.hooks import CheckpointHook, EMAHook
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 from mmengine.runner import IterBasedTrainLoop, Runner
+from mmengine.runner.checkpoint import get_state_dict
 from mmengine.runner.checkpoint import save_checkpoint as mm_save_checkpoint
 from mmengine.runner.checkpoint import weights_to_cpu
 from mmengine.utils import apply_to, get_git_hash
@@ -219,7 +227,27 @@ class TransVAERunner(Runner):
             hook['type'] = AtomicCheckpointHook
         elif type(hook) is CheckpointHook:
             hook.__class__ = AtomicCheckpointHook
+        if isinstance(hook, dict) and hook.get('type') in ('EMAHook', 'mmengine.EMAHook', EMAHook):
+            from transvae.engine.hooks.ema_hook import TransVAEEMAHook
+            hook = copy.copy(hook)
+            hook['type'] = TransVAEEMAHook
         super().register_hook(hook, priority)
+        self._check_ema_hooks()
+
+    def _check_ema_hooks(self) -> None:
+        """Refuse an EMA that deep-copies DDP wrappers (its keys would not match the checkpoint's)."""
+        from transvae.engine.hooks.ema_hook import is_wrapper_safe_ema
+        wrapped = is_model_wrapper(self.model) and any(is_model_wrapper(m) for m in self.model.module.children())
+        if not wrapped:
+            return
+        for hook in self._hooks:
+            ema_type = hook.ema_cfg.get('type') if isinstance(hook, EMAHook) else None
+            if ema_type is not None and not is_wrapper_safe_ema(ema_type):
+                raise ValueError(
+                    f'EMAHook(ema_type={ema_type!r}) with a model whose submodules are DDP-wrapped '
+                    f'({type(self.model).__name__}): the average would copy the wrappers, so its keys '
+                    '(module.decoder.module.*) would not match the checkpoint and a resumed EMA would not load. '
+                    "Use ema_type='TrainableEMA' (the default of EMAHook under TransVAERunner).")
 
     def call_hook(self, fn_name: str, **kwargs) -> None:
         if fn_name == 'before_val':
@@ -274,8 +302,10 @@ class TransVAERunner(Runner):
                         by_epoch: bool = True, backend_args: Optional[dict] = None) -> None:
         """Save a checkpoint atomically (see the module docstring); same arguments as mmengine's."""
         model = self.model.module if is_model_wrapper(self.model) else self.model
+        # the plain model's keys, also through wrapped submodules (MMSeparateDistributedDataParallel)
+        state_dict = get_state_dict(model)
         # every rank checks (the weights are identical under DDP), so every rank raises together
-        bad = nonfinite_tensors(model.state_dict())
+        bad = nonfinite_tensors(state_dict)
         if bad:
             raise RuntimeError(
                 f'Refusing to save checkpoint {filename}: the model has non-finite weights in {len(bad)} tensors '
@@ -283,10 +313,10 @@ class TransVAERunner(Runner):
                 f'with `--resume` (lower lr, clip_grad, or fp32).')
         if get_rank() != 0:
             return
-        self._save_checkpoint_rank0(model, out_dir, filename, file_client_args, save_optimizer,
+        self._save_checkpoint_rank0(state_dict, out_dir, filename, file_client_args, save_optimizer,
                                     save_param_scheduler, meta, by_epoch, backend_args)
 
-    def _save_checkpoint_rank0(self, model, out_dir, filename, file_client_args, save_optimizer,
+    def _save_checkpoint_rank0(self, state_dict, out_dir, filename, file_client_args, save_optimizer,
                                save_param_scheduler, meta, by_epoch, backend_args) -> None:
         # Mirrors mmengine 0.10.7 Runner.save_checkpoint up to the file write.
         if meta is None:
@@ -321,7 +351,7 @@ class TransVAERunner(Runner):
 
         checkpoint = {
             'meta': meta,
-            'state_dict': weights_to_cpu(model.state_dict()),
+            'state_dict': weights_to_cpu(state_dict),
             'message_hub': apply_to(self.message_hub.state_dict(), lambda x: hasattr(x, 'cpu'), lambda x: x.cpu()),
             'rng_state': get_rng_state(),
         }

@@ -7,5 +7,6 @@ __all__ = ['VAE', 'DiagonalGaussian']
 
 from . import adapters, discriminators, foundation, wrappers  # noqa: E402,F401
 from .autoencoders import VAEGAN  # noqa: E402
+from .averaged_model import TrainableEMA  # noqa: E402
 
-__all__ += ['VAEGAN']
+__all__ += ['VAEGAN', 'TrainableEMA']

@@ -1,4 +1,6 @@
-"""Optimizer wrappers (non-finite guard)."""
+"""Optimizer wrappers (non-finite guard, sharded-gradient clipping)."""
 from .safe_optim_wrapper import NonFiniteGuardMixin, SafeAmpOptimWrapper, SafeOptimWrapper
+from .sharded_clip import ShardedGradClipMixin, clip_grad_norm_sharded_
 
-__all__ = ['NonFiniteGuardMixin', 'SafeOptimWrapper', 'SafeAmpOptimWrapper']
+__all__ = ['NonFiniteGuardMixin', 'SafeOptimWrapper', 'SafeAmpOptimWrapper', 'ShardedGradClipMixin',
+           'clip_grad_norm_sharded_']

@@ -5,6 +5,10 @@
 all-reduced, so every DDP rank skips together). A skipped step zeroes the gradients, increments the message-hub
 runtime info ``nonfinite_steps`` and logs a warning naming the iteration. After ``max_consecutive`` skips in a row a
 ``RuntimeError`` stops training; since no step was applied, the weights and the last checkpoint are still finite.
+
+Both also take ``sharded_grads`` (:class:`~transvae.engine.optimizers.sharded_clip.ShardedGradClipMixin`): under FSDP
+``clip_grad=dict(max_norm=...)`` then clips by the norm of the full gradient, all-reduced over the ranks. The FSDP
+strategy sets it; leave it ``False`` otherwise.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from mmengine.logging import MessageHub, print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
 from transvae.registry import OPTIM_WRAPPERS
+
+from .sharded_clip import ShardedGradClipMixin
 
 NONFINITE_KEY = 'nonfinite_steps'
 
@@ -108,18 +114,22 @@ class NonFiniteGuardMixin:
 
 
 @OPTIM_WRAPPERS.register_module()
-class SafeOptimWrapper(NonFiniteGuardMixin, OptimWrapper):
+class SafeOptimWrapper(NonFiniteGuardMixin, ShardedGradClipMixin, OptimWrapper):
     """:class:`mmengine.optim.OptimWrapper` with the non-finite guard (see module docstring).
 
     Args:
         max_consecutive: consecutive skipped steps before ``RuntimeError``. Defaults to 5.
         check_grads: check gradients as well as the loss. Defaults to True.
+        sharded_grads: the gradients are per-rank shards (FSDP): norm clipping uses the all-reduced global norm.
+            Defaults to False (set by ``TransVAEFSDPStrategy``).
         **kwargs: :class:`OptimWrapper` arguments (``optimizer``, ``clip_grad``, ``accumulative_counts``).
     """
 
-    def __init__(self, max_consecutive: int = 5, check_grads: bool = True, **kwargs) -> None:
+    def __init__(self, max_consecutive: int = 5, check_grads: bool = True, sharded_grads: bool = False,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self._init_guard(max_consecutive, check_grads)
+        self.sharded_grads = bool(sharded_grads)
 
     def step(self, **kwargs) -> None:
         if not self._step_is_finite():
@@ -134,7 +144,7 @@ def _accelerator_available() -> bool:
 
 
 @OPTIM_WRAPPERS.register_module()
-class SafeAmpOptimWrapper(NonFiniteGuardMixin, AmpOptimWrapper):
+class SafeAmpOptimWrapper(NonFiniteGuardMixin, ShardedGradClipMixin, AmpOptimWrapper):
     """Mixed-precision wrapper with the non-finite guard; also works on CPU (bf16 autocast, no loss scaler).
 
     On an accelerator this is mmengine's :class:`AmpOptimWrapper` (``GradScaler``; ``dtype`` 'float16' or
@@ -148,12 +158,14 @@ class SafeAmpOptimWrapper(NonFiniteGuardMixin, AmpOptimWrapper):
         max_consecutive: consecutive skipped steps before ``RuntimeError``. Defaults to 5.
         check_grads: check gradients as well as the loss.
         min_loss_scale: see above. Defaults to 1.0.
+        use_fsdp: use mmengine's ``ShardedGradScaler`` (accelerator only; the FSDP strategy sets it).
+        sharded_grads: see :class:`SafeOptimWrapper`.
         **kwargs: :class:`OptimWrapper` arguments.
     """
 
     def __init__(self, loss_scale: Union[str, float, dict] = 'dynamic', dtype: Union[str, torch.dtype, None] = None,
                  use_fsdp: bool = False, max_consecutive: int = 5, check_grads: bool = True,
-                 min_loss_scale: float = 1.0, **kwargs) -> None:
+                 min_loss_scale: float = 1.0, sharded_grads: bool = False, **kwargs) -> None:
         if _accelerator_available():
             super().__init__(loss_scale=loss_scale, dtype=dtype, use_fsdp=use_fsdp, **kwargs)
         else:
@@ -169,6 +181,7 @@ class SafeAmpOptimWrapper(NonFiniteGuardMixin, AmpOptimWrapper):
             self.cast_dtype = dtype
         self._init_guard(max_consecutive, check_grads)
         self.min_loss_scale = float(min_loss_scale)
+        self.sharded_grads = bool(sharded_grads)
 
     def backward(self, loss: torch.Tensor, **kwargs) -> None:
         self._note_loss(loss)

@@ -38,4 +38,4 @@ class ResBlock(nn.Module):
         """``(B, C_in, H, W) -> (B, C_out, H, W)``."""
         h = self.conv1(self.act1(self.norm1(x)))
         h = self.conv2(self.dropout(self.act2(self.norm2(h))))
-        return self.skip(x) + h
+        return h.add_(self.skip(x))  # in place on the fresh conv output (not saved for backward)

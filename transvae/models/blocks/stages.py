@@ -44,7 +44,8 @@ class TransformerStage(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         hw = (h, w)
-        t = self.pe.embed_tokens(x.flatten(2).transpose(1, 2), hw)  # (B, N, C)
+        # one copy to token-major memory here; a strided view would make every LayerNorm / Linear copy it again
+        t = self.pe.embed_tokens(x.flatten(2).transpose(1, 2).contiguous(), hw)  # (B, N, C)
         rope = self.pe.get_embed(hw)
         for blk in self.blocks:
             if self.with_cp and t.requires_grad:

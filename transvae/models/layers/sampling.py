@@ -17,9 +17,15 @@ def space_to_channel_average(x: Tensor, out_channels: int, factor: int = 2) -> T
     ``(B, C, H, W) -> (B, out_channels, H/f, W/f)``; needs ``C * f^2`` divisible by ``out_channels``.
     With ``factor=1`` it is a plain channel-group mean (DC-AE's latent shortcut).
     """
+    if factor > 1 and x.shape[1] % out_channels == 0:
+        # each group holds all f^2 positions of c_in / out_channels whole channels: a pooling, with no unshuffle copy
+        x = F.avg_pool2d(x, factor)
+        factor = 1
     if factor > 1:
         x = F.pixel_unshuffle(x, factor)
     b, c, h, w = x.shape
+    if c == out_channels:
+        return x
     if c % out_channels:
         raise ValueError(f'DC averaging shortcut: {c} channels cannot be averaged into {out_channels}')
     return x.view(b, out_channels, c // out_channels, h, w).mean(dim=2)
@@ -34,7 +40,13 @@ def channel_to_space_duplicate(x: Tensor, out_channels: int, factor: int = 2) ->
     target = out_channels * factor * factor
     if target % c:
         raise ValueError(f'DC duplicating shortcut: {c} channels cannot be duplicated into {target}')
-    x = x.repeat_interleave(target // c, dim=1)
+    if factor > 1 and out_channels % c == 0:
+        # every output channel is one input channel at all f^2 positions: a nearest upsampling, no shuffle copy
+        if out_channels > c:
+            x = x.repeat_interleave(out_channels // c, dim=1)
+        return F.interpolate(x, scale_factor=float(factor), mode='nearest')
+    if target > c:
+        x = x.repeat_interleave(target // c, dim=1)
     return F.pixel_shuffle(x, factor) if factor > 1 else x
 
 

@@ -30,7 +30,9 @@ class ReconstructionNLL(nn.Module):
         self.pixel_weight = pixel_weight
         self.perceptual_weight = perceptual_weight
         self.perceptual = MODELS.build(perceptual_cfg) if perceptual_cfg is not None else None
-        self.logvar = nn.Parameter(torch.full((), float(logvar_init)), requires_grad=learn_logvar)
+        # shape (1,), not (): FSDP cannot shard 0-dim parameters. Checkpoints with a 0-dim `logvar` (written before)
+        # still load (see _load_from_state_dict); torch loads this (1,) entry into a 0-dim parameter as well.
+        self.logvar = nn.Parameter(torch.full((1,), float(logvar_init)), requires_grad=learn_logvar)
 
     def forward(self, inputs: Tensor, recons: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """``inputs``, ``recons``: ``(B, 3, H, W)`` in ``[-1, 1]``.
@@ -47,6 +49,14 @@ class ReconstructionNLL(nn.Module):
             p = self.perceptual(inputs, recons)  # (B,)
             rec = rec + self.perceptual_weight * p.view(b, 1, 1, 1)
             logs['lpips'] = p.detach().mean()
-        nll = rec / torch.exp(self.logvar) + self.logvar
-        logs['logvar'] = self.logvar.detach()
+        logvar = self.logvar.reshape(())  # the scalar s
+        nll = rec / torch.exp(logvar) + logvar
+        logs['logvar'] = logvar.detach()
         return nll.sum() / b, logs
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        key = prefix + 'logvar'
+        value = state_dict.get(key, None)
+        if torch.is_tensor(value) and value.dim() == 0:  # a checkpoint of the former 0-dim parameter
+            state_dict[key] = value.reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

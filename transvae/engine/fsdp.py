@@ -1,0 +1,371 @@
+"""Fully sharded data parallel (FSDP) training through MMEngine's ``FlexibleRunner``, on CUDA and on CPU (gloo).
+
+A config opts in with ``configs/_base_/strategies/fsdp.py`` (``runner_type='FlexibleRunner'`` and
+``strategy=dict(type='TransVAEFSDPStrategy', ...)``). What this adds to mmengine's ``FSDPStrategy`` (0.10.7):
+
+* :func:`transvae_block_wrap_policy` (registered in ``FUNCTIONS``): every Transformer / ResNet block
+  (``TransVAEBlock``, ``ViTBlock``, ``SwinBlock``, ``ResBlock``, ``AttnBlock``, or any registered block named in
+  ``block_types``) becomes its own FSDP unit, so only one block's full parameters are materialised at a time; the
+  stems, samplers and heads stay in the root unit.
+* CPU: mmengine passes ``device_id=LOCAL_RANK`` (a CUDA device); without CUDA the model is wrapped with
+  ``device_id=torch.device('cpu')`` and trains over gloo. The CUDA path is unchanged.
+* Frozen networks are not sharded: the top-most submodules whose parameters are all frozen go to FSDP's
+  ``ignored_modules`` (a module with any trainable parameter is never ignored: its gradients would not be
+  synchronised). The LPIPS and VF foundation networks are hidden from ``parameters()`` altogether (see
+  :class:`~transvae.models.losses.LPIPS`), so FSDP never sees them; this catches any other frozen part (a frozen
+  encoder, a frozen ``ReconstructionNLL.logvar``, a frozen VF projection).
+* Gradient clipping: the built :class:`~transvae.engine.optimizers.SafeOptimWrapper` /
+  ``SafeAmpOptimWrapper`` are marked ``sharded_grads=True`` so ``clip_grad=dict(max_norm=...)`` uses the global
+  norm (mmengine's clipping would use each rank's shard). A plain mmengine ``OptimWrapper`` with norm clipping is
+  refused.
+* A model whose ``train_step`` FSDP would bypass is refused: ``MMFullyShardedDataParallel.train_step`` runs one
+  forward(``mode='loss'``) / backward / step. That is exactly ``VAE`` and stage-1 ``VAEGAN`` (no discriminator: one
+  optimizer, the G step only), but not the GAN stage (a discriminator, two optimizers): train that with
+  ``MMSeparateDistributedDataParallel``.
+* Checkpoints (``state_dict_cfg='full'``): rank 0 writes one ordinary file (``state_dict`` with the plain model's
+  keys, the full optimizer state) atomically (temp file + ``os.replace``), after checking that the weights are
+  finite, so a ``VAE`` built from the same config, ``tools/test.py`` and ``transvae.apis`` load it as they load any
+  other checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any, Callable, Optional, Union
+
+import torch
+import torch.distributed as torch_dist
+from mmengine._strategy import FSDPStrategy
+from mmengine.config import Config
+from mmengine.dist import get_rank, is_main_process
+from mmengine.model import BaseModel, is_model_wrapper
+from mmengine.optim import BaseOptimWrapper, OptimWrapperDict
+from torch import nn
+from torch.distributed.fsdp import FullyShardedDataParallel
+
+from transvae.registry import FUNCTIONS, MODELS, STRATEGIES
+
+from .optimizers.sharded_clip import ShardedGradClipMixin
+
+__all__ = ['DEFAULT_BLOCK_TYPES', 'resolve_block_types', 'transvae_block_wrap_policy', 'frozen_submodules',
+           'check_fsdp_model', 'TransVAEFSDPStrategy', 'is_fsdp_config', 'fsdp_config_for_eval']
+
+DEFAULT_BLOCK_TYPES: tuple[str, ...] = ('TransVAEBlock', 'ViTBlock', 'SwinBlock', 'ResBlock', 'AttnBlock')
+
+_SAFE_AMP_TYPES = ('SafeAmpOptimWrapper', 'transvae.SafeAmpOptimWrapper')
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# auto-wrap policy
+# ---------------------------------------------------------------------------------------------------------------------
+def resolve_block_types(block_types: Sequence[Union[str, type]]) -> tuple[type, ...]:
+    """Classes of ``block_types``: names are looked up in the ``MODELS`` registry (so a user-registered block can
+    be named), classes are taken as they are. An unknown name raises the registry's ``KeyError`` (with hints)."""
+    if isinstance(block_types, (str, type)):
+        block_types = [block_types]
+    classes = []
+    for t in block_types:
+        cls = MODELS.get(t) if isinstance(t, str) else t
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise TypeError(f'block_types: {t!r} is not an nn.Module class or the registered name of one')
+        classes.append(cls)
+    return tuple(classes)
+
+
+@FUNCTIONS.register_module()
+def transvae_block_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_numel: int,
+                               block_types: Sequence[Union[str, type]] = DEFAULT_BLOCK_TYPES) -> bool:
+    """FSDP auto-wrap policy (the callable form of ``torch.distributed.fsdp.wrap``): one FSDP unit per block.
+
+    Config: ``model_wrapper=dict(auto_wrap_policy=dict(type='transvae_block_wrap_policy'))``, optionally with
+    ``block_types=['TransVAEBlock', 'MyBlock']`` (registered names or classes).
+
+    Args:
+        module: the candidate submodule.
+        recurse: FSDP asks whether to descend into ``module`` (always yes) rather than whether to wrap it.
+        nonwrapped_numel: parameters of ``module`` not yet in a unit (unused: the unit boundary is the block).
+        block_types: the block classes that become units.
+
+    Returns:
+        whether to recurse (``recurse=True``) or to wrap ``module`` (``recurse=False``).
+    """
+    del nonwrapped_numel
+    if recurse:
+        return True
+    return isinstance(module, resolve_block_types(block_types))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# model checks
+# ---------------------------------------------------------------------------------------------------------------------
+def frozen_submodules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The top-most submodules of ``model`` (not ``model`` itself) that have parameters, all of them frozen.
+
+    A module with at least one trainable parameter is never returned (it is searched further down instead);
+    modules without parameters are skipped. Returns ``(qualified name, module)`` pairs in registration order.
+    """
+    found: list[tuple[str, nn.Module]] = []
+
+    def visit(prefix: str, parent: nn.Module) -> None:
+        for name, child in parent.named_children():
+            params = list(child.parameters())
+            if not params:
+                continue
+            if not any(p.requires_grad for p in params):
+                found.append((prefix + name, child))
+            else:
+                visit(f'{prefix}{name}.', child)
+
+    visit('', model)
+    return found
+
+
+def check_fsdp_model(model: nn.Module) -> None:
+    """Raise ``ValueError`` for a model that FSDP training through ``MMFullyShardedDataParallel`` would get wrong.
+
+    ``MMFullyShardedDataParallel.train_step`` never calls the model's own ``train_step``: it runs the data
+    preprocessor, ``forward(mode='loss')``, then one optimizer update. A model that overrides ``train_step`` is
+    accepted only where the two agree: ``VAEGAN`` without a discriminator (stage 1).
+    """
+    from transvae.models.autoencoders.vae_gan import VAEGAN
+    if isinstance(model, VAEGAN):
+        if model.discriminator is not None:
+            raise ValueError(
+                'TransVAEFSDPStrategy does not support VAEGAN with a discriminator (the GAN stage): '
+                'MMFullyShardedDataParallel.train_step runs one forward/backward/step and would skip VAEGAN\'s '
+                'discriminator step and its second optimizer. Train the GAN stage with the default runner and '
+                "model_wrapper_cfg=dict(type='MMSeparateDistributedDataParallel', broadcast_buffers=False, "
+                'find_unused_parameters=False) (drop `runner_type`/`strategy`): it freezes the encoder and trains '
+                'only the decoder and the discriminator, which fit in DDP. Stage 1 (VAEGAN without a '
+                'discriminator) is supported.')
+        return
+    if isinstance(model, BaseModel) and type(model).train_step is not BaseModel.train_step:
+        raise ValueError(
+            f'TransVAEFSDPStrategy: {type(model).__name__} overrides train_step, which '
+            'MMFullyShardedDataParallel never calls (it runs forward(mode="loss"), backward and one optimizer step '
+            'itself). Use the default runner with MMDistributedDataParallel / MMSeparateDistributedDataParallel.')
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# strategy
+# ---------------------------------------------------------------------------------------------------------------------
+@STRATEGIES.register_module()
+class TransVAEFSDPStrategy(FSDPStrategy):
+    """mmengine's :class:`~mmengine._strategy.FSDPStrategy` for transvae models, on CUDA (NCCL) and CPU (gloo).
+
+    See the module docstring for what differs. Keyword args are ``FSDPStrategy``'s (``model_wrapper``,
+    ``state_dict_cfg``, ``activation_checkpointing``, ``skip_init_weights``, ...) plus:
+
+    Args:
+        ignore_frozen_modules: pass the top-most all-frozen submodules (:func:`frozen_submodules`) to FSDP as
+            ``ignored_modules`` (added to any the ``model_wrapper`` config names). Defaults to True.
+    """
+
+    def __init__(self, *, ignore_frozen_modules: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ignore_frozen_modules = bool(ignore_frozen_modules)
+
+    # -- model -------------------------------------------------------------------------------------------------------
+    def build_model(self, model: Union[nn.Module, dict]) -> nn.Module:
+        model = super().build_model(model)
+        check_fsdp_model(model)
+        return model
+
+    def _wrap_model(self, model: nn.Module) -> nn.Module:
+        """Wrap ``model`` in ``MMFullyShardedDataParallel`` (CPU-capable, frozen modules ignored)."""
+        if is_model_wrapper(model):
+            return model
+        base_cfg = self.model_wrapper
+        cfg = copy.deepcopy(dict(base_cfg)) if base_cfg is not None else dict(type='MMFullyShardedDataParallel')
+        if not torch.cuda.is_available():
+            # mmengine's default device_id=LOCAL_RANK names a CUDA device; FSDP on CPU needs the CPU device
+            cfg['device_id'] = torch.device('cpu')
+        ignored = cfg.get('ignored_modules', None) or []
+        if isinstance(ignored, (str, nn.Module)):
+            ignored = [ignored]
+        named = dict(model.named_modules())
+        ignored = [named[m] if isinstance(m, str) else m for m in ignored]
+        if self.ignore_frozen_modules:
+            frozen = frozen_submodules(model)
+            ignored += [m for _, m in frozen if all(m is not other for other in ignored)]
+            if frozen:
+                self.logger.info('FSDP: not sharding the frozen submodules ' + ', '.join(n for n, _ in frozen))
+        if ignored:
+            cfg['ignored_modules'] = ignored
+        # mmengine looks registered names up in its root FUNCTIONS registry, which finds a transvae function only
+        # by its scoped name ('transvae.xxx'): resolve names here (transvae first, then mmengine's)
+        policy = cfg.get('auto_wrap_policy', None)
+        if isinstance(policy, dict) and isinstance(policy.get('type'), str):
+            policy['type'] = FUNCTIONS.get(policy['type'])
+        elif isinstance(policy, str):
+            cfg['auto_wrap_policy'] = FUNCTIONS.get(policy)
+        base_ac = self.activation_checkpointing
+        if isinstance(base_ac, dict):
+            ac = copy.deepcopy(dict(base_ac))
+            check_fn = ac.get('check_fn')
+            if isinstance(check_fn, str):
+                ac['check_fn'] = FUNCTIONS.get(check_fn)
+            elif isinstance(check_fn, dict) and isinstance(check_fn.get('type'), str):
+                ac['check_fn'] = dict(check_fn, type=FUNCTIONS.get(check_fn['type']))
+            self.activation_checkpointing = ac
+        self.model_wrapper = cfg
+        try:
+            wrapped = super()._wrap_model(model)
+        finally:
+            self.model_wrapper = base_cfg
+            self.activation_checkpointing = base_ac
+        units = sum(1 for m in wrapped.modules() if isinstance(m, FullyShardedDataParallel)) - 1
+        self.logger.info(f'FSDP: {units} sharded units below the root ({type(model).__name__}); sharding '
+                         f'strategy {getattr(wrapped, "sharding_strategy", None)}, device '
+                         f'{cfg.get("device_id", "LOCAL_RANK")}')
+        return wrapped
+
+    # -- optimizer -----------------------------------------------------------------------------------------------------
+    def build_optim_wrapper(self, optim_wrapper: Union[torch.optim.Optimizer, BaseOptimWrapper, dict],
+                            model: Optional[nn.Module] = None) -> BaseOptimWrapper:
+        """mmengine's build (the optimizer over the sharded parameters), then mark the wrappers for global-norm
+        clipping; ``SafeAmpOptimWrapper`` gets mmengine's ``ShardedGradScaler`` (``use_fsdp=True``) as
+        ``AmpOptimWrapper`` does."""
+        if isinstance(optim_wrapper, dict) and optim_wrapper.get('type') in _SAFE_AMP_TYPES:
+            optim_wrapper = copy.copy(optim_wrapper)
+            optim_wrapper.setdefault('use_fsdp', True)
+        built = super().build_optim_wrapper(optim_wrapper, model)
+        model = model if model is not None else getattr(self, 'model', None)
+        self.mark_sharded_grads(built, model)
+        return built
+
+    @staticmethod
+    def mark_sharded_grads(optim_wrapper: BaseOptimWrapper, model: Optional[nn.Module]) -> None:
+        """Set ``sharded_grads`` / ``grad_process_group`` on every wrapper of ``optim_wrapper`` from the FSDP
+        sharding of ``model``; ``ValueError`` for a wrapper that would clip by a local norm."""
+        sharded, group = _sharding_of(model)
+        wrappers = list(optim_wrapper.values()) if isinstance(optim_wrapper, OptimWrapperDict) else [optim_wrapper]
+        for w in wrappers:
+            if isinstance(w, ShardedGradClipMixin):
+                w.sharded_grads = sharded
+                w.grad_process_group = group
+            elif sharded and getattr(w, 'clip_grad_kwargs', None) and getattr(w, 'grad_name', '') == 'grad_norm':
+                raise ValueError(
+                    f'{type(w).__name__} with clip_grad={w.clip_grad_kwargs} would clip each rank\'s FSDP shard by '
+                    'its own norm. Use SafeOptimWrapper / SafeAmpOptimWrapper, which clip by the global norm under '
+                    'TransVAEFSDPStrategy.')
+
+    # -- checkpoints ---------------------------------------------------------------------------------------------------
+    def optim_state_dict(self) -> dict:
+        """The optimizer state in the configured FSDP form (``full``: keyed by parameter name, gathered on rank 0),
+        plus the wrapper's loss-scaler state where it has one. Collective."""
+        wrapper = self.optim_wrapper
+        state = FullyShardedDataParallel.optim_state_dict(self.model, wrapper.optimizer)
+        scaler = getattr(wrapper, 'loss_scaler', None)
+        if scaler is not None:
+            state['loss_scaler'] = scaler.state_dict()
+        return state
+
+    def load_optim_state_dict(self, state_dict: dict) -> None:
+        """Load what :meth:`optim_state_dict` saved, re-sharded for this rank. Collective.
+
+        (mmengine 0.10.7 passes the arguments of ``FSDP.optim_state_dict_to_load`` in the order of torch < 2.1,
+        which fails with this torch; keywords here.)
+        """
+        state_dict = dict(state_dict)
+        scaler = state_dict.pop('loss_scaler', None)
+        state = FullyShardedDataParallel.optim_state_dict_to_load(
+            model=self.model, optim=self.optim_wrapper.optimizer, optim_state_dict=state_dict)
+        if scaler is not None:
+            state['loss_scaler'] = scaler
+        self.optim_wrapper.load_state_dict(state)
+
+    def save_checkpoint(self, filename: str, *, save_optimizer: bool = True, save_param_scheduler: bool = True,
+                        extra_ckpt: Optional[dict] = None, callback: Optional[Callable] = None) -> None:
+        """As ``FSDPStrategy.save_checkpoint``; with ``state_dict_cfg='full'``, rank 0 refuses non-finite weights
+        (every rank raises) and writes the file atomically. Collective: every rank must call it."""
+        if not self._is_full_state_dict():
+            super().save_checkpoint(filename, save_optimizer=save_optimizer,
+                                    save_param_scheduler=save_param_scheduler, extra_ckpt=extra_ckpt,
+                                    callback=callback)
+            return
+        import time
+
+        import mmengine
+        from mmengine.utils import get_git_hash
+
+        from .runner import atomic_write, nonfinite_tensors
+
+        checkpoint: dict = {'state_dict': self.model_state_dict()}  # gathered on rank 0 (all ranks take part)
+        bad = nonfinite_tensors(checkpoint['state_dict']) if is_main_process() else []
+        if _any_rank_flag(bool(bad)):
+            raise RuntimeError(
+                f'Refusing to save checkpoint {filename}: the model has non-finite weights'
+                + (f' in {len(bad)} tensors (first: {", ".join(bad[:5])})' if bad else '')
+                + '. The previous checkpoint is left intact; resume from it with `--resume` (lower lr, clip_grad, '
+                'or fp32).')
+        if save_optimizer and hasattr(self, 'optim_wrapper'):
+            checkpoint['optimizer'] = self.optim_state_dict()
+        if save_param_scheduler and hasattr(self, 'param_schedulers'):
+            checkpoint['param_schedulers'] = self.scheduler_state_dict()
+        extra_ckpt = dict(extra_ckpt or {})
+        meta = dict(extra_ckpt.get('meta', None) or {})
+        meta.update(seed=self.seed, time=time.strftime('%Y%m%d_%H%M%S', time.localtime()),
+                    mmengine=mmengine.__version__ + get_git_hash())
+        extra_ckpt['meta'] = meta
+        checkpoint.update(extra_ckpt)
+        if callback is not None:
+            callback(checkpoint)
+        if get_rank() == 0:
+            if '://' in str(filename):
+                from mmengine.runner.checkpoint import save_checkpoint as mm_save_checkpoint
+                mm_save_checkpoint(checkpoint, filename)
+            else:
+                atomic_write(filename, lambda f: torch.save(checkpoint, f))
+
+
+def _sharding_of(model: Optional[nn.Module]) -> tuple[bool, Optional[Any]]:
+    """``(gradients are sharded, the process group they are sharded over)`` for an FSDP-wrapped ``model``."""
+    from torch.distributed.fsdp import ShardingStrategy
+    if not isinstance(model, FullyShardedDataParallel):
+        return False, None
+    strategy = getattr(model, 'sharding_strategy', None)
+    if strategy is None or strategy == ShardingStrategy.NO_SHARD:
+        return False, None  # every rank holds the full, all-reduced gradient: the local norm is the global one
+    # FULL_SHARD / SHARD_GRAD_OP shard over the whole group; the hybrid strategies shard within `process_group`
+    # and replicate across it, so the norm is reduced within the shard group only.
+    return True, getattr(model, 'process_group', None)
+
+
+def _any_rank_flag(flag: bool) -> bool:
+    if torch_dist.is_available() and torch_dist.is_initialized() and torch_dist.get_world_size() > 1:
+        device = 'cuda' if torch_dist.get_backend() == 'nccl' else 'cpu'
+        t = torch.tensor([1.0 if flag else 0.0], device=device)
+        torch_dist.all_reduce(t)
+        return bool(t.item() > 0)
+    return flag
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# configs
+# ---------------------------------------------------------------------------------------------------------------------
+def is_fsdp_config(cfg: Config) -> bool:
+    """Whether ``cfg`` trains with an FSDP strategy (``strategy.type`` names an ``FSDPStrategy`` subclass)."""
+    strategy = cfg.get('strategy', None)
+    if not isinstance(strategy, dict):
+        return False
+    t = strategy.get('type', None)
+    try:
+        cls = STRATEGIES.get(t) if isinstance(t, str) else t
+    except KeyError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, FSDPStrategy)
+
+
+def fsdp_config_for_eval(cfg: Config, runner_type: str = 'TransVAERunner') -> bool:
+    """Evaluation needs no sharding: turn an FSDP training config into one the default runner evaluates.
+
+    Drops ``strategy`` and sets ``runner_type`` (the checkpoints of ``state_dict_cfg='full'`` are ordinary full
+    state dicts, so the plain model loads them). Returns True when ``cfg`` was changed. ``cfg`` is changed in place.
+    """
+    if not is_fsdp_config(cfg):
+        return False
+    cfg.pop('strategy')
+    cfg.runner_type = runner_type
+    return True
+
