@@ -119,6 +119,11 @@ def check_strategy_runner(cfg: Config) -> None:
                          f"FlexibleRunner uses, but runner_type={runner_type!r}. Set runner_type = "
                          "'FlexibleRunner' in the config (see configs/_base_/strategies/fsdp.py), or remove "
                          '`strategy`.')
+    from transvae.engine.fsdp import check_fsdp_config
+    try:
+        check_fsdp_config(cfg)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
 
 
 def main(argv=None) -> None:

@@ -24,7 +24,8 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_tool
 import tiny_vae_fixtures as tv  # noqa: E402
 
 from transvae.engine.fsdp import (DEFAULT_BLOCK_TYPES, check_fsdp_model, frozen_submodules,  # noqa: E402
-                                  fsdp_config_for_eval, is_fsdp_config, transvae_block_wrap_policy)
+                                  fsdp_config_for_eval, is_fsdp_config, move_unmanaged_states,
+                                  transvae_block_wrap_policy)
 from transvae.registry import FUNCTIONS, MODELS, STRATEGIES  # noqa: E402
 
 ARCH = dict(widths=[8, 16, 16], depths=[1, 1, 1], latent_channels=4, num_cnn_stages=1, head_dim=8)
@@ -93,6 +94,20 @@ def test_frozen_submodules_never_include_trainable_params():
         assert not any(p.requires_grad for p in m.parameters())
 
 
+def test_move_unmanaged_states_moves_what_fsdp_skips():
+    """FSDP moves managed parameters one by one: ignored modules and hidden networks are moved here (CUDA path;
+    the meta device stands in for the GPU)."""
+    model = MODELS.build(tiny_stage1(rec_loss=dict(type='ReconstructionNLL', learn_logvar=False,
+                                                   perceptual_cfg=dict(type='LPIPS', net='alex', pretrained=False))))
+    ignored = [m for _, m in frozen_submodules(model)]
+    assert ignored == [model.rec_loss]
+    move_unmanaged_states(model, ignored, torch.device('meta'))
+    assert model.rec_loss.logvar.is_meta
+    assert all(p.is_meta for p in model.rec_loss.perceptual.lpips_module.parameters())
+    assert all(p.is_meta for p in model.vf_loss.foundation.net.parameters())
+    assert not any(p.is_meta for n, p in model.named_parameters() if not n.startswith('rec_loss.'))  # FSDP's job
+
+
 def test_check_fsdp_model_rejects_gan_stage():
     check_fsdp_model(MODELS.build(tiny_stage1()))  # stage 1 (no discriminator): fine
     check_fsdp_model(MODELS.build(dict(type='VAE', arch=dict(ARCH), encoder=dict(type='TransVAEEncoder'),
@@ -119,6 +134,10 @@ def test_recipe_and_train_tool_guard():
     assert cfg.strategy.state_dict_cfg == 'full' and cfg.strategy.model_wrapper.use_orig_params
     assert cfg.model.type == 'VAEGAN' and cfg.model.get('discriminator') is None  # stage 1
     train.check_strategy_runner(cfg)
+    cfg.custom_hooks = [dict(type='EMAHook', momentum=1e-4)]  # would average the per-rank shards
+    with pytest.raises(SystemExit, match='EMAHook is not supported with FSDP'):
+        train.check_strategy_runner(cfg)
+    cfg.custom_hooks = []
     cfg.runner_type = 'TransVAERunner'  # would silently ignore `strategy`
     with pytest.raises(SystemExit, match='FlexibleRunner'):
         train.check_strategy_runner(cfg)

@@ -13,7 +13,8 @@ A config opts in with ``configs/_base_/strategies/fsdp.py`` (``runner_type='Flex
   ``ignored_modules`` (a module with any trainable parameter is never ignored: its gradients would not be
   synchronised). The LPIPS and VF foundation networks are hidden from ``parameters()`` altogether (see
   :class:`~transvae.models.losses.LPIPS`), so FSDP never sees them; this catches any other frozen part (a frozen
-  encoder, a frozen ``ReconstructionNLL.logvar``, a frozen VF projection).
+  encoder, a frozen ``ReconstructionNLL.logvar``, a frozen VF projection). FSDP's device move skips both the
+  ignored modules and the hidden networks; :func:`move_unmanaged_states` moves them (CUDA).
 * Gradient clipping: the built :class:`~transvae.engine.optimizers.SafeOptimWrapper` /
   ``SafeAmpOptimWrapper`` are marked ``sharded_grads=True`` so ``clip_grad=dict(max_norm=...)`` uses the global
   norm (mmengine's clipping would use each rank's shard). A plain mmengine ``OptimWrapper`` with norm clipping is
@@ -30,11 +31,11 @@ A config opts in with ``configs/_base_/strategies/fsdp.py`` (``runner_type='Flex
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Sequence
 from typing import Any, Callable, Optional, Union
 
 import torch
-import torch.distributed as torch_dist
 from mmengine._strategy import FSDPStrategy
 from mmengine.config import Config
 from mmengine.dist import get_rank, is_main_process
@@ -45,14 +46,16 @@ from torch.distributed.fsdp import FullyShardedDataParallel
 
 from transvae.registry import FUNCTIONS, MODELS, STRATEGIES
 
+from .optimizers.safe_optim_wrapper import SafeAmpOptimWrapper, _any_rank
 from .optimizers.sharded_clip import ShardedGradClipMixin
 
 __all__ = ['DEFAULT_BLOCK_TYPES', 'resolve_block_types', 'transvae_block_wrap_policy', 'frozen_submodules',
-           'check_fsdp_model', 'TransVAEFSDPStrategy', 'is_fsdp_config', 'fsdp_config_for_eval']
+           'move_unmanaged_states', 'check_fsdp_model', 'TransVAEFSDPStrategy', 'is_fsdp_config',
+           'check_fsdp_config', 'fsdp_config_for_eval']
 
 DEFAULT_BLOCK_TYPES: tuple[str, ...] = ('TransVAEBlock', 'ViTBlock', 'SwinBlock', 'ResBlock', 'AttnBlock')
 
-_SAFE_AMP_TYPES = ('SafeAmpOptimWrapper', 'transvae.SafeAmpOptimWrapper')
+_SAFE_AMP_TYPES = ('SafeAmpOptimWrapper', 'transvae.SafeAmpOptimWrapper', SafeAmpOptimWrapper)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -118,6 +121,22 @@ def frozen_submodules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
     visit('', model)
     return found
+
+
+def move_unmanaged_states(model: nn.Module, ignored_modules: Sequence[nn.Module], device: torch.device) -> None:
+    """Move to ``device`` what FSDP's own device move skips: ignored modules and hidden networks.
+
+    FSDP moves the managed parameters and buffers one by one (``param.data = param.to(device)``), never through
+    ``Module.to``: the parameters of ``ignored_modules`` stay where they are, and so do the frozen networks that are
+    plain attributes (LPIPS, the VF foundation model; their owners forward ``_apply`` to them). On CUDA they would be
+    left on the CPU. This moves them with ``Module.to`` (no-op where they already are).
+    """
+    for module in ignored_modules:
+        module.to(device)
+    for module in model.modules():
+        for value in vars(module).values():
+            if isinstance(value, nn.Module):  # not a registered submodule (those live in `_modules`)
+                value.to(device)
 
 
 def check_fsdp_model(model: nn.Module) -> None:
@@ -192,6 +211,12 @@ class TransVAEFSDPStrategy(FSDPStrategy):
                 self.logger.info('FSDP: not sharding the frozen submodules ' + ', '.join(n for n, _ in frozen))
         if ignored:
             cfg['ignored_modules'] = ignored
+        device = cfg.get('device_id', None)
+        if device is None:
+            device = torch.device('cuda', int(os.environ['LOCAL_RANK']))  # mmengine's default device_id
+        elif isinstance(device, int):
+            device = torch.device('cuda', device)
+        move_unmanaged_states(model, ignored, torch.device(device))
         # mmengine looks registered names up in its root FUNCTIONS registry, which finds a transvae function only
         # by its scoped name ('transvae.xxx'): resolve names here (transvae first, then mmengine's)
         policy = cfg.get('auto_wrap_policy', None)
@@ -293,7 +318,7 @@ class TransVAEFSDPStrategy(FSDPStrategy):
 
         checkpoint: dict = {'state_dict': self.model_state_dict()}  # gathered on rank 0 (all ranks take part)
         bad = nonfinite_tensors(checkpoint['state_dict']) if is_main_process() else []
-        if _any_rank_flag(bool(bad)):
+        if _any_rank(bool(bad)):
             raise RuntimeError(
                 f'Refusing to save checkpoint {filename}: the model has non-finite weights'
                 + (f' in {len(bad)} tensors (first: {", ".join(bad[:5])})' if bad else '')
@@ -332,15 +357,6 @@ def _sharding_of(model: Optional[nn.Module]) -> tuple[bool, Optional[Any]]:
     return True, getattr(model, 'process_group', None)
 
 
-def _any_rank_flag(flag: bool) -> bool:
-    if torch_dist.is_available() and torch_dist.is_initialized() and torch_dist.get_world_size() > 1:
-        device = 'cuda' if torch_dist.get_backend() == 'nccl' else 'cpu'
-        t = torch.tensor([1.0 if flag else 0.0], device=device)
-        torch_dist.all_reduce(t)
-        return bool(t.item() > 0)
-    return flag
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # configs
 # ---------------------------------------------------------------------------------------------------------------------
@@ -355,6 +371,28 @@ def is_fsdp_config(cfg: Config) -> bool:
     except KeyError:
         return False
     return isinstance(cls, type) and issubclass(cls, FSDPStrategy)
+
+
+def check_fsdp_config(cfg: Config) -> None:
+    """``ValueError`` for what an FSDP training config cannot do (hooks that need the full, unsharded weights).
+
+    ``EMAHook`` deep-copies the model: under FSDP it would average each rank's flat shards and save rank 0's only.
+    ``ReconstructionGridHook`` calls ``model.reconstruct`` on rank 0 outside the FSDP forward, where the parameters
+    are shards (it fails with "weight should have at least three dimensions" at its first grid).
+    """
+    if not is_fsdp_config(cfg):
+        return
+    unsupported = dict(
+        EMAHook='the average would be taken of the per-rank parameter shards; train with EMA under DDP',
+        ReconstructionGridHook='it calls the model outside the FSDP forward, on sharded parameters; run '
+                               '`tools/test.py --show-dir` on a checkpoint instead')
+    for hook in cfg.get('custom_hooks', None) or []:
+        t = hook.get('type') if isinstance(hook, dict) else type(hook)
+        name = t if isinstance(t, str) else getattr(t, '__name__', '')
+        for key, why in unsupported.items():
+            if key in name:
+                raise ValueError(f'{name} is not supported with FSDP (TransVAEFSDPStrategy): {why}, or remove the '
+                                 'hook.')
 
 
 def fsdp_config_for_eval(cfg: Config, runner_type: str = 'TransVAERunner') -> bool:

@@ -19,7 +19,9 @@
 #     runner_type = 'FlexibleRunner'
 #     default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))  # atomic `last_checkpoint` pointer
 # (tools/train.py refuses a `strategy` under any other runner instead of silently ignoring it). FlexibleRunner does
-# not read `model_wrapper_cfg` (the strategy wraps the model), nor TransVAERunner's RNG-exact resume.
+# not read `model_wrapper_cfg` (the strategy wraps the model), nor TransVAERunner's RNG-exact resume. tools/train.py
+# refuses EMAHook (it would average the per-rank shards) and ReconstructionGridHook (it calls the model outside the
+# FSDP forward, on sharded parameters).
 strategy = dict(
     type='TransVAEFSDPStrategy',
     model_wrapper=dict(

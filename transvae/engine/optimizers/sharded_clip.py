@@ -23,9 +23,9 @@ from torch import Tensor
 __all__ = ['clip_grad_norm_sharded_', 'ShardedGradClipMixin']
 
 
-def _reduce_device() -> torch.device:
+def _reduce_device(process_group: Optional[Any] = None) -> torch.device:
     """Device of the reduction tensor: the current CUDA device for NCCL, else the CPU (gloo)."""
-    if torch_dist.get_backend() == 'nccl':
+    if torch_dist.get_backend(process_group) == 'nccl':
         return torch.device('cuda', torch.cuda.current_device())
     return torch.device('cpu')
 
@@ -55,7 +55,7 @@ def clip_grad_norm_sharded_(params: Iterable[Tensor] | Tensor, max_norm: float, 
     grads = [p.grad for p in params if p.grad is not None]
     norm_type = float(norm_type)
     distributed = torch_dist.is_available() and torch_dist.is_initialized()
-    device = _reduce_device() if distributed else (grads[0].device if grads else torch.device('cpu'))
+    device = _reduce_device(process_group) if distributed else (grads[0].device if grads else torch.device('cpu'))
     norms = [torch.linalg.vector_norm(g.detach(), norm_type, dtype=torch.float32).to(device) for g in grads]
     if math.isinf(norm_type):
         local = torch.stack(norms).max() if norms else torch.zeros((), device=device)

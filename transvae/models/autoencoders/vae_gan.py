@@ -18,6 +18,9 @@ reported (a constant), the VF loss (and its projection, frozen) is skipped. With
 
 EMA for evaluation: ``custom_hooks = [dict(type='EMAHook', momentum=1e-4)]`` (decay 0.9999); mmengine's EMAHook
 swaps the averaged weights in before validation / testing and saves them in the checkpoint (``ema_state_dict``).
+``TransVAERunner`` runs it as ``TransVAEEMAHook`` with :class:`~transvae.models.averaged_model.TrainableEMA`: only
+the trainable generator weights are averaged (the discriminator, the frozen encoder and the hidden LPIPS / foundation
+networks are shared, not copied), which also keeps the EMA keys right under ``MMSeparateDistributedDataParallel``.
 """
 from __future__ import annotations
 

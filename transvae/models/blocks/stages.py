@@ -52,4 +52,6 @@ class TransformerStage(nn.Module):
                 t = cp.checkpoint(blk, t, hw, rope, use_reentrant=False)
             else:
                 t = blk(t, hw, rope)
-        return t.transpose(1, 2).reshape(b, c, h, w)
+        # back to contiguous NCHW: the strided view is channels-last, and GroupNorm's channels-last CPU backward is
+        # ~10x slower than NCHW (measured: 168 vs 14 ms of a micro train step)
+        return t.transpose(1, 2).reshape(b, c, h, w).contiguous()
