@@ -7,9 +7,7 @@ what validation ran on and the EMA state right after ``--resume``.
 from __future__ import annotations
 
 import copy
-import os
 import os.path as osp
-import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -153,15 +151,7 @@ _base_ = [{runtime!r}]
 custom_imports = dict(imports=['tiny_vae_fixtures', 'ema_probe'], allow_failed_imports=False)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=3))
 model = {model!r}
-_loader = dict(batch_size=2, num_workers=0, collate_fn=dict(type='transvae.skip_none_collate'))
-train_dataloader = dict(_loader, sampler=dict(type='DefaultSampler', shuffle=True),
-                        dataset=dict(type='TestTinyImages', num=8, size=32))
-val_dataloader = dict(_loader, sampler=dict(type='DefaultSampler', shuffle=False),
-                      dataset=dict(type='TestTinyImages', num=4, size=32, test_mode=True))
-test_dataloader = val_dataloader
-val_evaluator = dict(type='TestPSNRMetric')
-test_evaluator = val_evaluator
-optim_wrapper = dict(
+{data}optim_wrapper = dict(
     constructor='VAEGANOptimWrapperConstructor',
     generator=dict(type='SafeOptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, betas=(0.5, 0.9))),
     discriminator=dict(type='SafeOptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, betas=(0.5, 0.9))))
@@ -176,11 +166,8 @@ custom_hooks = [dict(type='EMAHook', momentum=0.5), dict(type='TestEMAProbeHook'
 
 
 def _train(cfg: str, wd, *args: str) -> str:
-    env = tv.subprocess_env(PYTHON=tv.PYTHON, PORT=tv.free_port())
-    env['PYTHONPATH'] = os.pathsep.join([osp.dirname(cfg), env['PYTHONPATH']])
-    cmd = ['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(wd), *args]
-    proc = subprocess.run(cmd, cwd=tv.REPO, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}'
+    proc = tv.run_checked(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(wd), *args],
+                          pythonpath=osp.dirname(cfg), PYTHON=tv.PYTHON, PORT=tv.free_port())
     return proc.stdout + proc.stderr
 
 
@@ -188,7 +175,8 @@ def test_ema_under_separate_ddp_two_ranks(tmp_path):
     (tmp_path / 'ema_probe.py').write_text(PROBE)
     cfg = str(tmp_path / 'tiny_gan.py')
     with open(cfg, 'w') as f:
-        f.write(CONFIG.format(runtime=osp.join(tv.REPO, 'configs', '_base_', 'default_runtime.py'), model=GAN))
+        f.write(CONFIG.format(data=tv.TINY_DIST_DATA_CFG, model=GAN,
+                              runtime=osp.join(tv.REPO, 'configs', '_base_', 'default_runtime.py')))
     wd = tmp_path / 'wd'
     _train(cfg, wd)
     log = next(wd.glob('*/*.log')).read_text()

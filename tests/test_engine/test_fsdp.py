@@ -11,7 +11,6 @@ import copy
 import functools
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
@@ -153,15 +152,7 @@ runner_type = 'FlexibleRunner'
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(type='AtomicCheckpointHook', interval=1,
                                                                max_keep_ckpts=3))
 model = {model!r}
-_loader = dict(batch_size=2, num_workers=0, collate_fn=dict(type='transvae.skip_none_collate'))
-train_dataloader = dict(_loader, sampler=dict(type='DefaultSampler', shuffle=True),
-                        dataset=dict(type='TestTinyImages', num=8, size=32))
-val_dataloader = dict(_loader, sampler=dict(type='DefaultSampler', shuffle=False),
-                      dataset=dict(type='TestTinyImages', num=4, size=32, test_mode=True))
-test_dataloader = val_dataloader
-val_evaluator = dict(type='TestPSNRMetric')
-test_evaluator = val_evaluator
-optim_wrapper = dict(type='SafeOptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, betas=(0.5, 0.9)),
+{data}optim_wrapper = dict(type='SafeOptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, betas=(0.5, 0.9)),
                      clip_grad=dict(max_norm=1.0))
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=4)]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=2)
@@ -171,24 +162,17 @@ randomness = dict(seed=0)
 '''
 
 
-def _run(cmd, timeout=240, **env):
-    proc = subprocess.run(cmd, cwd=tv.REPO, env=tv.subprocess_env(**env), capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}'
-    return proc
-
-
 def test_fsdp_dist_train_resume_and_load(tmp_path):
     # a frozen logvar makes `rec_loss` an all-frozen submodule: it goes to FSDP's ignored_modules
     model_cfg = tiny_stage1(rec_loss=dict(type='ReconstructionNLL', learn_logvar=False,
                                           perceptual_cfg=dict(type='LPIPS', net='alex', pretrained=False)))
     cfg_path = tmp_path / 'tiny_fsdp.py'
-    cfg_path.write_text(CONFIG.format(runtime=osp.join(tv.REPO, 'configs', '_base_', 'default_runtime.py'),
-                                      fsdp=osp.join(tv.REPO, 'configs', '_base_', 'strategies', 'fsdp.py'),
-                                      model=model_cfg))
+    cfg_path.write_text(CONFIG.format(
+        data=tv.TINY_DIST_DATA_CFG, runtime=osp.join(tv.REPO, 'configs', '_base_', 'default_runtime.py'),
+        fsdp=osp.join(tv.REPO, 'configs', '_base_', 'strategies', 'fsdp.py'), model=model_cfg))
     wd = tmp_path / 'wd'
     train = ['bash', 'tools/dist_train.sh', str(cfg_path), '2', '--work-dir', str(wd)]
-    _run(train, PYTHON=tv.PYTHON, PORT=tv.free_port())
+    tv.run_checked(train, PYTHON=tv.PYTHON, PORT=tv.free_port())
     assert (wd / 'iter_1.pth').is_file() and (wd / 'iter_2.pth').is_file()
     assert (wd / 'last_checkpoint').read_text().strip() == str(wd / 'iter_2.pth')
     log = next(wd.glob('*/*.log')).read_text()
@@ -200,7 +184,7 @@ def test_fsdp_dist_train_resume_and_load(tmp_path):
     assert train_lines and 'loss_nll:' in train_lines[0] and 'loss_vf:' in train_lines[0]
     assert 'grad_norm:' in train_lines[0] and 'tiny/psnr' in log  # global-norm clipping logged; validation ran
 
-    _run(train + ['--resume', '--max-iters', '3'], PYTHON=tv.PYTHON, PORT=tv.free_port())
+    tv.run_checked(train + ['--resume', '--max-iters', '3'], PYTHON=tv.PYTHON, PORT=tv.free_port())
     logs = sorted(wd.glob('*/*.log'))
     resumed = logs[-1].read_text()
     assert 'Auto resumed from the latest checkpoint' in resumed and 'resumed epoch: 0, iter: 2' in resumed
@@ -224,7 +208,7 @@ def test_fsdp_dist_train_resume_and_load(tmp_path):
     assert not torch.equal(before['decoder.conv_out.weight'], sd['decoder.conv_out.weight'])
 
     # tools/test.py evaluates the FSDP config's checkpoint with the default runner, unsharded
-    proc = _run([tv.PYTHON, 'tools/test.py', str(cfg_path), str(wd / 'iter_3.pth'), '--work-dir',
+    proc = tv.run_checked([tv.PYTHON, 'tools/test.py', str(cfg_path), str(wd / 'iter_3.pth'), '--work-dir',
                  str(tmp_path / 'test')], timeout=180)
     assert any(ln.startswith('metrics: ') and 'tiny/psnr' in ln for ln in proc.stdout.splitlines()), proc.stdout
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from mmengine.logging import MessageHub
 from torch import nn
 

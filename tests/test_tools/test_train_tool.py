@@ -1,8 +1,6 @@
 """tools/train.py, tools/test.py and tools/dist_train.sh end to end on a tiny test VAE."""
 import json
-import os
 import os.path as osp
-import subprocess
 import sys
 
 import torch
@@ -11,17 +9,10 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import tiny_vae_fixtures as tv  # noqa: E402
 
 
-def _run(cmd, timeout=180, **env):
-    proc = subprocess.run(cmd, cwd=tv.REPO, env=tv.subprocess_env(**env), capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}'
-    return proc
-
-
 def test_train_then_test_subprocess(tmp_path):
     cfg = tv.write_config(str(tmp_path / 'tiny.py'), max_iters=2, val_interval=2, ckpt_interval=1)
     wd = tmp_path / 'wd'
-    _run([tv.PYTHON, 'tools/train.py', cfg, '--work-dir', str(wd)])
+    tv.run_checked([tv.PYTHON, 'tools/train.py', cfg, '--work-dir', str(wd)])
     assert (wd / 'iter_1.pth').is_file() and (wd / 'iter_2.pth').is_file()
     assert (wd / 'last_checkpoint').read_text().strip() == str(wd / 'iter_2.pth')
     ckpt = tv.load_ckpt(str(wd / 'iter_2.pth'))
@@ -31,8 +22,8 @@ def test_train_then_test_subprocess(tmp_path):
 
     out = tmp_path / 'metrics.json'
     show = tmp_path / 'show'
-    proc = _run([tv.PYTHON, 'tools/test.py', cfg, str(wd / 'iter_2.pth'), '--work-dir', str(tmp_path / 'twd'),
-                 '--out', str(out), '--show-dir', str(show)])
+    proc = tv.run_checked([tv.PYTHON, 'tools/test.py', cfg, str(wd / 'iter_2.pth'), '--work-dir',
+                           str(tmp_path / 'twd'), '--out', str(out), '--show-dir', str(show)])
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith('metrics: ')]
     assert line, proc.stdout[-2000:]
     printed = json.loads(line[-1][len('metrics: '):])
@@ -85,8 +76,8 @@ def test_dist_train_and_test_gloo_two_ranks(tmp_path):
     cfg = tv.write_config(str(tmp_path / 'tiny.py'), max_iters=4, val_interval=2, ckpt_interval=2,
                           custom_hooks=hooks)
     wd = tmp_path / 'wd'
-    proc = _run(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(wd)], timeout=240,
-                PYTHON=tv.PYTHON, PORT=tv.free_port())
+    proc = tv.run_checked(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(wd)], timeout=240,
+                          PYTHON=tv.PYTHON, PORT=tv.free_port())
     assert (wd / 'iter_4.pth').is_file()
     ckpt = tv.load_ckpt(str(wd / 'iter_4.pth'))
     assert ckpt['meta']['iter'] == 4
@@ -97,7 +88,7 @@ def test_dist_train_and_test_gloo_two_ranks(tmp_path):
     assert 'Distributed training: True' in log and 'tiny/psnr' in log and 'budget_left_s' in log, proc.stdout[-2000:]
 
     out = tmp_path / 'm.json'
-    proc = _run(['bash', 'tools/dist_test.sh', cfg, str(wd / 'iter_4.pth'), '2', '--work-dir', str(tmp_path / 't'),
-                 '--out', str(out)], timeout=240, PYTHON=tv.PYTHON, PORT=tv.free_port())
+    proc = tv.run_checked(['bash', 'tools/dist_test.sh', cfg, str(wd / 'iter_4.pth'), '2', '--work-dir',
+                           str(tmp_path / 't'), '--out', str(out)], timeout=240, PYTHON=tv.PYTHON, PORT=tv.free_port())
     assert proc.stdout.count('metrics: ') == 1  # printed by rank 0 only
     assert 'tiny/psnr' in json.loads(out.read_text())['metrics']

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import os.path as osp
 import socket
+import subprocess
 import sys
 from typing import Optional
 
@@ -130,6 +131,29 @@ def subprocess_env(**extra: str) -> dict:
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
+
+def run_checked(cmd: list, timeout: float = 240, pythonpath: Optional[str] = None,
+                **env: str) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in the repository with :func:`subprocess_env` (``pythonpath`` prepended); fail the test with the
+    output tails unless it exits 0."""
+    full_env = subprocess_env(**env)
+    if pythonpath:
+        full_env['PYTHONPATH'] = os.pathsep.join([pythonpath, full_env['PYTHONPATH']])
+    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}'
+    return proc
+
+
+# the data / evaluator part of the tiny distributed-run configs (32² TestTinyImages, PSNR)
+TINY_DIST_DATA_CFG = '''_loader = dict(batch_size=2, num_workers=0, collate_fn=dict(type='transvae.skip_none_collate'))
+train_dataloader = dict(_loader, sampler=dict(type='DefaultSampler', shuffle=True),
+                        dataset=dict(type='TestTinyImages', num=8, size=32))
+val_dataloader = dict(_loader, sampler=dict(type='DefaultSampler', shuffle=False),
+                      dataset=dict(type='TestTinyImages', num=4, size=32, test_mode=True))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='TestPSNRMetric')
+test_evaluator = val_evaluator
+'''
 
 CONFIG_TEMPLATE = '''
 _base_ = [{runtime!r}]

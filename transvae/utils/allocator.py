@@ -12,11 +12,12 @@ the same allocator. This is what Intel's PyTorch CPU tuning guide achieves by pr
 without a preload or a dependency.
 
 The cost: blocks served from the heap are kept by the process after ``free``, so a threshold above the largest
-activation lets fragmentation raise the peak RSS. Measured (TransVAE-T decode at 1024², largest activations 537 MB;
-process peak-RSS increase, ``benchmark.py --mem-resolutions 1024``): glibc default 3142 MiB (an earlier run),
-threshold 1024 MiB 5904 MiB, 256 MiB 3116 MiB, 64 MiB 3312 MiB. The default, 256 MiB, keeps the speed of every activation up
-to b1 at 512² / b4 at 256² (128 channels) and leaves high-resolution tensors to ``mmap``. Tools tune the allocator on
-CPU runs unless ``TRANSVAE_MALLOC_MMAP_THRESHOLD_MB`` is ``0``; any other value of it sets the threshold.
+activations lets fragmentation raise the peak RSS. Measured (TransVAE-T decode at 1024², largest activations 537 MB;
+process peak-RSS increase, ``benchmark.py --mem-resolutions 1024 --mem-modes decode``): glibc default 3192 MiB,
+threshold 64 MiB 3264 MiB, 256 MiB 3685 MiB (1024 MiB: 5904 MiB on an earlier commit). The default, 64 MiB, keeps
+the speed-up for the activations of batch-1 inference up to 256² at 128 channels (33.5 MB) and leaves larger tensors
+to ``mmap``. Tools tune the allocator on CPU runs unless ``TRANSVAE_MALLOC_MMAP_THRESHOLD_MB`` is ``0``; any other
+value of it sets the threshold in MiB.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import platform
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 ENV_VAR = 'TRANSVAE_MALLOC_MMAP_THRESHOLD_MB'
-DEFAULT_THRESHOLD_MB = 256
+DEFAULT_THRESHOLD_MB = 64
 _state: dict[str, int | None] = {'threshold_mb': None}
 
 
@@ -45,7 +46,7 @@ def tune_cpu_allocator(threshold_mb: int | None = None) -> int | None:
     """Raise glibc's mmap threshold (and the trim threshold with it) to ``threshold_mb`` MiB.
 
     Args:
-        threshold_mb: the new threshold; ``None`` reads ``TRANSVAE_MALLOC_MMAP_THRESHOLD_MB`` (default 256),
+        threshold_mb: the new threshold; ``None`` reads ``TRANSVAE_MALLOC_MMAP_THRESHOLD_MB`` (default 64),
             ``0`` leaves the allocator alone.
 
     Returns:

@@ -39,7 +39,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        w = self.weight
+        if w is not None and w.dtype != x.dtype:  # under autocast Q / K arrive in bf16 / fp16: keep the fused kernel
+            w = w.to(x.dtype)  # (it accumulates in fp32); a dtype mismatch falls back to a slow unfused path
+        return F.rms_norm(x, (x.shape[-1],), w, self.eps)
 
 
 @MODELS.register_module('GN')
