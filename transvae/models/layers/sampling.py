@@ -70,7 +70,8 @@ class DCDownsample(ConvPixelUnshuffleDown):
     """:class:`ConvPixelUnshuffleDown` plus the parameter-free channel-averaging shortcut (TransVAE's DC path)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x) + space_to_channel_average(x, self.out_channels)
+        # in place on the fresh unshuffled conv output (autograd does not need it)
+        return super().forward(x).add_(space_to_channel_average(x, self.out_channels))
 
 
 @MODELS.register_module()
@@ -91,7 +92,8 @@ class DCUpsample(InterpConvUp):
     """:class:`InterpConvUp` plus the parameter-free channel-duplicating shortcut (TransVAE's DC path)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x) + channel_to_space_duplicate(x, self.out_channels)
+        # in place on the fresh conv output (autograd does not need it)
+        return super().forward(x).add_(channel_to_space_duplicate(x, self.out_channels))
 
 
 @MODELS.register_module()
