@@ -25,6 +25,7 @@ import tiny_vae_fixtures as tv  # noqa: E402
 from transvae.engine.fsdp import (DEFAULT_BLOCK_TYPES, check_fsdp_model, frozen_submodules,  # noqa: E402
                                   fsdp_config_for_eval, is_fsdp_config, move_unmanaged_states,
                                   transvae_block_wrap_policy)
+from transvae.engine.utils import shutdown_distributed  # noqa: E402
 from transvae.registry import FUNCTIONS, MODELS, STRATEGIES  # noqa: E402
 
 ARCH = dict(widths=[8, 16, 16], depths=[1, 1, 1], latent_channels=4, num_cnn_stages=1, head_dim=8)
@@ -293,8 +294,12 @@ def _clip_worker(rank: int, world: int, port: int) -> None:
             TransVAEFSDPStrategy.mark_sharded_grads(
                 OptimWrapper(optimizer=torch.optim.SGD(fsdp.parameters(), lr=0.1), clip_grad=dict(max_norm=1.0)),
                 fsdp)
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    # success: barrier, destroy, os._exit(0) -- a rank can abort in interpreter teardown with gloo's threads attached
+    # (SIGABRT, "terminate called without an active exception"; see shutdown_distributed)
+    shutdown_distributed()
 
 
 def test_sharded_clip_matches_unsharded_gradient():
