@@ -51,23 +51,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_photo(path: str, size: int) -> torch.Tensor:
-    """``(3, size, size)`` in [0, 1]: short side resized (bicubic) to ``size``, centre crop."""
-    from PIL import Image
-    img = Image.open(path).convert('RGB')
-    w, h = img.size
-    s = size / min(w, h)
-    img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    img = img.crop((left, top, left + size, top + size))
-    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255.0
+    """``(3, size, size)`` in [0, 1] through the test pipeline's transforms: decode, resize the short side to
+    ``size`` (bicubic), centre crop."""
+    from transvae.datasets.transforms import CenterCrop, LoadImageRGB, ResizeShortSide
+    results: dict | None = dict(img_path=path)
+    for t in (LoadImageRGB(), ResizeShortSide(size, interpolation='bicubic'), CenterCrop(size)):
+        results = t(results)
+        if results is None:
+            raise SystemExit(f'cannot decode {path}')
+    return torch.from_numpy(results['img'].copy()).permute(2, 0, 1).float() / 255.0
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of images in [0, 1] quantised to uint8 (the benchmark's convention)."""
-    qa, qb = (a * 255).round(), (b * 255).round()
-    mse = (qa - qb).pow(2).mean().item()
-    return float('inf') if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+    """PSNR in dB of one ``(1, 3, H, W)`` pair in [0, 1], uint8-quantised (the benchmark's metric)."""
+    from transvae.evaluation.functional import psnr as psnr_batch
+    return float(psnr_batch(a, b)[0])
 
 
 def tile_edges(size: int, tile: int, overlap: int) -> list[int]:
@@ -128,8 +126,9 @@ def main(argv: list[str] | None = None) -> dict:
             edges = tile_edges(args.size, tile, ov)
             err = (rec - x).abs().mean(1)[0]
             sr_t, sr_w = seam_ratio(err, edges, args.band), seam_ratio(err_whole, edges, args.band)
+            psnr_tiled = psnr(rec, x)
             entry['tiled'][f'{tile}/{ov}'] = dict(
-                tile=tile, overlap=ov, psnr_tiled=psnr(rec, x), psnr_delta_db=psnr(rec, x) - entry['psnr_whole'],
+                tile=tile, overlap=ov, psnr_tiled=psnr_tiled, psnr_delta_db=psnr_tiled - entry['psnr_whole'],
                 psnr_tiled_vs_whole=psnr(rec, whole), seam_ratio_tiled=sr_t, seam_ratio_whole=sr_w,
                 seam_ratio_tiled_over_whole=sr_t / sr_w, time_s=time.perf_counter() - t0)
         report['photos'][name] = entry
