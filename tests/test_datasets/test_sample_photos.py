@@ -11,7 +11,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from transvae.datasets import SamplePhotosDataset, prepare_sample_photos
-from transvae.datasets.sample_photos import BIKES_TRAIN_FRAMES, BIKES_VAL_FRAMES, VAL_SOURCES
+from transvae.datasets.sample_photos import BIKES_FRAMES, CARPHONE_FRAMES, SOURCES, VAL_SOURCES
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -28,15 +28,27 @@ def test_split_disjoint_by_source(photos):
     train = {f['source'] for f in files if f['split'] == 'train'}
     val = {f['source'] for f in files if f['split'] == 'val'}
     assert val == set(VAL_SOURCES) and not train & val
-    assert {'stereo_motorcycle', 'chelsea', 'camera', 'flower', 'bikes_train'} <= train
+    assert train | val == set(SOURCES)
+    # no photo, stereo pair or video contributes to both splits: every file's bytes and source are in one split only
+    by_hash = {}
+    for f in files:
+        by_hash.setdefault(f['sha256'], set()).add(f['split'])
+    assert all(len(splits) == 1 for splits in by_hash.values())
+    videos = {'bikes', 'carphone'}
+    assert videos <= train and not videos & val
     stereo = [f for f in files if f['source'] == 'stereo_motorcycle']
     assert len(stereo) == 2 and {f['split'] for f in stereo} == {'train'}
-    assert min(BIKES_VAL_FRAMES) - max(BIKES_TRAIN_FRAMES) >= 20
-    assert photos['counts'] == dict(train=12 + len(BIKES_TRAIN_FRAMES), val=4 + len(BIKES_VAL_FRAMES))
+    n_stills_train = sum(split == 'train' for split, _, _ in SOURCES.values()) - len(videos) + 1  # stereo pair: 2
+    assert photos['counts'] == dict(train=n_stills_train + len(BIKES_FRAMES) + len(CARPHONE_FRAMES),
+                                    val=len(VAL_SOURCES))
+    assert len(VAL_SOURCES) >= 8 and len(train) >= 20
+    # every source records where it ships from and its licence
+    assert set(photos['licences']) == set(SOURCES) and all(photos['licences'].values())
     for f in files:  # every file on disk, in its split folder, with its size
         assert f['path'].startswith(f"{f['split']}/{f['source']}/")
         assert os.path.getsize(os.path.join(photos['root'], f['path'])) == f['bytes']
-    assert all(f['height'] >= 272 and f['width'] >= 272 for f in files)
+    assert all(f['height'] >= 256 and f['width'] >= 256 for f in files if f['split'] == 'val')
+    assert all(f['height'] >= 64 and f['width'] >= 64 for f in files)
 
 
 def _prepare(root, q):
@@ -93,7 +105,7 @@ def test_configs_cpu_preset_build(photos, name):
     cfg = Config.fromfile(os.path.join(REPO, 'configs', '_base_', 'datasets', f'{name}.py'))
     metrics = {e['type'] for e in cfg.test_evaluator}
     assert {'PSNRMetric', 'SSIMMetric', 'LPIPSMetric'} <= metrics
-    assert ('FIDMetric' in metrics) == (name != 'sample_photos')  # 12 held-out photos are too few for rFID
+    assert ('FIDMetric' in metrics) == (name != 'sample_photos')  # 8 held-out photos are too few for rFID
     assert 'presets' not in cfg  # base files use <kind>_presets (duplicate keys among bases are an error)
     cfg.merge_from_dict(cfg.dataset_presets['cpu'].to_dict())  # what tools/train.py --preset cpu does
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -123,6 +135,9 @@ def test_configs_paper_scale():
     assert sp.train_dataloader.collate_fn.type == 'transvae.skip_none_collate'
     inet = Config.fromfile(os.path.join(REPO, 'configs', '_base_', 'datasets', 'imagenet.py'))
     assert inet.train_dataloader.dataset.data_prefix == 'train'
-    assert inet.train_dataloader.dataset.pipeline[1].type == 'RandomResizedCrop'
+    # VA-VAE / LDM pipeline: short side to the crop size, random crop, h-flip (no RandomResizedCrop fragments)
+    assert [t.type for t in inet.train_dataloader.dataset.pipeline] == [
+        'LoadImageRGB', 'ResizeShortSide', 'RandomCrop', 'RandomFlip', 'PackVAEInputs']
+    assert inet.train_dataloader.dataset.pipeline[1].size == inet.train_dataloader.dataset.pipeline[2].size == 256
     coco = Config.fromfile(os.path.join(REPO, 'configs', '_base_', 'datasets', 'coco.py'))
     assert 'train_dataloader' not in coco and coco.test_dataloader.dataset.data_prefix == 'val2017'

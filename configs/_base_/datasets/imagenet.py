@@ -3,9 +3,12 @@
 dataset_type = 'ImageFolderDataset'
 data_root = 'data/imagenet'
 
+# VA-VAE / LDM autoencoder training: resize the short side to the crop size, random crop, h-flip (not the
+# classification RandomResizedCrop(scale=(0.08, 1)), which trains on up-scaled fragments).
 train_pipeline = [
     dict(type='LoadImageRGB'),
-    dict(type='RandomResizedCrop', size=256, scale=(0.08, 1.0), ratio=(3. / 4., 4. / 3.), interpolation='bicubic'),
+    dict(type='ResizeShortSide', size=256, interpolation='bicubic'),
+    dict(type='RandomCrop', size=256),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackVAEInputs'),
 ]
@@ -50,7 +53,7 @@ dataset_presets = dict(
                 type='SamplePhotosDataset',
                 data_root=_sample_root,
                 split='train',
-                repeat=20,  # an epoch of 2140 crops, not 107 (mmengine pauses 2 s per epoch)
+                repeat=20,  # an epoch of 3300 crops, not 165 (mmengine pauses 2 s per epoch)
                 pipeline=[
                     dict(type='LoadImageRGB'),
                     dict(type='RandomCrop', size=64),

@@ -69,7 +69,7 @@ dataset_presets = dict(
             ])),
     ))
 
-# PSNR on uint8-quantised images, SSIM (Gaussian 11 / 1.5), LPIPS-alex. No rFID here: 12 held-out photos are far
+# PSNR on uint8-quantised images, SSIM (Gaussian 11 / 1.5), LPIPS-alex. No rFID here: 8 held-out photos are far
 # too few for a Fréchet distance (tools/test.py adds it on ImageNet / COCO).
 val_evaluator = [dict(type='PSNRMetric'), dict(type='SSIMMetric'), dict(type='LPIPSMetric', net='alex')]
 test_evaluator = val_evaluator
