@@ -1,8 +1,6 @@
 """Test-session setup: transvae is the default MMEngine scope; tests run on 2 CPU threads."""
 import os
 
-os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
-
 import pytest  # noqa: E402
 import torch  # noqa: E402
 

@@ -19,12 +19,8 @@
 * ``--rank K --world-size W`` processes shards ``i % W == K`` (run W processes, e.g. one per GPU); the last to finish
   writes the statistics.
 """
-# Before torch is imported (ENVIRONMENT.md §2.1): mmengine checkpoints need full unpickling. Only load trusted files.
-import os
-
-os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
-
 import argparse  # noqa: E402
+import os  # noqa: E402
 import json  # noqa: E402
 import os.path as osp  # noqa: E402
 import re  # noqa: E402
@@ -62,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--rank', type=int, default=0)
     p.add_argument('--world-size', type=int, default=1)
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    p.add_argument('--trust-checkpoint', action='store_true',
+                   help='allow a checkpoint that needs arbitrary unpickling (it can run code)')
     return p.parse_args(argv)
 
 
@@ -85,9 +83,9 @@ def build_model(cfg: Config, checkpoint: Optional[str], device: str = 'cpu') -> 
     from transvae.utils import register_all_modules
     register_all_modules()
     model = MODELS.build(cfg.model)
-    if checkpoint and checkpoint.lower() != 'none':
-        from mmengine.runner import load_checkpoint
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=False, logger='silent')
+    if checkpoint and checkpoint.lower() != 'none':  # weights_only load + architecture check (checkpoint_io)
+        from transvae.engine.checkpoint_io import load_weights
+        load_weights(model, checkpoint, config_name=getattr(cfg, 'filename', None))
     return model.to(device).eval()
 
 
@@ -284,7 +282,10 @@ def run(args: argparse.Namespace) -> Optional[dict[str, torch.Tensor]]:
 
 
 def main(argv=None) -> None:
-    run(parse_args(argv))
+    args = parse_args(argv)
+    from transvae.engine.checkpoint_io import trusted_checkpoints
+    with trusted_checkpoints(args.trust_checkpoint):
+        run(args)
 
 
 if __name__ == '__main__':

@@ -26,12 +26,9 @@ top-level ``config`` / ``checkpoint`` / ``metrics`` keys), ``--report`` the Mark
 ``--tile {none,auto,N}`` is handed to the model when it exposes a tiling option (``set_tiling(tile)``, a ``tile``
 attribute or diffusers-style ``enable_tiling()``); otherwise the evaluation runs untiled and the report says so.
 """
-# Before torch is imported: torch >= 2.6 defaults torch.load to weights_only=True, which breaks mmengine 0.10.7's
-# checkpoint loading (ENVIRONMENT.md §2.1). With this flag, loading a checkpoint unpickles arbitrary objects: a
-# malicious .pth can execute code. Only evaluate checkpoints you trust.
+# Checkpoints load with torch.load(weights_only=True) (transvae.engine.checkpoint_io); --trust-checkpoint opts in to
+# arbitrary unpickling for a file you trust.
 import os
-
-os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
@@ -105,6 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys (applied last)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='allow a checkpoint that needs arbitrary unpickling (it can run code)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.multi = bool(args.models or args.datasets or args.resolutions)
@@ -559,7 +558,9 @@ def main(argv=None):
     register_all_modules()
     if not torch.cuda.is_available():
         tune_cpu_allocator()  # large activations reuse heap memory (TRANSVAE_MALLOC_MMAP_THRESHOLD_MB=0: off)
-    result = run_multi(args, argv) if args.multi else run_single(args, argv)
+    from transvae.engine.checkpoint_io import trusted_checkpoints
+    with trusted_checkpoints(args.trust_checkpoint):
+        result = run_multi(args, argv) if args.multi else run_single(args, argv)
     shutdown_distributed()
     return result
 

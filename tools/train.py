@@ -4,12 +4,9 @@ Order of config changes: ``--preset`` first, then the shortcut flags (``--data-r
 ``--max-iters``/``--epochs``, ``--resolution``, ``--seed``, ``--deterministic``, ``--amp``), then ``--cfg-options``
 (the most explicit wins).
 """
-# Before torch is imported: torch >= 2.6 defaults torch.load to weights_only=True, which breaks mmengine 0.10.7's
-# resume/load_from (ENVIRONMENT.md §2.1). With this flag, loading a checkpoint unpickles arbitrary objects: a
-# malicious .pth can execute code. Only load (resume, --load-from, test) checkpoints you trust.
+# Checkpoints load with torch.load(weights_only=True) (transvae.engine.checkpoint_io); --trust-checkpoint opts in to
+# arbitrary unpickling for a file you trust.
 import os
-
-os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
 
 import argparse  # noqa: E402
 import os.path as osp  # noqa: E402
@@ -49,6 +46,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. optim_wrapper.optimizer.lr=1e-4 (applied last)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='allow resuming / loading a checkpoint that needs arbitrary unpickling (can run code)')
+    parser.add_argument('--resume-lr', type=float, metavar='LR',
+                        help='with --resume: scale every learning rate (optimizer and schedulers) so that the first '
+                        "param group's base lr becomes LR (a run aborted by the non-finite guard)")
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -134,7 +136,9 @@ def main(argv=None) -> None:
     cfg = build_config(args)
     init_cpu_distributed(cfg, args.launcher)  # no-op with CUDA or without a launcher
     runner = build_runner(cfg)
-    runner.train()
+    from transvae.engine.checkpoint_io import trusted_checkpoints
+    with trusted_checkpoints(args.trust_checkpoint):
+        runner.train()
     shutdown_distributed()
 
 

@@ -34,8 +34,6 @@ import sys
 import time
 from typing import Any, Callable
 
-os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')  # mmengine checkpoints (ENVIRONMENT.md §2.1)
-
 import torch  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

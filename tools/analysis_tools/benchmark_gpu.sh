@@ -9,7 +9,6 @@ cd "$(dirname "$0")/../.."
 OUT=${1:-work_dirs/benchmark/gpu}
 mkdir -p "$OUT"
 PY=${PYTHON:-python}
-export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1
 $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt" || true
 

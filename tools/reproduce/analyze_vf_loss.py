@@ -16,8 +16,6 @@ import os
 import os.path as osp
 import sys
 
-os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')  # mmengine checkpoints (trusted files only)
-
 _TOOLS = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 sys.path.insert(0, _TOOLS)
 sys.path.insert(0, osp.join(_TOOLS, 'analysis_tools'))

@@ -5,7 +5,8 @@ Images go in and come out in ``[0, 1]``; the model works in ``[-1, 1]`` internal
 * a float tensor ``(B, 3, H, W)`` or ``(3, H, W)`` in ``[0, 1]``;
 * a ``uint8`` tensor of the same layouts (``0..255``);
 * a ``numpy`` array ``(H, W, 3)`` or ``(B, H, W, 3)`` (``uint8`` ``0..255`` or float ``[0, 1]``), or ``(H, W)`` gray;
-* a ``PIL.Image`` (converted to RGB);
+* a ``PIL.Image`` (any mode: 16-bit scaled by its bit depth, alpha composited on white);
+* a file path (``str`` / ``os.PathLike``), decoded as the datasets do (EXIF orientation applied);
 * a list of any of the above with one size (stacked into a batch).
 
 Outputs keep the batch layout of the input: a single image (``(3, H, W)``, HWC array or PIL) gives ``(3, H, W)``,
@@ -23,10 +24,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-# torch >= 2.6 defaults torch.load to weights_only=True, which cannot load mmengine checkpoints (they pickle
-# HistoryBuffer & co.; ENVIRONMENT.md §2.1). Must be set before torch loads anything. Only load trusted checkpoints.
-os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
@@ -40,22 +37,26 @@ TileArg = int | str | None
 
 
 def init_model(config: str | Config, checkpoint: str | None = None, device: str | torch.device = 'cpu',
-               cfg_options: dict | None = None, preset: str | None = None) -> nn.Module:
+               cfg_options: dict | None = None, preset: str | None = None, trusted: bool = False) -> nn.Module:
     """Build the ``model`` of a config, load a checkpoint and put it in eval mode.
 
     Args:
         config: config file path or :class:`mmengine.Config`.
-        checkpoint: checkpoint path (an mmengine ``.pth`` with ``state_dict`` / ``meta``, or a plain state dict);
-            ``None`` keeps the random initialisation. Loading unpickles the file: only load trusted checkpoints.
+        checkpoint: checkpoint path: an mmengine ``.pth`` with ``state_dict`` / ``meta``, a plain state dict, or a
+            ``.safetensors`` export (``tools/model_converters/to_safetensors.py``); ``None`` keeps the random
+            initialisation. Read with ``weights_only=True`` (``transvae.engine.checkpoint_io``); a checkpoint that
+            does not fit the config's model raises ``CheckpointMismatchError`` naming the config it was trained
+            with.
         device: target device.
         cfg_options: ``Config.merge_from_dict`` overrides, e.g. ``{'model.arch.widths': [...]}``.
         preset: merge ``cfg.presets[preset]`` (e.g. ``'cpu'``) before ``cfg_options``.
+        trusted: allow a checkpoint that needs arbitrary unpickling (it can run code): only for files you trust.
 
     Returns:
         The model in eval mode; ``model.cfg`` holds the config used.
     """
-    from mmengine.runner import load_checkpoint
-
+    from transvae.engine.checkpoint_compat import check_checkpoint_fits, config_name_of, strip_prefix
+    from transvae.engine.checkpoint_io import load_checkpoint_file, state_dict_of
     from transvae.registry import MODELS
     from transvae.utils import register_all_modules
 
@@ -75,7 +76,10 @@ def init_model(config: str | Config, checkpoint: str | None = None, device: str 
     model_cfg.pop('init_cfg', None) if checkpoint else None  # no pretrained init when weights follow
     model = MODELS.build(model_cfg)
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True, logger='current')
+        ckpt = load_checkpoint_file(checkpoint, map_location='cpu', trusted=trusted)
+        check_checkpoint_fits(model, ckpt, str(checkpoint), config_name_of(cfg), allow_partial=False,
+                              tool_hint='`init_model({config!r}, {ckpt!r})`')
+        model.load_state_dict(strip_prefix(state_dict_of(ckpt)), strict=True)
     model.cfg = cfg
     return model.to(device).eval()
 
@@ -83,15 +87,24 @@ def init_model(config: str | Config, checkpoint: str | None = None, device: str 
 # ---------------------------------------------------------------------------------------------------------------------
 # image conversion
 def _one_to_tensor(img: Any) -> tuple[Tensor, bool]:
-    """One image or batch -> float ``(B, 3, H, W)`` in [0, 1] and whether it was a single image."""
-    try:
-        from PIL import Image
-        if isinstance(img, Image.Image):
-            img = np.asarray(img.convert('RGB'))
-    except ImportError:  # pragma: no cover
-        pass
+    """One image or batch -> float ``(B, 3, H, W)`` in [0, 1] and whether it was a single image.
+
+    Raises ``ValueError`` for empty or non-finite images and ``TypeError`` for unsupported types, before the model
+    sees them.
+    """
+    from PIL import Image
+
+    from transvae.datasets.transforms.loading import decode_image_rgb, pil_to_rgb_array
+    if isinstance(img, (str, os.PathLike)):
+        if not os.path.isfile(img):
+            raise FileNotFoundError(f'image file not found: {os.fspath(img)!r}')
+        img = decode_image_rgb(os.fspath(img))  # EXIF orientation, 16-bit, CMYK, alpha, palette, first frame
+    elif isinstance(img, Image.Image):
+        img = pil_to_rgb_array(img)  # bit-depth aware (I;16 is scaled, not saturated); alpha on white
     if isinstance(img, np.ndarray):
         a = img
+        if a.size == 0:
+            raise ValueError(f'empty image array of shape {a.shape}')
         if a.ndim == 2:
             a = np.repeat(a[..., None], 3, axis=2)
         if a.ndim not in (3, 4) or a.shape[-1] not in (1, 3, 4):
@@ -100,6 +113,8 @@ def _one_to_tensor(img: Any) -> tuple[Tensor, bool]:
             a = a[..., :3]
         if a.shape[-1] == 1:
             a = np.repeat(a, 3, axis=-1)
+        if a.dtype == np.uint16:
+            a = a.astype(np.float32) / 65535.0
         a = np.ascontiguousarray(a)
         t = torch.from_numpy(a if a.flags.writeable else a.copy())
         single = t.dim() == 3
@@ -112,13 +127,19 @@ def _one_to_tensor(img: Any) -> tuple[Tensor, bool]:
         if t.dim() != 4:
             raise ValueError(f'image tensors must be (3, H, W) or (B, 3, H, W), got {tuple(img.shape)}')
     else:
-        raise TypeError(f'unsupported image type {type(img).__name__}')
+        raise TypeError(f'unsupported image type {type(img).__name__}: give a tensor, a numpy array, a PIL image, '
+                        'a file path or a list of them')
+    if t.numel() == 0:
+        raise ValueError(f'empty image of shape {tuple(t.shape)}')
     if t.shape[1] != 3:
         raise ValueError(f'images must have 3 channels, got shape {tuple(t.shape)}')
     if t.dtype == torch.uint8:
         t = t.float() / 255.0
     elif not t.is_floating_point():
-        raise TypeError(f'integer images must be uint8, got {t.dtype}')
+        raise TypeError(f'integer images must be uint8 (or uint16 numpy arrays), got {t.dtype}')
+    elif not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f'the image contains {bad} NaN / Inf values of {t.numel()}; the model would return NaN')
     return t, single
 
 
@@ -128,6 +149,8 @@ def to_image_tensor(images: Any) -> tuple[Tensor, bool]:
     Returns the tensor and ``True`` when the input was a single image.
     """
     if isinstance(images, (list, tuple)):
+        if len(images) == 0:
+            raise ValueError('empty list of images')
         parts = [_one_to_tensor(i)[0] for i in images]
         sizes = {tuple(p.shape[-2:]) for p in parts}
         if len(sizes) > 1:

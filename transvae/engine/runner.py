@@ -29,7 +29,7 @@ import random
 import tempfile
 import time
 import warnings
-from typing import Any, Optional
+from typing import Optional
 
 import mmengine
 import numpy as np
@@ -46,6 +46,9 @@ from mmengine.runner.checkpoint import weights_to_cpu
 from mmengine.utils import apply_to, get_git_hash
 
 from transvae.registry import RUNNERS
+
+from .checkpoint_compat import check_checkpoint_fits, config_name_of
+from .checkpoint_io import encode_checkpoint, load_checkpoint_file
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -277,10 +280,16 @@ class TransVAERunner(Runner):
 
     # -- resume ------------------------------------------------------------------------------------------------------
     def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False, revise_keys=None):
-        kwargs: dict[str, Any] = dict(map_location=map_location, strict=strict)
-        if revise_keys is not None:
-            kwargs['revise_keys'] = revise_keys
-        checkpoint = super().load_checkpoint(filename, **kwargs)
+        # mmengine's Runner.load_checkpoint, plus the safe loader and the architecture check before any weight moves
+        from mmengine.runner.checkpoint import _load_checkpoint_to_model
+        checkpoint = load_checkpoint_file(filename, map_location=map_location)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        check_checkpoint_fits(model, checkpoint, str(filename), config_name_of(self.cfg), allow_partial=not strict,
+                              tool_hint='`python tools/test.py {config} {ckpt}`')
+        _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=revise_keys or [(r'^module\.', '')])
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
         self._loaded_rng_state = checkpoint.get('rng_state') if isinstance(checkpoint, dict) else None
         return checkpoint
 
@@ -344,6 +353,7 @@ class TransVAERunner(Runner):
             cfg=self.cfg.pretty_text,
             seed=self.seed,
             experiment_name=self.experiment_name,
+            config_file=config_name_of(self.cfg) or '',
             time=time.strftime('%Y%m%d_%H%M%S', time.localtime()),
             mmengine_version=mmengine.__version__ + get_git_hash())
         if hasattr(self.train_dataloader.dataset, 'metainfo'):
@@ -375,6 +385,8 @@ class TransVAERunner(Runner):
 
         self.call_hook('before_save_checkpoint', checkpoint=checkpoint)
         if file_client_args is None and backend_args is None and _is_local(filepath):
-            atomic_write(filepath, lambda f: torch.save(checkpoint, f))
+            # HistoryBuffers / numpy encoded: the file loads with torch.load(weights_only=True) (checkpoint_io)
+            encoded = encode_checkpoint(checkpoint)
+            atomic_write(filepath, lambda f: torch.save(encoded, f))
         else:  # remote backends: mmengine's writer (object stores replace whole objects anyway)
-            mm_save_checkpoint(checkpoint, filepath, file_client_args=file_client_args, backend_args=backend_args)
+            mm_save_checkpoint(encode_checkpoint(checkpoint), filepath, file_client_args=file_client_args, backend_args=backend_args)

@@ -1,0 +1,147 @@
+"""Refuse a checkpoint whose weights do not fit the model built from the config, naming the config it came from.
+
+Rule (:func:`check_checkpoint_fits`): group the keys of the model and of the checkpoint by their top-level submodule
+(``encoder``, ``decoder``, ``discriminator``, ...). Every submodule present on both sides must match exactly (same
+keys, same shapes). A submodule on one side only is allowed when ``allow_partial`` (fine-tuning a stage-1 checkpoint
+with a new discriminator, or evaluating a GAN checkpoint without its discriminator), but at least one submodule must
+be shared. Violations raise :class:`CheckpointMismatchError` with a short message: the counts, up to three examples,
+the config the checkpoint was trained with (from its ``meta``, read without executing it) and the command to use.
+"""
+from __future__ import annotations
+
+import ast
+import os.path as osp
+import re
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+#: keys that never count (mmengine's data preprocessor has no weights, but some subclasses keep buffers)
+_IGNORED_PREFIXES = ('data_preprocessor.',)
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The checkpoint's weights belong to a different architecture / config than the model."""
+
+
+def strip_prefix(state_dict: dict, prefix: str = 'module.') -> dict:
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
+
+
+def _top(key: str) -> str:
+    return key.split('.', 1)[0]
+
+
+def trained_config(meta: Any) -> tuple[Optional[str], Optional[str]]:
+    """``(config file or experiment name, model summary)`` from a checkpoint's ``meta``; no code is executed."""
+    if not isinstance(meta, dict):
+        return None, None
+    name = meta.get('config_file') or None
+    if not name and isinstance(meta.get('experiment_name'), str):
+        name = re.sub(r'_\d{8}_\d{6}(_\d+)?$', '', meta['experiment_name']) or None
+        name = f'{name}.py (experiment name)' if name else None
+    return name, _model_summary(meta.get('cfg'))
+
+
+def _model_summary(cfg_text: Any) -> Optional[str]:
+    """``type=... encoder=... widths=...`` of ``model = dict(...)`` in a config text, parsed (never executed)."""
+    if not isinstance(cfg_text, str):
+        return None
+    try:
+        tree = ast.parse(cfg_text)
+    except SyntaxError:
+        return None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == 'model' for t in node.targets)
+                and isinstance(node.value, ast.Call)):
+            parts = []
+            for kw in node.value.keywords:
+                if kw.arg == 'type' and isinstance(kw.value, ast.Constant):
+                    parts.insert(0, f'type={kw.value.value}')
+                elif isinstance(kw.value, ast.Call):
+                    sub = next((k.value.value for k in kw.value.keywords
+                                if k.arg == 'type' and isinstance(k.value, ast.Constant)), None)
+                    if sub:
+                        parts.append(f'{kw.arg}={sub}')
+            return ', '.join(parts[:4]) or None
+    return None
+
+
+def _fmt_shape(t: Any) -> str:
+    return str(tuple(t.shape)) if torch.is_tensor(t) else type(t).__name__
+
+
+def check_checkpoint_fits(model: nn.Module, checkpoint: dict, ckpt_path: str = 'the checkpoint',
+                          config_name: Optional[str] = None, allow_partial: bool = True,
+                          tool_hint: Optional[str] = None) -> list[str]:
+    """Raise :class:`CheckpointMismatchError` unless ``checkpoint`` fits ``model`` (rule in the module docstring).
+
+    Args:
+        model: the built model (unwrapped).
+        checkpoint: a loaded checkpoint (mmengine dict or plain state dict).
+        ckpt_path: for the message.
+        config_name: the config the model was built from (for the message).
+        allow_partial: allow submodules present on one side only.
+        tool_hint: command template for the fix, ``{config}`` / ``{ckpt}`` filled in.
+
+    Returns:
+        The one-sided submodules (``'+name'``: only in the checkpoint, ``'-name'``: only in the model).
+    """
+    from transvae.engine.checkpoint_io import state_dict_of
+    sd = strip_prefix(state_dict_of(checkpoint))
+    model_sd = model.state_dict()
+    ck_keys = {k for k in sd if not k.startswith(_IGNORED_PREFIXES)}
+    mk_keys = {k for k in model_sd if not k.startswith(_IGNORED_PREFIXES)}
+    ck_mods, mk_mods = {_top(k) for k in ck_keys}, {_top(k) for k in mk_keys}
+    shared = ck_mods & mk_mods
+    missing = sorted(k for k in mk_keys - ck_keys if _top(k) in shared or not allow_partial)
+    unexpected = sorted(k for k in ck_keys - mk_keys if _top(k) in shared or not allow_partial)
+    mismatched = sorted(k for k in ck_keys & mk_keys
+                        if torch.is_tensor(sd[k]) and torch.is_tensor(model_sd[k]) and sd[k].shape != model_sd[k].shape)
+    one_sided = [f'+{m}' for m in sorted(ck_mods - mk_mods)] + [f'-{m}' for m in sorted(mk_mods - ck_mods)]
+    if (missing or unexpected or mismatched) or (mk_keys and not shared):
+        raise CheckpointMismatchError(_message(model, checkpoint, ckpt_path, config_name, missing, unexpected,
+                                               mismatched, sd, model_sd, len(mk_keys), tool_hint))
+    return one_sided
+
+
+def _message(model, checkpoint, ckpt_path, config_name, missing, unexpected, mismatched, sd, model_sd, n_model,
+             tool_hint) -> str:
+    counts = []
+    if missing:
+        counts.append(f'{len(missing)} of the model\'s {n_model} tensors missing')
+    if unexpected:
+        counts.append(f'{len(unexpected)} unexpected')
+    if mismatched:
+        counts.append(f'{len(mismatched)} with another shape')
+    if not counts:
+        counts.append('no submodule in common')
+    examples = [f'{k}: checkpoint {_fmt_shape(sd[k])} vs model {_fmt_shape(model_sd[k])}' for k in mismatched[:2]]
+    examples += [f'missing {k}' for k in missing[:1]] + [f'unexpected {k}' for k in unexpected[:1]]
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    trained, summary = trained_config(meta)
+    cfg_txt = f" of config '{config_name}'" if config_name else ''
+    msg = (f'{ckpt_path} does not fit the model{cfg_txt} ({type(model).__name__}): {", ".join(counts)}'
+           f'{" (e.g. " + "; ".join(examples) + ")" if examples else ""}.')
+    if trained or summary:
+        msg += f" It was trained with config '{trained or '?'}'" + (f' [{summary}]' if summary else '') + '.'
+        if trained and tool_hint and 'experiment name' not in trained:
+            msg += ' Use that config: ' + tool_hint.format(config=trained, ckpt=ckpt_path)
+        else:
+            msg += ' Use the config it was trained with.'
+    else:
+        msg += ' Its metadata names no config; use the config it was trained with.'
+    return msg
+
+
+def config_name_of(cfg: Any) -> Optional[str]:
+    """The file a (mmengine) config was read from, relative to the working directory when inside it."""
+    name = getattr(cfg, 'filename', None)
+    if not name:
+        return None
+    try:
+        rel = osp.relpath(name)
+        return rel if not rel.startswith('..') else name
+    except ValueError:
+        return name

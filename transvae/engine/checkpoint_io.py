@@ -1,0 +1,293 @@
+"""Checkpoint files without arbitrary unpickling: safe encoding on save, ``weights_only`` loading, ``.safetensors``.
+
+A transvae checkpoint holds only tensors, Python containers and scalars, so ``torch.load(weights_only=True)`` reads
+it with no allow-list at all. The two non-tensor types mmengine puts into a checkpoint are encoded on save and
+decoded on load (:func:`encode_checkpoint` / :func:`decode_checkpoint`):
+
+* ``mmengine.logging.HistoryBuffer`` (the message hub's scalars; its pickle calls ``builtins.getattr``, which no
+  safe unpickler may allow) -> ``{'__transvae_type__': 'HistoryBuffer', 'log_history': Tensor, ...}``;
+* ``numpy`` arrays (the numpy RNG state) -> ``{'__transvae_type__': 'ndarray', 'data': Tensor, 'dtype': str}``;
+  numpy scalars -> Python numbers.
+
+:func:`load_checkpoint_file` is the one loader every tool and :func:`transvae.apis.init_model` use (it is also
+mmengine's loader for local paths once this module is imported, so ``load_from`` / ``resume`` go through it). A file
+that needs arbitrary unpickling (a checkpoint written before this encoding, or a hostile one) is refused with
+:class:`UntrustedCheckpointError` unless the caller opts in with ``trusted=True`` (tools: ``--trust-checkpoint``);
+the refusal names the globals the file would import, found without executing anything.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import os.path as osp
+import pickle
+from collections.abc import Iterator
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+TYPE_KEY = '__transvae_type__'
+SAFETENSORS_META_KEY = 'transvae_meta'
+#: meta keys copied into a .safetensors export (the config text is kept; everything is JSON)
+_EXPORT_META_KEYS = ('config_file', 'experiment_name', 'iter', 'epoch', 'time', 'seed', 'cfg')
+
+_TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar('transvae_trusted_checkpoints', default=False)
+
+
+class UntrustedCheckpointError(pickle.UnpicklingError):
+    """A checkpoint needs arbitrary unpickling (it could run code) and the caller did not opt in."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# encoding of the non-tensor objects mmengine puts into a checkpoint
+# ---------------------------------------------------------------------------------------------------------------------
+def encode_checkpoint(obj: Any) -> Any:
+    """``obj`` with HistoryBuffers, numpy arrays and numpy scalars replaced by tensors / plain data (recursive)."""
+    from mmengine.logging import HistoryBuffer
+    if isinstance(obj, HistoryBuffer):
+        log, count = obj.data
+        return {TYPE_KEY: 'HistoryBuffer', 'log_history': _encode_array(np.asarray(log)),
+                'count_history': _encode_array(np.asarray(count)), 'max_length': int(obj.max_length)}
+    if isinstance(obj, np.ndarray):
+        return _encode_array(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        out = type(obj)() if type(obj) in (dict,) or _is_ordered(obj) else {}
+        for k, v in obj.items():
+            out[k] = encode_checkpoint(v)
+        if hasattr(obj, '_metadata'):
+            out._metadata = obj._metadata  # type: ignore[attr-defined]
+        return out
+    if isinstance(obj, list):
+        return [encode_checkpoint(v) for v in obj]
+    if isinstance(obj, tuple) and not hasattr(obj, '_fields'):
+        return tuple(encode_checkpoint(v) for v in obj)
+    return obj
+
+
+def _is_ordered(obj: Any) -> bool:
+    from collections import OrderedDict
+    return type(obj) is OrderedDict
+
+
+def _encode_array(a: np.ndarray) -> dict:
+    dtype = str(a.dtype)
+    data = a.astype(np.int64) if a.dtype in (np.uint32, np.uint16) else a
+    if data.dtype == object:
+        raise TypeError('object arrays cannot be stored in a safe checkpoint')
+    return {TYPE_KEY: 'ndarray', 'data': torch.from_numpy(np.ascontiguousarray(data)).clone(), 'dtype': dtype}
+
+
+def decode_checkpoint(obj: Any) -> Any:
+    """Inverse of :func:`encode_checkpoint` (recursive; unknown objects are returned as they are)."""
+    if isinstance(obj, dict):
+        kind = obj.get(TYPE_KEY) if all(isinstance(k, str) for k in obj) else None
+        if kind == 'ndarray':
+            return obj['data'].numpy().astype(obj['dtype'])
+        if kind == 'HistoryBuffer':
+            from mmengine.logging import HistoryBuffer
+            return HistoryBuffer(decode_checkpoint(obj['log_history']), decode_checkpoint(obj['count_history']),
+                                 int(obj['max_length']))
+        out = type(obj)() if type(obj) is dict or _is_ordered(obj) else {}
+        for k, v in obj.items():
+            out[k] = decode_checkpoint(v)
+        if hasattr(obj, '_metadata'):
+            out._metadata = obj._metadata  # type: ignore[attr-defined]
+        return out
+    if isinstance(obj, list):
+        return [decode_checkpoint(v) for v in obj]
+    if isinstance(obj, tuple) and not hasattr(obj, '_fields'):
+        return tuple(decode_checkpoint(v) for v in obj)
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# trust
+# ---------------------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def trusted_checkpoints(enabled: bool = True) -> Iterator[None]:
+    """Within the block, :func:`load_checkpoint_file` (and mmengine's local loads) may unpickle arbitrary objects.
+
+    Only for files whose origin you trust: unpickling can run code. The tools' ``--trust-checkpoint`` enters it.
+    """
+    token = _TRUSTED.set(bool(enabled) or _TRUSTED.get())
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def _unsafe_globals(path: str) -> list[str]:
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # noqa: BLE001 - not a zip checkpoint (legacy torch format)
+        return ['<not a zip-format torch checkpoint>']
+
+
+def _refusal(path: str, err: Exception) -> UntrustedCheckpointError:
+    names = _unsafe_globals(path)
+    shown = ', '.join(names[:6]) + (f' and {len(names) - 6} more' if len(names) > 6 else '')
+    legacy = any(n.startswith('mmengine.logging') for n in names) and not any(
+        n.split('.')[0] in ('os', 'posix', 'nt', 'subprocess', 'builtins', 'sys', 'shutil') and
+        not n.endswith('getattr') for n in names)
+    hint = (' It looks like an mmengine checkpoint written before transvae saved checkpoints safely; if you wrote it '
+            'yourself, convert it once with `python tools/model_converters/to_safetensors.py '
+            f'{path} --trust-checkpoint`.' if legacy else '')
+    return UntrustedCheckpointError(
+        f'Refusing to load {path}: it needs arbitrary unpickling, which can run code (it imports {shown or "?"}).'
+        f'{hint} To load a file you trust anyway, pass trusted=True (Python API) or --trust-checkpoint (tools). '
+        f'[torch: {str(err).splitlines()[0][:200]}]')
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------------------------------------------------
+def load_checkpoint_file(path: str, map_location: Any = 'cpu', trusted: Optional[bool] = None) -> dict:
+    """Read a checkpoint without running pickled code.
+
+    Args:
+        path: a torch checkpoint (``.pth``; an mmengine dict with ``state_dict`` / ``meta``, or a plain state dict)
+            or a ``.safetensors`` file (returned as ``{'state_dict': ..., 'meta': ...}``).
+        map_location: as :func:`torch.load`.
+        trusted: allow arbitrary unpickling (only for files you trust). ``None``: the innermost
+            :func:`trusted_checkpoints` block decides (default: not trusted).
+
+    Returns:
+        The checkpoint with mmengine's objects restored (:func:`decode_checkpoint`).
+
+    Raises:
+        FileNotFoundError: no such file.
+        UntrustedCheckpointError: the file needs arbitrary unpickling and it is not trusted.
+    """
+    path = str(path)
+    if '://' in path:  # remote backends: mmengine's loaders (torch.load with its safe default), then decode
+        from mmengine.runner.checkpoint import CheckpointLoader
+        return decode_checkpoint(_drop_executable_meta(CheckpointLoader.load_checkpoint(path, map_location)))
+    path = osp.expanduser(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    if path.endswith('.safetensors'):
+        return load_safetensors(path, device=map_location if isinstance(map_location, str) else 'cpu')
+    trusted = _TRUSTED.get() if trusted is None else bool(trusted)
+    if trusted:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    else:
+        try:
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise _refusal(path, e) from None
+        ckpt = _drop_executable_meta(ckpt)
+    return decode_checkpoint(ckpt)
+
+
+def load_weights(model: torch.nn.Module, checkpoint: str, config_name: Optional[str] = None,
+                 allow_partial: bool = True, trusted: Optional[bool] = None,
+                 tool_hint: str = '`python tools/test.py {config} {ckpt}`') -> dict:
+    """Load the weights of ``checkpoint`` into ``model`` after checking that they fit (the tools' one entry point).
+
+    Args:
+        model: the built (unwrapped) model.
+        checkpoint: ``.pth`` or ``.safetensors`` path.
+        config_name: the config ``model`` was built from (named in a mismatch error).
+        allow_partial: submodules present on one side only are allowed (``checkpoint_compat``).
+        trusted: see :func:`load_checkpoint_file`.
+        tool_hint: the fix shown in a mismatch error (``{config}``, ``{ckpt}`` filled in).
+
+    Returns:
+        The loaded checkpoint.
+    """
+    from .checkpoint_compat import check_checkpoint_fits, strip_prefix
+    ckpt = load_checkpoint_file(checkpoint, map_location='cpu', trusted=trusted)
+    check_checkpoint_fits(model, ckpt, str(checkpoint), config_name, allow_partial=allow_partial,
+                          tool_hint=tool_hint)
+    model.load_state_dict(strip_prefix(state_dict_of(ckpt)), strict=not allow_partial)
+    return ckpt
+
+
+def _drop_executable_meta(ckpt: Any) -> Any:
+    """mmengine's ``resume`` executes ``meta['config']`` as a Python config: an untrusted file must not carry one."""
+    if isinstance(ckpt, dict) and isinstance(ckpt.get('meta'), dict):
+        ckpt['meta'].pop('config', None)
+    return ckpt
+
+
+def _mmengine_local_loader(filename: str, map_location: Any = None) -> dict:
+    """mmengine ``CheckpointLoader`` scheme for local paths (replaces its unrestricted ``torch.load``)."""
+    return load_checkpoint_file(filename, map_location=map_location)
+
+
+_mmengine_local_loader.__name__ = 'load_from_local'  # mmengine logs `name[10:]` as the backend name
+
+
+def register_mmengine_loader() -> None:
+    """Make :func:`load_checkpoint_file` mmengine's loader for local paths (idempotent)."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    if CheckpointLoader._schemes.get('') is not _mmengine_local_loader:
+        CheckpointLoader.register_scheme(prefixes='', loader=_mmengine_local_loader, force=True)
+
+
+register_mmengine_loader()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# safetensors
+# ---------------------------------------------------------------------------------------------------------------------
+def state_dict_of(ckpt: Any) -> dict:
+    """The model weights of a loaded checkpoint (``state_dict`` of an mmengine dict, or the dict itself)."""
+    if isinstance(ckpt, dict) and isinstance(ckpt.get('state_dict'), dict):
+        return ckpt['state_dict']
+    if isinstance(ckpt, dict):
+        return ckpt
+    raise TypeError(f'a checkpoint must be a dict, got {type(ckpt).__name__}')
+
+
+def export_safetensors(ckpt: dict, out_path: str) -> int:
+    """Write the weights of ``ckpt`` (and its JSON-able meta) to ``out_path``; returns the number of tensors.
+
+    Tensors are stored contiguous and unshared (safetensors refuses shared storage); non-tensor state-dict entries
+    are refused.
+    """
+    from safetensors.torch import save
+
+    from transvae.engine.runner import atomic_write
+    sd = state_dict_of(ckpt)
+    tensors = {}
+    for k, v in sd.items():
+        if not torch.is_tensor(v):
+            raise TypeError(f'state_dict entry {k!r} is a {type(v).__name__}, not a tensor')
+        tensors[k] = v.detach().cpu().contiguous().clone()
+    meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
+    info = {k: meta[k] for k in _EXPORT_META_KEYS if isinstance(meta, dict) and k in meta}
+    metadata = {SAFETENSORS_META_KEY: json.dumps(info, default=str)}
+    blob = save(tensors, metadata=metadata)
+    atomic_write(out_path, lambda f: f.write(blob))
+    return len(tensors)
+
+
+def load_safetensors(path: str, device: str = 'cpu') -> dict:
+    """``{'state_dict': tensors, 'meta': dict}`` of a ``.safetensors`` file (meta from :func:`export_safetensors`)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    state_dict = load_file(path, device=device if device not in (None, 'default') else 'cpu')
+    with safe_open(path, framework='pt') as f:
+        md = f.metadata() or {}
+    try:
+        meta = json.loads(md.get(SAFETENSORS_META_KEY, '{}'))
+    except ValueError:
+        meta = {}
+    return {'state_dict': state_dict, 'meta': meta if isinstance(meta, dict) else {}}
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save(encode_checkpoint(obj))`` through a temp file + ``os.replace`` (see ``runner.atomic_write``)."""
+    from transvae.engine.runner import atomic_write
+    encoded = encode_checkpoint(obj)
+    atomic_write(path, lambda f: torch.save(encoded, f))
+
+
+__all__ = ['UntrustedCheckpointError', 'encode_checkpoint', 'decode_checkpoint', 'trusted_checkpoints',
+           'load_checkpoint_file', 'load_weights', 'register_mmengine_loader', 'state_dict_of', 'export_safetensors',
+           'load_safetensors', 'atomic_torch_save']
