@@ -1,11 +1,7 @@
 # Stage ablation (Fig. 3c): multi-stage -- TransVAE-T layout (2 ResBlock + 3 Transformer stages), plain ViT block.
 # "ViT w RoPE w Multi-Stage": ViT block (no Q/K norm, point-wise FFN x4), RoPE, no DC path (ConvPixelUnshuffle down,
 # interpolate + conv up, no latent shortcut).
-_base_ = [
-    '../_base_/models/transvae-t_f16d32.py', '../_base_/datasets/imagenet.py',
-    '../_base_/schedules/schedule_ablation_5e.py', '../_base_/default_runtime.py'
-]
-train_dataloader = dict(batch_size=32)  # 8xb32: global batch 256 on 8 GPUs (PAPER.md §3.1)
+_base_ = ['../_base_/models/transvae-t_f16d32.py', '../_base_/recipes/ablation_8xb32-5e_in1k.py']
 model = dict(
     arch=dict(
         block_cfg=dict(

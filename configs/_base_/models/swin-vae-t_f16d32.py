@@ -2,8 +2,8 @@
 # Patch embed 2 (conv k2 s2 + LN), 4 Swin stages (window 8, shifted windows every other block, Swin-v1 relative
 # position bias), PatchMerging between encoder stages, PatchExpanding between decoder stages, LN -> 1x1 conv ->
 # PixelShuffle(2) -> Conv3x3 head. Head dim 32 as in Swin (96 channels are not divisible by 64); MLP ratio 4.
+_base_ = ['./components/vae_objective.py']  # L1 + LPIPS + KL, data preprocessor
 model = dict(
-    type='VAE',
     arch=dict(
         widths=[96, 192, 384, 768],
         depths=[3, 3, 3, 3],
@@ -19,15 +19,11 @@ model = dict(
         pe_cfg=None),
     encoder=dict(type='SwinEncoder', patch_embed_cfg=dict(type='ConvPatchEmbed', norm_cfg=dict(type='LN2d')),
                  down_cfg=dict(type='PatchMerging')),
-    decoder=dict(type='SwinDecoder', up_cfg=dict(type='PatchExpanding'), head_cfg=dict(type='PixelShuffleHead')),
-    rec_loss=dict(type='ReconstructionNLL', pixel_weight=1.0, perceptual_cfg=dict(type='LPIPS', net='vgg'),
-                  perceptual_weight=1.0),
-    kl_loss=dict(type='KLLoss', loss_weight=1e-8),
-    data_preprocessor=dict(type='VAEDataPreprocessor'))
+    decoder=dict(type='SwinDecoder', up_cfg=dict(type='PatchExpanding'), head_cfg=dict(type='PixelShuffleHead')))
 
-# `tools/train.py --preset cpu`: micro widths, one block per stage (f kept at 16), LPIPS-alex.
+# `tools/train.py --preset cpu`: micro widths, one block per stage (f kept at 16); LPIPS-alex from
+# components/vae_objective.py.
 model_presets = dict(
     cpu=dict(
         model=dict(
-            arch=dict(widths=[16, 32, 64, 128], depths=[1, 1, 1, 1], head_dim=16),
-            rec_loss=dict(perceptual_cfg=dict(net='alex')))))
+            arch=dict(widths=[16, 32, 64, 128], depths=[1, 1, 1, 1], head_dim=16))))

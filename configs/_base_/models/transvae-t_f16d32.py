@@ -1,7 +1,7 @@
 # TransVAE-T f16d32 (PAPER.md Table 3: 21M + 23M = 44M; measured 20.4M + 21.9M).
 # `model.arch` is shared by encoder and decoder: one key (e.g. arch.block_cfg.ffn_cfg) changes both.
+_base_ = ['./components/vae_objective.py']  # L1 + LPIPS + KL, data preprocessor
 model = dict(
-    type='VAE',
     arch=dict(
         widths=[128, 128, 256, 256, 512],
         depths=[3, 3, 3, 3, 3],
@@ -17,15 +17,10 @@ model = dict(
         pe_cfg=dict(type='RoPE2D', theta=10000.0),
         latent_shortcut=True),
     encoder=dict(type='TransVAEEncoder', down_cfg=dict(type='DCDownsample')),
-    decoder=dict(type='TransVAEDecoder', up_cfg=dict(type='DCUpsample')),
-    rec_loss=dict(type='ReconstructionNLL', pixel_weight=1.0, perceptual_cfg=dict(type='LPIPS', net='vgg'),
-                  perceptual_weight=1.0),
-    kl_loss=dict(type='KLLoss', loss_weight=1e-8),
-    data_preprocessor=dict(type='VAEDataPreprocessor'))
+    decoder=dict(type='TransVAEDecoder', up_cfg=dict(type='DCUpsample')))
 
-# `tools/train.py --preset cpu`: the micro widths (f kept), LPIPS-alex.
+# `tools/train.py --preset cpu`: the micro widths (f kept); LPIPS-alex from components/vae_objective.py.
 model_presets = dict(
     cpu=dict(
         model=dict(
-            arch=dict(widths=[32, 32, 64, 64, 128], depths=[1, 1, 1, 1, 2]),
-            rec_loss=dict(perceptual_cfg=dict(net='alex')))))
+            arch=dict(widths=[32, 32, 64, 64, 128], depths=[1, 1, 1, 1, 2]))))

@@ -2,8 +2,8 @@
 # Single stage at stride 16 (Fig. 2b): conv patch-embed -> ViT blocks -> LN -> Conv3x3 -> z; z -> Conv3x3 -> ViT
 # blocks -> LN -> 1x1 conv to 3*16^2 -> PixelShuffle(16) -> Conv3x3. Learnable APE on the 16x16 training grid
 # (bicubically interpolated on other grids). `model.arch` is shared by encoder and decoder.
+_base_ = ['./components/vae_objective.py']  # L1 + LPIPS + KL, data preprocessor
 model = dict(
-    type='VAE',
     arch=dict(
         embed_dims=512,
         depth=8,
@@ -18,15 +18,10 @@ model = dict(
             norm_cfg=dict(type='LN')),
         pe_cfg=dict(type='LearnableAPE', grid_size=16)),
     encoder=dict(type='ViTEncoder', patch_embed_cfg=dict(type='ConvPatchEmbed')),
-    decoder=dict(type='ViTDecoder', head_cfg=dict(type='PixelShuffleHead')),
-    rec_loss=dict(type='ReconstructionNLL', pixel_weight=1.0, perceptual_cfg=dict(type='LPIPS', net='vgg'),
-                  perceptual_weight=1.0),
-    kl_loss=dict(type='KLLoss', loss_weight=1e-8),
-    data_preprocessor=dict(type='VAEDataPreprocessor'))
+    decoder=dict(type='ViTDecoder', head_cfg=dict(type='PixelShuffleHead')))
 
-# `tools/train.py --preset cpu`: micro width (2 heads of 64), 2 blocks, LPIPS-alex (f kept at 16).
+# `tools/train.py --preset cpu`: micro width (2 heads of 64), 2 blocks, (f kept at 16); LPIPS-alex from components/vae_objective.py.
 model_presets = dict(
     cpu=dict(
         model=dict(
-            arch=dict(embed_dims=128, depth=2),
-            rec_loss=dict(perceptual_cfg=dict(net='alex')))))
+            arch=dict(embed_dims=128, depth=2))))

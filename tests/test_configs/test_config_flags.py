@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_tools'))  # tiny_vae_fixtures
 import tiny_vae_fixtures as tv  # noqa: E402
 
 train = tv.load_tool('train')

@@ -6,7 +6,7 @@ import sys
 import pytest
 from mmengine.config import Config
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_tools'))  # tiny_vae_fixtures
 import tiny_vae_fixtures as tv  # noqa: E402
 
 from transvae.engine.utils import apply_preset  # noqa: E402

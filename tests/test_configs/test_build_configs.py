@@ -14,7 +14,7 @@ from mmengine.config import Config
 from transvae.engine.utils import apply_preset
 from transvae.registry import MODELS
 
-ROOT = osp.join(osp.dirname(__file__), '..', 'configs')
+ROOT = osp.join(osp.dirname(__file__), '..', '..', 'configs')
 FILES = sorted(glob.glob(osp.join(ROOT, '_base_', 'models', '*.py')) + glob.glob(osp.join(ROOT, 'transvae', '*.py'))
                + glob.glob(osp.join(ROOT, 'benchmarks', '*.py')))
 
