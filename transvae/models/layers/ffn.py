@@ -65,3 +65,31 @@ class DWConvFFN(_ConvFFN):
 
     def __init__(self, embed_dims: int, ffn_ratio: float = 4.0, act_cfg: dict | None = None) -> None:
         super().__init__(embed_dims, ffn_ratio, act_cfg, groups_per_hidden=True)
+
+
+@MODELS.register_module()
+class SwiGLUFFN(nn.Module):
+    """Gated point-wise FFN (LightningDiT / LLaMA): ``y = W3(act(x W1) * (x W2))``, ``W1`` and ``W2`` fused.
+
+    The hidden width is ``int(2/3 * int(embed_dims * ffn_ratio))`` so the three matrices hold about as many
+    parameters as a ratio-``ffn_ratio`` MLP (LightningDiT: ratio 4, hidden 2048 for C = 768, 3072 for C = 1152).
+
+    Args:
+        embed_dims: token channels ``C``.
+        ffn_ratio: the ratio of the ungated MLP whose size this matches.
+        act_cfg: the gate activation (``SiLU`` by default).
+        bias: biases of the projections.
+    """
+
+    def __init__(self, embed_dims: int, ffn_ratio: float = 4.0, act_cfg: dict | None = None,
+                 bias: bool = True) -> None:
+        super().__init__()
+        self.hidden = int(2 / 3 * int(embed_dims * ffn_ratio))
+        self.w12 = nn.Linear(embed_dims, 2 * self.hidden, bias=bias)
+        self.act = build_act(act_cfg or dict(type='SiLU'))
+        self.w3 = nn.Linear(self.hidden, embed_dims, bias=bias)
+
+    def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
+        """``(B, N, C) -> (B, N, C)``; ``hw`` is ignored."""
+        gate, value = self.w12(x).chunk(2, dim=-1)  # each (B, N, hidden)
+        return self.w3(self.act(gate) * value)

@@ -1,0 +1,7 @@
+# Fig. 6(b): LightningDiT-B/1 on f16d32 latents (16x16x32 -> 256 tokens at patch 1), 200k iterations at batch 1024
+# (160 epochs). TransVAE-T: set data_root to its latents.
+_base_ = ['./lightningdit-b2_transvae-l-f8d16_32xb32-200k_in1k.py']
+
+model = dict(latent_size=16, backbone=dict(arch='B/1', in_channels=32))
+train_dataloader = dict(dataset=dict(data_root='data/latents/transvae-l_f16d32_in1k_train256'))
+train_cfg = dict(max_iters=200000)

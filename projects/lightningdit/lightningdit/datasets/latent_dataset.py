@@ -1,0 +1,184 @@
+"""Latents written by ``tools/extract_latents.py`` as a dataset, read lazily shard by shard.
+
+Only the safetensors headers and the labels are read when the dataset is built (an ImageNet-size set of latents
+never sits in memory); each item is a slice of one memory-mapped shard. :class:`ShardGroupedSampler` visits the
+shards one after another (shuffled order, shuffled items within each shard) so reads stay local to one file.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import os
+import os.path as osp
+import re
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from mmengine.dist import get_dist_info
+from safetensors import safe_open
+from torch.utils.data import Dataset, Sampler
+
+from transvae.registry import DATA_SAMPLERS, DATASETS
+
+from .normalization import STATS_FILE, LatentNormalizer
+
+SHARD_PATTERN = re.compile(r'^latents_(\d{5})\.safetensors$')
+
+
+def list_shards(latent_dir: str) -> list[str]:
+    """The shard files of ``latent_dir`` in index order; raises when the folder or a shard is missing."""
+    if not osp.isdir(latent_dir):
+        raise FileNotFoundError(f'latent folder {latent_dir} does not exist (write it with tools/extract_latents.py)')
+    found = sorted((int(m.group(1)), f) for f in os.listdir(latent_dir) if (m := SHARD_PATTERN.match(f)))
+    if not found:
+        raise FileNotFoundError(f'no latents_XXXXX.safetensors shard in {latent_dir}')
+    with safe_open(osp.join(latent_dir, found[0][1]), framework='pt') as f:
+        meta = json.loads((f.metadata() or {}).get('json', '{}'))
+    expected = int(meta.get('num_shards', found[-1][0] + 1))
+    missing = sorted(set(range(expected)) - {i for i, _ in found})
+    if missing:
+        names = ', '.join(f'latents_{i:05d}.safetensors' for i in missing[:5])
+        raise FileNotFoundError(f'{latent_dir}: {len(missing)} of {expected} shards missing ({names}'
+                                f'{", ..." if len(missing) > 5 else ""}); finish tools/extract_latents.py first')
+    return [osp.join(latent_dir, f) for _, f in found]
+
+
+@DATASETS.register_module()
+class LatentShardDataset(Dataset):
+    """Pre-extracted VAE latents with class labels, channel-normalised, with the stored h-flip as augmentation.
+
+    Items: ``dict(inputs=(C, H, W) float32, data_samples=dict(label, index, flipped))``.
+
+    Args:
+        data_root: folder of ``latents_XXXXX.safetensors`` shards (+ ``latents_stats.safetensors``).
+        use_flip: pick the stored flipped latent with probability 0.5 (needs ``--flip`` at extraction).
+        latent_norm: normalise channels by the stored statistics (LightningDiT ``latent_norm: true``).
+        latent_multiplier: scale after the normalisation (1.0).
+        stats_file: statistics file, relative to ``data_root`` or absolute.
+        num_classes: when given, every label must be in ``[0, num_classes)`` (unlabelled ``-1`` is refused).
+        latent_shape: when given, the ``(C, H, W)`` every shard must have.
+        max_open_files: shard handles kept open.
+    """
+
+    def __init__(self, data_root: str, use_flip: bool = True, latent_norm: bool = True,
+                 latent_multiplier: float = 1.0, stats_file: str = STATS_FILE, num_classes: int | None = None,
+                 latent_shape: tuple[int, int, int] | None = None, max_open_files: int = 4) -> None:
+        self.data_root = data_root
+        self.use_flip = use_flip
+        self.shards = list_shards(data_root)
+        self.max_open_files = max_open_files
+        self._handles: OrderedDict[str, Any] = OrderedDict()
+        self.starts: list[int] = []
+        labels: list[torch.Tensor] = []
+        shape = tuple(latent_shape) if latent_shape is not None else None
+        first = 'the configured latent_shape'
+        total = 0
+        for path in self.shards:
+            with safe_open(path, framework='pt') as f:
+                keys = set(f.keys())
+                for key in ('latents', 'labels'):
+                    if key not in keys:
+                        raise KeyError(f'{path} has no {key!r} tensor (keys: {sorted(keys)})')
+                if use_flip and 'latents_flip' not in keys:
+                    raise KeyError(f'{path} has no latents_flip: extract with --flip, or set use_flip=False')
+                s = f.get_slice('latents').get_shape()
+                if shape is None:
+                    shape, first = tuple(s[1:]), path
+                elif tuple(s[1:]) != shape:
+                    raise ValueError(f'{path} holds latents of shape {tuple(s[1:])}, but {first} has {shape}: '
+                                     'every shard must come from the same VAE and resolution')
+                lab = f.get_tensor('labels')
+                if lab.shape[0] != s[0]:
+                    raise ValueError(f'{path}: {s[0]} latents but {lab.shape[0]} labels')
+            self.starts.append(total)
+            total += s[0]
+            labels.append(lab)
+        self.latent_shape = shape
+        self.labels = torch.cat(labels)
+        self._len = total
+        if num_classes is not None and len(self.labels):
+            lo, hi = int(self.labels.min()), int(self.labels.max())
+            if lo < 0 or hi >= num_classes:
+                raise ValueError(f'{data_root}: labels span [{lo}, {hi}], the model has num_classes={num_classes} '
+                                 '(-1 = unlabelled images: extract from a dataset with class folders)')
+        self.normalizer = LatentNormalizer.from_dir(data_root, latent_multiplier, stats_file) if latent_norm else None
+        if self.normalizer is not None and self.normalizer.num_channels != shape[0]:
+            raise ValueError(f'statistics have {self.normalizer.num_channels} channels, latents have {shape[0]}')
+
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def shard_ranges(self) -> list[tuple[int, int]]:
+        """``[start, stop)`` dataset indices of every shard."""
+        return [(s, e) for s, e in zip(self.starts, self.starts[1:] + [self._len])]
+
+    def _handle(self, path: str) -> Any:
+        h = self._handles.pop(path, None)
+        if h is None:
+            h = safe_open(path, framework='pt')
+            while len(self._handles) >= self.max_open_files:
+                self._handles.popitem(last=False)
+        self._handles[path] = h
+        return h
+
+    def __getstate__(self) -> dict:  # open handles do not pickle (DataLoader workers): reopen there
+        state = dict(self.__dict__)
+        state['_handles'] = OrderedDict()
+        return state
+
+    def __getitem__(self, idx: int) -> dict:
+        if not 0 <= idx < self._len:
+            raise IndexError(f'index {idx} out of range for {self._len} latents')
+        k = bisect.bisect_right(self.starts, idx) - 1
+        j = idx - self.starts[k]
+        flipped = bool(self.use_flip and torch.rand(()) < 0.5)
+        z = self._handle(self.shards[k]).get_slice('latents_flip' if flipped else 'latents')[j:j + 1][0].float()
+        if self.normalizer is not None:
+            z = self.normalizer.normalize(z)
+        return dict(inputs=z, data_samples=dict(label=int(self.labels[idx]), index=idx, flipped=flipped))
+
+
+@DATA_SAMPLERS.register_module()
+class ShardGroupedSampler(Sampler):
+    """Shuffle shards, then items within each shard, so a rank reads one shard after another.
+
+    Distributed: the epoch's order is split round-robin over ranks (padded to a multiple of the world size).
+    Deterministic given ``seed`` and the epoch (``set_epoch``), so mmengine's resume replays it exactly.
+
+    Args:
+        dataset: a dataset with ``shard_ranges`` (:class:`LatentShardDataset`).
+        shuffle: shuffle shards and items (``False``: dataset order).
+        seed: base seed (the Runner passes its seed).
+    """
+
+    def __init__(self, dataset: LatentShardDataset, shuffle: bool = True, seed: int | None = None) -> None:
+        if not hasattr(dataset, 'shard_ranges'):
+            raise TypeError(f'ShardGroupedSampler needs a dataset with shard_ranges, got {type(dataset).__name__}')
+        self.dataset, self.shuffle = dataset, shuffle
+        self.seed = 0 if seed is None else int(seed)
+        self.rank, self.world_size = get_dist_info()
+        self.epoch = 0
+        self.num_samples = math.ceil(len(dataset) / self.world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        ranges = self.dataset.shard_ranges
+        order = torch.randperm(len(ranges), generator=g).tolist() if self.shuffle else range(len(ranges))
+        indices: list[int] = []
+        for k in order:
+            s, e = ranges[k]
+            within = (torch.randperm(e - s, generator=g) + s).tolist() if self.shuffle else list(range(s, e))
+            indices.extend(within)
+        total = self.num_samples * self.world_size
+        indices += indices[:total - len(indices)]
+        return iter(indices[self.rank:total:self.world_size])
+
+    def __len__(self) -> int:
+        return self.num_samples

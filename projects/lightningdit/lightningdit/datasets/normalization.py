@@ -1,0 +1,61 @@
+"""Channel normalisation of latents by the dataset statistics stored beside the shards."""
+from __future__ import annotations
+
+import os.path as osp
+
+import torch
+from torch import Tensor
+
+STATS_FILE = 'latents_stats.safetensors'  # written by tools/extract_latents.py
+
+
+class LatentNormalizer:
+    """``z_n = (z - mean) / std * multiplier`` and its inverse (LightningDiT ``latent_norm``, multiplier 1.0).
+
+    Args:
+        mean: ``(1, C, 1, 1)`` (or ``(C,)``) channel means.
+        std: channel standard deviations, same shape.
+        multiplier: scale applied after the normalisation.
+        eps: floor of ``std`` (a dead channel would otherwise divide by zero).
+    """
+
+    def __init__(self, mean: Tensor, std: Tensor, multiplier: float = 1.0, eps: float = 1e-6) -> None:
+        mean, std = torch.as_tensor(mean).float(), torch.as_tensor(std).float()
+        if mean.numel() != std.numel():
+            raise ValueError(f'mean ({mean.numel()}) and std ({std.numel()}) have different channel counts')
+        self.mean = mean.reshape(-1, 1, 1)
+        self.std = std.reshape(-1, 1, 1).clamp_min(eps)
+        self.multiplier = float(multiplier)
+
+    @property
+    def num_channels(self) -> int:
+        return self.mean.shape[0]
+
+    @classmethod
+    def from_dir(cls, latent_dir: str, multiplier: float = 1.0, stats_file: str = STATS_FILE) -> 'LatentNormalizer':
+        """Load ``mean`` / ``std`` from ``latent_dir/stats_file`` (a clear error when it is missing)."""
+        from safetensors.torch import load_file
+        path = stats_file if osp.isabs(stats_file) else osp.join(latent_dir, stats_file)
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'latent statistics {path} not found: tools/extract_latents.py writes them once every shard exists '
+                '(re-run it on the same --out to finish), or set latent_norm=False to train on raw latents')
+        stats = load_file(path)
+        missing = {'mean', 'std'} - set(stats)
+        if missing:
+            raise KeyError(f'{path} lacks {sorted(missing)} (has {sorted(stats)})')
+        return cls(stats['mean'], stats['std'], multiplier)
+
+    def _check(self, z: Tensor) -> None:
+        if z.dim() < 3 or z.shape[-3] != self.num_channels:
+            raise ValueError(f'latents {tuple(z.shape)} do not have the {self.num_channels} channels of the stats')
+
+    def normalize(self, z: Tensor) -> Tensor:
+        """``(..., C, H, W)`` raw latents -> normalised."""
+        self._check(z)
+        return (z - self.mean.to(z)) / self.std.to(z) * self.multiplier
+
+    def denormalize(self, z: Tensor) -> Tensor:
+        """Inverse of :meth:`normalize` (model samples -> latents the VAE decodes)."""
+        self._check(z)
+        return z / self.multiplier * self.std.to(z) + self.mean.to(z)

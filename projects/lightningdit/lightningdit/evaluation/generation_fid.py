@@ -1,0 +1,113 @@
+"""Generation FID (FID-10K of Fig. 6): class-balanced sampling and reference statistics.
+
+The features are the core's offline Inception-v3 (``transvae.evaluation.functional.fid``); the distance is the
+core's float64 Fréchet distance. Reference statistics come from an ADM-style ``.npz`` (``mu``, ``sigma``) or are
+computed once from a folder of real images and cached as such an ``.npz``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import os.path as osp
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from transvae.evaluation.functional.fid import feature_statistics, frechet_distance, get_fid_inception
+
+IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.JPEG', '.bmp', '.webp')
+
+
+def class_balanced_labels(num_samples: int, num_classes: int) -> Tensor:
+    """``(N,)`` labels ``i % K``: every class gets ``N // K`` or ``N // K + 1`` samples (10,000 over 1,000 classes:
+    exactly 10 each)."""
+    if num_samples < 1 or num_classes < 1:
+        raise ValueError(f'need num_samples >= 1 and num_classes >= 1, got {num_samples}, {num_classes}')
+    return torch.arange(num_samples, dtype=torch.int64) % num_classes
+
+
+def load_reference_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(mu (2048,), sigma (2048, 2048))`` from an ADM-style reference ``.npz`` (keys ``mu`` and ``sigma``)."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'reference statistics {path} not found')
+    with np.load(path) as f:
+        missing = {'mu', 'sigma'} - set(f.files)
+        if missing:
+            raise KeyError(f'{path} has no {sorted(missing)} (keys: {f.files}); an ADM reference batch has mu / sigma')
+        mu, sigma = f['mu'].astype(np.float64), f['sigma'].astype(np.float64)
+    if mu.ndim != 1 or sigma.shape != (mu.size, mu.size):
+        raise ValueError(f'{path}: mu {mu.shape} and sigma {sigma.shape} are not (D,) and (D, D)')
+    return mu, sigma
+
+
+def center_crop_image(img: Image.Image, size: int) -> Image.Image:
+    """ADM's ``center_crop_arr``: box-downsample while the short side >= 2x ``size``, bicubic-resize the short side
+    to ``size``, crop the centre square."""
+    while min(img.size) >= 2 * size:
+        img = img.resize(tuple(x // 2 for x in img.size), resample=Image.BOX)
+    scale = size / min(img.size)
+    img = img.resize(tuple(round(x * scale) for x in img.size), resample=Image.BICUBIC)
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def list_images(folder: str) -> list[str]:
+    """Image files under ``folder`` (recursively), sorted."""
+    out = [osp.join(r, f) for r, _, fs in os.walk(folder) for f in fs if f.endswith(IMAGE_EXTS)]
+    if not out:
+        raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTS)}) under {folder}')
+    return sorted(out)
+
+
+@torch.no_grad()
+def folder_features(folder: str, size: int, batch_size: int = 32, device: str = 'cpu') -> np.ndarray:
+    """``(N, 2048)`` Inception features of every image of ``folder`` after :func:`center_crop_image`."""
+    net = get_fid_inception(device)
+    feats, batch = [], []
+    paths = list_images(folder)
+    for i, p in enumerate(paths):
+        with Image.open(p) as im:
+            arr = np.asarray(center_crop_image(im.convert('RGB'), size))
+        batch.append(torch.from_numpy(arr).permute(2, 0, 1))
+        if len(batch) == batch_size or i == len(paths) - 1:
+            feats.append(net(torch.stack(batch)).double().cpu())
+            batch = []
+    return torch.cat(feats).numpy()
+
+
+def reference_statistics(ref: str, size: int = 256, cache_dir: str | None = None, device: str = 'cpu',
+                         batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(mu, sigma, info)`` of the real images.
+
+    ``ref`` is an ``.npz`` with ``mu`` / ``sigma`` (used as is), or a folder of images: its statistics are computed
+    once (centre crops of ``size``) and cached in ``cache_dir`` (default: the folder) as
+    ``fid_stats_<hash>.npz``, keyed by the sorted file list, the file sizes and ``size``.
+    """
+    if osp.isfile(ref):
+        mu, sigma = load_reference_npz(ref)
+        return mu, sigma, dict(kind='npz', path=osp.abspath(ref))
+    if not osp.isdir(ref):
+        raise FileNotFoundError(f'reference {ref} is neither an .npz file nor a folder of images')
+    paths = list_images(ref)
+    key = hashlib.sha256(repr([(osp.relpath(p, ref), osp.getsize(p)) for p in paths] + [size]).encode())
+    cache = osp.join(cache_dir or ref, f'fid_stats_{key.hexdigest()[:16]}.npz')
+    if osp.isfile(cache):
+        mu, sigma = load_reference_npz(cache)
+        return mu, sigma, dict(kind='folder', path=osp.abspath(ref), num_images=len(paths), cache=cache,
+                               cached=True)
+    feats = folder_features(ref, size, batch_size, device)
+    mu, sigma = feature_statistics(feats)
+    os.makedirs(osp.dirname(cache) or '.', exist_ok=True)
+    tmp = f'{cache}.tmp.{os.getpid()}.npz'
+    np.savez(tmp, mu=mu, sigma=sigma, num_images=len(paths), size=size)
+    os.replace(tmp, cache)
+    return mu, sigma, dict(kind='folder', path=osp.abspath(ref), num_images=len(paths), cache=cache, cached=False)
+
+
+def fid_against(mu_ref: np.ndarray, sigma_ref: np.ndarray, feats: np.ndarray | Tensor) -> float:
+    """FID of generated ``(N, 2048)`` features against reference statistics (float64)."""
+    mu, sigma = feature_statistics(feats)
+    return frechet_distance(mu, sigma, mu_ref, sigma_ref)

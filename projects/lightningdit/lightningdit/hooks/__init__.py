@@ -1,0 +1,3 @@
+from .sample_grid_hook import LatentSampleGridHook
+
+__all__ = ['LatentSampleGridHook']
