@@ -23,8 +23,9 @@ line per setting otherwise); ``--out`` writes the JSON report (the single-model 
 top-level ``config`` / ``checkpoint`` / ``metrics`` keys), ``--report`` the Markdown report
 (:mod:`transvae.evaluation.report`).
 
-``--tile {none,auto,N}`` is handed to the model when it exposes a tiling option (``set_tiling(tile)``, a ``tile``
-attribute or diffusers-style ``enable_tiling()``); otherwise the evaluation runs untiled and the report says so.
+``--tile {none,auto,N}`` / ``--tile-mode {exact,blend}`` go to ``model.enable_tiling(tile=..., mode=...)``
+(:mod:`transvae.models.autoencoders.tiling`); a model without ``enable_tiling`` is evaluated untiled and the
+report says so.
 """
 # Checkpoints load with torch.load(weights_only=True) (transvae.engine.checkpoint_io); --trust-checkpoint opts in to
 # arbitrary unpickling for a file you trust.
@@ -99,6 +100,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--tile', type=_tile_arg, default='none', metavar='{none,auto,N}',
                         help='tiled encode/decode, passed to the model when it exposes a tiling option '
                         '(default none: whole image, the paper protocol)')
+    parser.add_argument('--tile-mode', choices=['exact', 'blend'], default='exact',
+                        help="exact: equals the whole-image result; blend: the approximate mode (any architecture)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys (applied last)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
@@ -340,23 +343,18 @@ def _unwrap(model):
     return model.module if is_model_wrapper(model) else model
 
 
-def apply_tiling(model, tile: str) -> str:
-    """Hand ``tile`` to the model if it exposes a tiling option; returns the protocol line."""
+def apply_tiling(model, tile: str, mode: str = 'exact') -> str:
+    """``model.enable_tiling(tile=..., mode=...)`` (or ``disable_tiling()``); returns the protocol line."""
     m = _unwrap(model)
     value: Any = None if tile == 'none' else ('auto' if tile == 'auto' else int(tile))
-    if callable(getattr(m, 'set_tiling', None)):
-        m.set_tiling(value)
-        return f'{tile} (model.set_tiling)'
-    if hasattr(m, 'tile') and not callable(getattr(m, 'tile')):
-        m.tile = value
-        return f'{tile} (model.tile)'
-    if value is not None and callable(getattr(m, 'enable_tiling', None)):
-        m.enable_tiling()
-        return f'{tile} (model.enable_tiling(), the model picks the tile size)'
     if value is None:
+        if callable(getattr(m, 'disable_tiling', None)):
+            m.disable_tiling()
         return 'none (whole image at once)'
-    msg = (f'--tile {tile} requested but {type(m).__name__} exposes no tiling option (set_tiling / tile / '
-           'enable_tiling): evaluated WITHOUT tiling')
+    if callable(getattr(m, 'enable_tiling', None)):
+        m.enable_tiling(tile=value, mode=mode)
+        return f'{tile} ({mode} tiling, model.enable_tiling)'
+    msg = (f'--tile {tile} requested but {type(m).__name__} has no enable_tiling(): evaluated WITHOUT tiling')
     warnings.warn(msg)
     return msg
 
@@ -391,7 +389,7 @@ def run_single(args: argparse.Namespace, argv=None) -> dict:
     runner = build_runner(cfg)
     counter = EvalCountHook()
     runner.register_hook(counter)
-    tiling = apply_tiling(runner.model, args.tile)
+    tiling = apply_tiling(runner.model, args.tile, args.tile_mode)
     metrics = runner.test()
     metrics = {k: _jsonable(v) for k, v in (metrics or {}).items()}
     n, skipped = counter.totals()
@@ -511,7 +509,7 @@ def run_multi(args: argparse.Namespace, argv=None) -> dict:
             runner = build_runner(cfg)
             counter = EvalCountHook()
             runner.register_hook(counter)
-            tiling_lines.add(apply_tiling(runner.model, args.tile))
+            tiling_lines.add(apply_tiling(runner.model, args.tile, args.tile_mode))
             metrics = {k: _jsonable(v) for k, v in (runner.test() or {}).items()}
             counts[(name, r)] = counter.totals()
             results[(label, name, r)] = metrics

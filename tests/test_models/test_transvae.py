@@ -209,8 +209,8 @@ def test_predict_with_tiling_matches_whole_image_when_one_tile_covers_it():
     vae = build_vae().eval()
     x = torch.rand(1, 3, 32, 40) * 2 - 1
     whole = vae.predict(x)[0]['pred_img']
-    vae.set_tiling(64)
+    vae.enable_tiling(64)
     assert torch.allclose(vae.predict(x)[0]['pred_img'], whole, atol=1e-5)
-    vae.set_tiling(16, overlap=8)
+    vae.enable_tiling(16, overlap=8, mode='blend')
     tiled = vae.predict(x)[0]['pred_img']
     assert tiled.shape == whole.shape and 0 <= tiled.min() and tiled.max() <= 1

@@ -66,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--tile', default=None, help="'auto' or tile size in pixels (latency and tiled memory runs)")
     p.add_argument('--overlap', type=int, default=None, help='tile overlap in pixels')
     p.add_argument('--memory-budget-mb', type=float, default=None, help="budget for --tile auto")
+    p.add_argument('--tile-mode', choices=['blend', 'exact'], default='blend',
+                   help="model.tiled_encode / tiled_decode mode (--tile-limit counts whole encoder / decoder calls, "
+                        "which only 'blend' makes)")
     p.add_argument('--tile-limit', type=int, default=None,
                    help='tiled memory runs stop after this many tiles (the peak is reached at the first tile: '
                         'the full-size accumulators exist from then on and every tile has the same size)')
@@ -300,28 +303,24 @@ def run_worker(spec: dict) -> dict:
         x = runner.inputs(mode, b, res, device, spec.get('channels_last', False))
         tile = spec.get('tile')
         if tile is not None:
-            from transvae.apis import decode as api_decode
-            from transvae.apis import encode as api_encode
+            tkw = dict(tile=tile, overlap=spec.get('overlap'), memory_budget_mb=spec.get('memory_budget_mb'),
+                       mode=spec.get('tile_mode', 'blend'))
             if mode == 'encode':
                 def fn():
-                    return api_encode(runner.model, (x + 1) / 2, tile=tile, overlap=spec.get('overlap'),
-                                      memory_budget_mb=spec.get('memory_budget_mb')).mean
+                    return runner.model.tiled_encode(x, **tkw).mean
             else:
                 def fn():
-                    return api_decode(runner.model, x, tile=tile, overlap=spec.get('overlap'),
-                                      memory_budget_mb=spec.get('memory_budget_mb'))
+                    return runner.model.tiled_decode(x, **tkw)
             if spec.get('tile_limit'):
                 fn = _limit_tiles(runner, mode, fn, spec['tile_limit'])
             chosen = None
             if tile == 'auto':  # calibrate before the baseline so its tiny peaks do not count
-                from transvae.apis.tiling import calibrate_memory, choose_tile, estimate_peak_memory
-                calibrate_memory(runner.model, mode)
+                from transvae.models.autoencoders.tiling import TilingConfig, choose_tile
                 shape = (b, 3, res, res)
-                chosen = choose_tile(runner.model, shape, spec.get('memory_budget_mb'), mode,
-                                     overlap=spec.get('overlap'))
+                chosen = choose_tile(runner.model, mode, shape, TilingConfig(**tkw))
                 spec['auto_tile'] = chosen
-                spec['estimated_tile_peak_mb'] = estimate_peak_memory(
-                    runner.model, (b, 3, chosen or res, chosen or res), mode) / 2**20
+                spec['estimated_tile_peak_mb'] = runner.model.estimate_peak_memory(
+                    shape, mode, tile=chosen, mode=tkw['mode']) / 2**20
         else:
             mod = runner.enc if mode == 'encode' else runner.dec
 
@@ -505,16 +504,12 @@ def main(argv: list[str] | None = None) -> dict:
                     for name, r in all_runners.items():
                         x = r.inputs(mode, b, res, device, args.channels_last)
                         if name != 'SD-VAE' and tile is not None and (tile == 'auto' or res > tile):
-                            from transvae.apis import decode as api_decode
-                            from transvae.apis import encode as api_encode
+                            tkw = dict(tile=tile, overlap=args.overlap, memory_budget_mb=args.memory_budget_mb,
+                                       mode=args.tile_mode)
                             if mode == 'encode':
-                                fns[name] = (lambda r=r, x=x: api_encode(
-                                    r.model, (x + 1) / 2, tile=tile, overlap=args.overlap,
-                                    memory_budget_mb=args.memory_budget_mb).mean)
+                                fns[name] = (lambda r=r, x=x: r.model.tiled_encode(x, **tkw).mean)
                             else:
-                                fns[name] = (lambda r=r, x=x: api_decode(
-                                    r.model, x, tile=tile, overlap=args.overlap,
-                                    memory_budget_mb=args.memory_budget_mb))
+                                fns[name] = (lambda r=r, x=x: r.model.tiled_decode(x, **tkw))
                         else:
                             mod = r.enc if mode == 'encode' else r.dec
                             fns[name] = (lambda mod=mod, x=x: mod(x))
@@ -569,7 +564,7 @@ def main(argv: list[str] | None = None) -> dict:
                         amp=amp, channels_last=args.channels_last, sdpa_backend=args.sdpa_backend,
                         threads=torch.get_num_threads(), tile=t, overlap=args.overlap, allocator=args.allocator,
                         memory_budget_mb=args.memory_budget_mb, preset=args.preset, cfg_options=cfg_options,
-                        tile_limit=args.tile_limit if t is not None else None)
+                        tile_limit=args.tile_limit if t is not None else None, tile_mode=args.tile_mode)
             if name != 'SD-VAE':
                 spec.update(config=results['models'][name]['config'], checkpoint=results['models'][name]['checkpoint'])
             key = f'{mode}@{res}/b{b}' + (f'/tile{t}' if t is not None else '')

@@ -12,14 +12,14 @@ Images go in and come out in ``[0, 1]``; the model works in ``[-1, 1]`` internal
 Outputs keep the batch layout of the input: a single image (``(3, H, W)``, HWC array or PIL) gives ``(3, H, W)``,
 a batch gives ``(B, 3, H, W)``; always a float tensor in ``[0, 1]`` on the model's device.
 
-``tile``: ``None`` runs the whole image at once; an ``int`` is the tile size in pixels (rounded up to a multiple of
-the compression factor ``f``); ``'auto'`` picks whole-image or the largest tile whose estimated activation memory
-fits ``memory_budget_mb`` (:func:`~transvae.apis.tiling.choose_tile`). ``overlap`` is in pixels (default
-``tile // 4``, at least ``2 f``).
+``tile`` / ``overlap`` / ``memory_budget_mb`` / ``tile_mode`` / ``blend`` are handed to the model's
+``tiled_encode`` / ``tiled_decode`` (:mod:`transvae.models.autoencoders.tiling`): ``tile=None`` (and no budget) uses
+the model as it is (tiled only if ``model.enable_tiling`` was called); an ``int`` is the tile size in pixels;
+``'auto'`` picks whole-image or the largest tile whose estimated activation memory fits ``memory_budget_mb``.
+``tile_mode='exact'`` (the default) equals the whole-image result; ``'blend'`` is the approximate mode.
 """
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -30,8 +30,6 @@ from mmengine.config import Config  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from transvae.models.distributions import DiagonalGaussian  # noqa: E402
-
-from .tiling import choose_tile, tiled_decode, tiled_encode  # noqa: E402
 
 TileArg = int | str | None
 
@@ -166,77 +164,57 @@ def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return p.device, p.dtype
 
 
-def _resolve_tile(model: nn.Module, shape: Sequence[int], tile: TileArg, overlap: int | None,
-                  memory_budget_mb: float | None, direction: str) -> tuple[int | None, int]:
-    """``(tile_px or None, overlap_px)`` for an image-space ``shape``."""
-    f = model.downsample_factor
-    if tile is None and memory_budget_mb is not None:
-        tile = 'auto'
-    if tile is None:
-        return None, 0
-    if tile == 'auto':
-        ov = overlap if overlap is not None else 4 * f
-        ov = math.ceil(ov / f) * f
-        t = choose_tile(model, shape, memory_budget_mb, direction=direction, overlap=ov)
-        if t is None:
-            return None, 0
-        if overlap is None:  # a quarter of the chosen tile, as for explicit tiles
-            ov = min(ov, max(2 * f, (t // 4) // f * f))
-        return t, ov
-    if isinstance(tile, str) or not isinstance(tile, (int, np.integer)) or tile <= 0:
+def _tile_kwargs(tile: TileArg, overlap: int | None, memory_budget_mb: float | None, tile_mode: str | None,
+                 blend: str | None) -> dict | None:
+    """Keyword arguments of ``model.tiled_encode`` / ``tiled_decode``; ``None`` when no tiling was asked for."""
+    if tile is None and memory_budget_mb is None:
+        return None
+    if tile is not None and tile != 'auto' and (isinstance(tile, (bool, str)) or not isinstance(tile, (int, np.integer))
+                                                or tile <= 0):
         raise ValueError(f"tile must be None, 'auto' or a positive int, got {tile!r}")
-    t = math.ceil(int(tile) / f) * f
-    ov = overlap if overlap is not None else max(2 * f, t // 4)
-    ov = math.ceil(ov / f) * f
-    if ov >= t:
-        ov = max(0, t - f)
-    return t, ov
+    return dict(tile='auto' if tile is None else (tile if tile == 'auto' else int(tile)), overlap=overlap,
+                memory_budget_mb=memory_budget_mb, mode=tile_mode, ramp=blend)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # public API
 @torch.no_grad()
 def encode(model: nn.Module, images: Any, tile: TileArg = None, overlap: int | None = None,
-           memory_budget_mb: float | None = None, blend: str = 'linear') -> DiagonalGaussian:
+           memory_budget_mb: float | None = None, blend: str | None = None,
+           tile_mode: str | None = None) -> DiagonalGaussian:
     """Posterior of ``images`` (any accepted input, ``[0, 1]``) over latents ``(B, d, ceil(H/f), ceil(W/f))``.
 
-    Use ``.mode()`` for the posterior mean. With tiling the tiles' posterior means and log-variances are blended.
+    Use ``.mode()`` for the posterior mean. Tiling arguments: see the module docstring.
     """
     x, _ = to_image_tensor(images)
     device, dtype = _device_dtype(model)
     x = x.to(device=device, dtype=dtype) * 2 - 1
-    t, ov = _resolve_tile(model, x.shape, tile, overlap, memory_budget_mb, 'encode')
-    if t is None:
-        return model.encode(x)
-    return tiled_encode(model, x, t, ov, blend=blend)
+    kw = _tile_kwargs(tile, overlap, memory_budget_mb, tile_mode, blend)
+    return model.encode(x) if kw is None else model.tiled_encode(x, **kw)
 
 
 @torch.no_grad()
 def decode(model: nn.Module, latents: Tensor, tile: TileArg = None, overlap: int | None = None,
            memory_budget_mb: float | None = None, out_size: Sequence[int] | None = None,
-           blend: str = 'linear') -> Tensor:
+           blend: str | None = None, tile_mode: str | None = None) -> Tensor:
     """Images in ``[0, 1]`` from latents ``(B, d, h, w)`` or ``(d, h, w)``, cropped to ``out_size`` when given.
 
-    ``tile`` / ``overlap`` are in pixels (multiples of ``f``; the latent tile is ``tile / f``).
+    ``tile`` / ``overlap`` are in image pixels.
     """
     single = latents.dim() == 3
     z = latents.unsqueeze(0) if single else latents
     device, dtype = _device_dtype(model)
     z = z.to(device=device, dtype=dtype)
-    f = model.downsample_factor
-    shape = (z.shape[0], 3, z.shape[-2] * f, z.shape[-1] * f)
-    t, ov = _resolve_tile(model, shape, tile, overlap, memory_budget_mb, 'decode')
-    if t is None:
-        x = model.decode(z, out_size=out_size)
-    else:
-        x = tiled_decode(model, z, t // f, ov // f, out_size=out_size, blend=blend)
+    kw = _tile_kwargs(tile, overlap, memory_budget_mb, tile_mode, blend)
+    x = model.decode(z, out_size=out_size) if kw is None else model.tiled_decode(z, out_size=out_size, **kw)
     x = ((x.float() + 1) / 2).clamp_(0, 1)
     return x[0] if single else x
 
 
 @torch.no_grad()
 def reconstruct(model: nn.Module, images: Any, tile: TileArg = None, overlap: int | None = None,
-                memory_budget_mb: float | None = None, sample: bool = False, blend: str = 'linear') -> Tensor:
+                memory_budget_mb: float | None = None, sample: bool = False, blend: str | None = None,
+                tile_mode: str | None = None) -> Tensor:
     """Encode and decode ``images`` (any accepted input, ``[0, 1]``); returns ``[0, 1]`` at the input size.
 
     The posterior mean is decoded unless ``sample``. Untiled it equals ``model.reconstruct`` (mapped to ``[0, 1]``).
@@ -244,10 +222,11 @@ def reconstruct(model: nn.Module, images: Any, tile: TileArg = None, overlap: in
     """
     x, single = to_image_tensor(images)
     size = tuple(x.shape[-2:])
-    posterior = encode(model, x, tile=tile, overlap=overlap, memory_budget_mb=memory_budget_mb, blend=blend)
+    posterior = encode(model, x, tile=tile, overlap=overlap, memory_budget_mb=memory_budget_mb, blend=blend,
+                       tile_mode=tile_mode)
     z = posterior.sample() if sample else posterior.mode()
     out = decode(model, z, tile=tile, overlap=overlap, memory_budget_mb=memory_budget_mb, out_size=size,
-                 blend=blend)
+                 blend=blend, tile_mode=tile_mode)
     return out[0] if single else out
 
 

@@ -9,31 +9,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
-from transvae.datasets.collate import empty_batch_outputs, is_empty_batch
 from transvae.registry import MODELS
 
 from ..distributions import DiagonalGaussian
-
-
-def pad_to_multiple(x: Tensor, factor: int) -> tuple[Tensor, tuple[int, int]]:
-    """Pad ``(B, C, H, W)`` at the bottom / right to multiples of ``factor`` (reflect where possible).
-
-    Returns the padded tensor and the original ``(H, W)``.
-    """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % factor, (-w) % factor
-    if ph or pw:
-        mode = 'reflect' if ph < h and pw < w else 'replicate'
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, (h, w)
+from .padding import pad_to_multiple
+from .tiling import TilingMixin
 
 
 @MODELS.register_module()
-class VAE(BaseModel):
+class VAE(TilingMixin, BaseModel):
     """KL-regularised autoencoder (TransVAE, CNN-VAE and the other baselines differ only in encoder / decoder).
 
     Args:
@@ -69,8 +56,7 @@ class VAE(BaseModel):
         # Channel statistics of the latents (set by tools/extract_latents.py); saved with the checkpoint.
         self.register_buffer('latent_mean', torch.zeros(d))
         self.register_buffer('latent_std', torch.ones(d))
-        self.tile: int | str | None = None  # evaluation tiling (set_tiling)
-        self.tile_overlap: int | None = None
+        self.tiling = None  # TilingMixin.enable_tiling
 
     # ------------------------------------------------------------------ properties
     @property
@@ -83,12 +69,20 @@ class VAE(BaseModel):
 
     # ------------------------------------------------------------------ public API
     def encode(self, x: Tensor) -> DiagonalGaussian:
-        """Posterior of images ``x`` ``(B, 3, H, W)`` in ``[-1, 1]``; latent ``(B, d, ceil(H/f), ceil(W/f))``."""
+        """Posterior of images ``x`` ``(B, 3, H, W)`` in ``[-1, 1]``; latent ``(B, d, ceil(H/f), ceil(W/f))``.
+
+        Tiled (:meth:`tiled_encode`) in eval mode after :meth:`enable_tiling`."""
+        if self._use_tiling():
+            return self.tiled_encode(x)
         x, _ = pad_to_multiple(x, self.downsample_factor)
         return DiagonalGaussian(self.encoder(x))
 
     def decode(self, z: Tensor, out_size: Sequence[int] | None = None) -> Tensor:
-        """Images ``(B, 3, f*h, f*w)`` (cropped to ``out_size`` when given) from latents ``z`` ``(B, d, h, w)``."""
+        """Images ``(B, 3, f*h, f*w)`` (cropped to ``out_size`` when given) from latents ``z`` ``(B, d, h, w)``.
+
+        Tiled (:meth:`tiled_decode`) in eval mode after :meth:`enable_tiling`."""
+        if self._use_tiling():
+            return self.tiled_decode(z, out_size=out_size)
         x = self.decoder(z)
         if out_size is not None:
             x = x[..., :out_size[0], :out_size[1]]
@@ -113,28 +107,11 @@ class VAE(BaseModel):
         self.latent_mean.copy_(mean.reshape(-1))
         self.latent_std.copy_(std.reshape(-1))
 
-    def set_tiling(self, tile: int | str | None, overlap: int | None = None) -> None:
-        """Make ``predict`` (val / test) encode and decode in overlapping tiles of ``tile`` pixels (``'auto'``: chosen
-        from a memory budget; ``None``: whole images). See :mod:`transvae.apis.tiling`."""
-        self.tile, self.tile_overlap = tile, overlap
-
     def get_last_layer(self) -> nn.Parameter:
         """The decoder's final conv weight (for the GAN's adaptive weight)."""
         return self.decoder.get_last_layer()
 
     # ------------------------------------------------------------------ MMEngine
-    def val_step(self, data: dict | tuple | list) -> list:
-        """MMEngine val step; a batch whose every image was unreadable (and skipped) yields no prediction."""
-        if is_empty_batch(data):
-            return empty_batch_outputs()
-        return super().val_step(data)
-
-    def test_step(self, data: dict | tuple | list) -> list:
-        """MMEngine test step; see :meth:`val_step`."""
-        if is_empty_batch(data):
-            return empty_batch_outputs()
-        return super().test_step(data)
-
     def forward(self, inputs: Tensor, data_samples: list | None = None, mode: str = 'tensor') -> Any:
         """``mode``: ``'loss'`` -> dict of losses and logs; ``'predict'`` -> list of dicts with ``pred_img`` and
         ``gt_img`` ``(3, H, W)`` in ``[0, 1]`` on the CPU; ``'tensor'`` -> reconstructions ``(B, 3, H, W)``."""
@@ -159,11 +136,8 @@ class VAE(BaseModel):
 
     @torch.no_grad()
     def predict(self, inputs: Tensor, data_samples: list | None = None) -> list[dict]:
-        if self.tile is None:
-            pred = ((self.reconstruct(inputs).float().clamp(-1, 1) + 1) / 2).cpu()
-        else:
-            from transvae.apis.inference import reconstruct as reconstruct_images  # apis imports models
-            pred = reconstruct_images(self, (inputs + 1) / 2, tile=self.tile, overlap=self.tile_overlap).float().cpu()
+        """Reconstructions (tiled after :meth:`enable_tiling`) and inputs in ``[0, 1]``, cropped to ``img_shape``."""
+        pred = ((self.reconstruct(inputs).float().clamp(-1, 1) + 1) / 2).cpu()
         gt = ((inputs.float().clamp(-1, 1) + 1) / 2).cpu()
         outputs = []
         for i in range(inputs.shape[0]):
