@@ -32,7 +32,7 @@ def test_schedule(path):
             assert OPTIM_WRAPPERS.get(cfg.optim_wrapper[name].type)
     else:
         assert OPTIM_WRAPPERS.get(cfg.optim_wrapper.type)
-    assert cfg.train_cfg.type == 'IterBasedTrainLoop' and cfg.val_cfg.type == 'ValLoop'
+    assert cfg.train_cfg.type == 'IterBasedTrainLoop' and cfg.val_cfg.type in ('ValLoop', 'SkipEmptyValLoop')
     for hook in cfg.get('custom_hooks', []):
         assert HOOKS.get(hook.type)
     apply_preset(cfg, 'cpu')

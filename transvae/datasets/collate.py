@@ -32,10 +32,10 @@ def empty_batch(skipped: Sequence[str] = ()) -> dict:
     """The batch returned when every sample of a batch was skipped (test mode only).
 
     ``dict(inputs=[], data_samples=[], skipped=[...paths])``: :func:`is_empty_batch` is the marker. Only this batch
-    carries a top-level ``skipped`` key (there is no sample to carry the paths). It must not reach the data
-    preprocessor (it cannot stack nothing, and ``forward(**data)`` would receive ``skipped``): the model's
-    ``val_step`` / ``test_step`` should start with ``if is_empty_batch(data): return empty_batch_outputs()``.
-    ``SkippedImagesHook`` still counts the skips.
+    carries a top-level ``skipped`` key (there is no sample to carry the paths). It must not reach the model (its data
+    preprocessor cannot stack nothing, and raises): the validation / test loops ``SkipEmptyValLoop`` /
+    ``SkipEmptyTestLoop`` (``transvae.engine.loops``, named in the schedule configs) run the iteration hooks for it
+    and nothing else, so ``SkippedImagesHook`` still counts the skips.
     """
     return dict(inputs=[], data_samples=[], skipped=list(skipped))
 
@@ -46,11 +46,11 @@ def is_empty_batch(data: Any) -> bool:
 
 
 def empty_batch_outputs() -> list:
-    """What ``val_step`` / ``test_step`` should return for an empty batch.
+    """What a model's ``val_step`` / ``test_step`` may return for an empty batch under mmengine's plain loops.
 
     ``[BaseDataElement(loss={})]``: mmengine 0.10's ``ValLoop`` / ``TestLoop`` read ``outputs[-1]`` (so ``[]``
-    crashes) and strip a trailing loss-only element, so the evaluator then processes no prediction and no
-    validation loss is recorded.
+    crashes) and strip a trailing loss-only element, so the evaluator then processes no prediction. transvae's own
+    models leave this to the loops (``SkipEmptyValLoop`` / ``SkipEmptyTestLoop``) and know nothing of the marker.
     """
     from mmengine.structures import BaseDataElement
     return [BaseDataElement(loss=dict())]

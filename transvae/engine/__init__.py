@@ -2,9 +2,10 @@
 from .fsdp import TransVAEFSDPStrategy, transvae_block_wrap_policy
 from .hooks import *  # noqa: F401,F403
 from .hooks import __all__ as _hooks_all
+from .loops import SkipEmptyTestLoop, SkipEmptyValLoop
 from .optimizers import NonFiniteGuardMixin, SafeAmpOptimWrapper, SafeOptimWrapper, ShardedGradClipMixin
 from .runner import AtomicCheckpointHook, TransVAERunner
 
 __all__ = list(_hooks_all) + ['NonFiniteGuardMixin', 'SafeOptimWrapper', 'SafeAmpOptimWrapper',
                               'ShardedGradClipMixin', 'TransVAERunner', 'TransVAEFSDPStrategy',
-                              'transvae_block_wrap_policy']
+                              'transvae_block_wrap_policy', 'SkipEmptyValLoop', 'SkipEmptyTestLoop']

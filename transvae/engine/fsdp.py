@@ -144,25 +144,26 @@ def check_fsdp_model(model: nn.Module) -> None:
 
     ``MMFullyShardedDataParallel.train_step`` never calls the model's own ``train_step``: it runs the data
     preprocessor, ``forward(mode='loss')``, then one optimizer update. A model that overrides ``train_step`` is
-    accepted only where the two agree: ``VAEGAN`` without a discriminator (stage 1).
+    accepted only where it declares the two equal (``train_step_is_single_update``, e.g. ``VAEGAN`` without a
+    discriminator). The check reads capabilities, not classes, so the engine imports nothing from ``models``.
     """
-    from transvae.models.autoencoders.vae_gan import VAEGAN
-    if isinstance(model, VAEGAN):
-        if model.discriminator is not None:
-            raise ValueError(
-                'TransVAEFSDPStrategy does not support VAEGAN with a discriminator (the GAN stage): '
-                'MMFullyShardedDataParallel.train_step runs one forward/backward/step and would skip VAEGAN\'s '
-                'discriminator step and its second optimizer. Train the GAN stage with the default runner and '
-                "model_wrapper_cfg=dict(type='MMSeparateDistributedDataParallel', broadcast_buffers=False, "
-                'find_unused_parameters=False) (drop `runner_type`/`strategy`): it freezes the encoder and trains '
-                'only the decoder and the discriminator, which fit in DDP. Stage 1 (VAEGAN without a '
-                'discriminator) is supported.')
+    if not isinstance(model, BaseModel) or type(model).train_step is BaseModel.train_step:
         return
-    if isinstance(model, BaseModel) and type(model).train_step is not BaseModel.train_step:
+    if getattr(model, 'train_step_is_single_update', False):
+        return
+    name = type(model).__name__
+    if getattr(model, 'discriminator', None) is not None:
         raise ValueError(
-            f'TransVAEFSDPStrategy: {type(model).__name__} overrides train_step, which '
-            'MMFullyShardedDataParallel never calls (it runs forward(mode="loss"), backward and one optimizer step '
-            'itself). Use the default runner with MMDistributedDataParallel / MMSeparateDistributedDataParallel.')
+            f'TransVAEFSDPStrategy does not support {name} with a discriminator (the GAN stage): '
+            f"MMFullyShardedDataParallel.train_step runs one forward/backward/step and would skip {name}'s "
+            'discriminator step and its second optimizer. Train the GAN stage with the default runner and '
+            "model_wrapper_cfg=dict(type='MMSeparateDistributedDataParallel', broadcast_buffers=False, "
+            'find_unused_parameters=False) (drop `runner_type`/`strategy`): it freezes the encoder and trains '
+            'only the decoder and the discriminator, which fit in DDP. Stage 1 (no discriminator) is supported.')
+    raise ValueError(
+        f'TransVAEFSDPStrategy: {name} overrides train_step, which '
+        'MMFullyShardedDataParallel never calls (it runs forward(mode="loss"), backward and one optimizer step '
+        'itself). Use the default runner with MMDistributedDataParallel / MMSeparateDistributedDataParallel.')
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -167,6 +167,14 @@ class VAEGAN(VAE):
         return {'loss_d': loss_d, **logs}
 
     # ------------------------------------------------------------------ training
+    @property
+    def train_step_is_single_update(self) -> bool:
+        """True when :meth:`train_step` equals ``forward(mode='loss')`` + one optimizer update (no discriminator).
+
+        A capability flag read by the engine (e.g. the FSDP strategy, whose wrapper never calls ``train_step``).
+        """
+        return self.discriminator is None
+
     def train_step(self, data: dict | tuple | list,
                    optim_wrapper: OptimWrapper | OptimWrapperDict) -> dict[str, Tensor]:
         """One G step and (once the GAN is active) one D step.

@@ -21,3 +21,18 @@ class VAEDataPreprocessor(ImgDataPreprocessor):
                  pad_size_divisor: int = 1, pad_value: float = 0.0, non_blocking: bool = False) -> None:
         super().__init__(mean=mean, std=std, pad_size_divisor=pad_size_divisor, pad_value=pad_value,
                          bgr_to_rgb=False, rgb_to_bgr=False, non_blocking=non_blocking)
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        """Stack and scale ``data['inputs']`` (list of ``(3, H, W)`` uint8) into ``(B, 3, H, W)`` float in [-1, 1].
+
+        Raises:
+            ValueError: for a batch without images (every file of it was unreadable and skipped): the loop must
+                pass over it, not the model.
+        """
+        inputs = data.get('inputs') if isinstance(data, dict) else None
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
+            raise ValueError(
+                'VAEDataPreprocessor got a batch without images (every file of it was unreadable and skipped by '
+                "transvae.skip_none_collate). Validate / test with val_cfg=dict(type='SkipEmptyValLoop') and "
+                "test_cfg=dict(type='SkipEmptyTestLoop'), which pass over such batches.")
+        return super().forward(data, training)

@@ -12,8 +12,9 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=1000),
 ]
 train_cfg = dict(type='IterBasedTrainLoop')
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+# mmengine's loops that pass over a batch whose every image was unreadable (transvae.engine.loops)
+val_cfg = dict(type='SkipEmptyValLoop')
+test_cfg = dict(type='SkipEmptyTestLoop')
 auto_scale_lr = dict(enable=False, base_batch_size=256)
 
 # `tools/train.py --preset cpu`: a 200-iteration run, lr 2e-4 after a 50-step warm-up (ENVIRONMENT.md §5). For a G/D
