@@ -1,16 +1,13 @@
 """TimeBudgetHook and ReconstructionGridHook inside a real (tiny) Runner."""
-import os.path as osp
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_tools'))
-import tiny_vae_fixtures as tv  # noqa: E402
+import tiny_vae_fixtures as tv
 
-from transvae.engine.hooks import time_budget_hook  # noqa: E402
-from transvae.engine.hooks.time_budget_hook import TimeBudgetHook  # noqa: E402
+from transvae.engine.hooks import time_budget_hook
+from transvae.engine.hooks.time_budget_hook import TimeBudgetHook
 
 
 class FakeClock:
@@ -96,3 +93,38 @@ def test_runners_built_in_the_same_second_do_not_share_state(tmp_path):
     assert second.message_hub is not first.message_hub
     assert second.message_hub.get_info('time_budget_elapsed') is None
     assert second.visualizer is not first.visualizer
+
+
+def test_time_budget_true_eta_and_disabled(tmp_path, monkeypatch):
+    """Under a budget the loop's end (hence mmengine's ETA) is the predicted end, not the max_iters upper bound;
+    ``seconds=None`` is a fixed-iteration run."""
+    hook = TimeBudgetHook(seconds=60)
+    assert hook.predicted_end(9, 30.0, 1.5, 10**5) == 30  # 10 done + 20 more
+    assert hook.predicted_end(9, 0.1, 1.5, 10**5) == 11  # the next iteration always runs
+    assert hook.predicted_end(9, 1e4, 1.0, 50) == 50  # never past the configured max_iters
+    monkeypatch.setattr(time_budget_hook, 'time', FakeClock())
+    seen = []
+
+    class Probe:  # records the loop's end after every iteration (lowest priority: after the budget hook)
+        priority = 100
+
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+
+        def after_train_iter(self, runner, *a, **k):
+            seen.append((runner.iter, runner.max_iters))
+
+    hooks = [dict(type='TimeBudgetHook', seconds=8, decay_fraction=0.0)]
+    cfg = tv.write_config(str(tmp_path / 'tiny.py'), max_iters=100, val_interval=50, ckpt_interval=50,
+                          custom_hooks=hooks)
+    runner = tv.build_runner(cfg, str(tmp_path / 'wd'))
+    runner._hooks.append(Probe())
+    runner.train()
+    assert runner.iter == seen[-1][1] < 100
+    assert all(it + 1 < end <= 10 for it, end in seen[:-1])  # a prediction, never the upper bound 100
+
+    off = [dict(type='TimeBudgetHook', seconds=None)]
+    cfg = tv.write_config(str(tmp_path / 'off.py'), max_iters=3, val_interval=3, ckpt_interval=3, custom_hooks=off)
+    runner = tv.build_runner(cfg, str(tmp_path / 'off'))
+    runner.train()
+    assert runner.iter == 3 and 'train/budget_left_s' not in runner.message_hub.log_scalars
