@@ -1,31 +1,42 @@
-"""tools/analysis_tools/tiling_quality.py on one bundled photo with random micro weights (report shape, not quality)."""
+"""tools/analysis_tools/tiling_quality.py: worker protocol, exact vs blend rows, the attention stub and SD-VAE tiles."""
+import importlib.util
 import json
 import os.path as osp
-import sys
 
+import pytest
 import torch
+import torch.nn.functional as F
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
-import tiling_quality as tq  # noqa: E402
+_spec = importlib.util.spec_from_file_location('tiling_quality', osp.join(REPO, 'tools/analysis_tools/tiling_quality.py'))
+tq = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tq)
 
 
-def test_tile_edges_and_seam_ratio():
-    assert tq.tile_edges(64, 32, 8) == [24, 32, 56]  # tiles [0, 32), [24, 56), [32, 64) (the last one shifted)
-    err = torch.ones(16, 16)
-    err[:, 7:9] = 3.0  # a seam at column 8
-    assert tq.seam_ratio(err, [8], band=1) > 1.5
-    assert abs(tq.seam_ratio(torch.ones(16, 16), [8], band=1) - 1.0) < 1e-6
+def test_attention_stub_records_and_extrapolates():
+    q = torch.randn(1, 2, 64, 16)
+    with tq.AttentionStub() as stub:
+        out = F.scaled_dot_product_attention(q, q, q)
+    assert out.shape == q.shape and not out.any() and stub.calls == [[1, 2, 64, 16]]
+    assert F.scaled_dot_product_attention(q, q, q).abs().sum() > 0  # restored
+    t_small = tq.attention_seconds([[1, 2, 256, 16]], probe_tokens=256)
+    t_big = tq.attention_seconds([[1, 2, 2560, 16]], probe_tokens=256)
+    assert t_big > 50 * t_small  # (10x tokens)² = 100x
 
 
-def test_report_on_one_photo(tmp_path):
+def test_sdvae_tile_count_matches_diffusers_loop():
+    assert [tq.sdvae_tiles(s) for s in (512, 1024, 2048, 4096)] == [4, 9, 36, 121]
+
+
+def test_report_exact_equals_whole_blend_does_not(tmp_path):
     out = tmp_path / 'tq.json'
-    report = tq.main([osp.join(REPO, 'configs/_base_/models/transvae-micro_f8d16.py'), '--size', '64', '--tiles', '32',
-                      '--num-photos', '1', '--out', str(out)])
-    (name, entry), = report['photos'].items()
-    row = entry['tiled']['32/16']  # the API's default overlap for f8: max(2 f, tile / 4) = 16
-    assert row['tile'] == 32 and row['overlap'] == 16
-    assert abs(row['psnr_delta_db'] - (row['psnr_tiled'] - entry['psnr_whole'])) < 1e-9
-    assert set(report['summary']) == {'32/16'}
-    assert json.loads(out.read_text())['photos'][name]['psnr_whole'] == entry['psnr_whole']
-    assert (tmp_path / 'tq.md').read_text().startswith('Tiled vs whole reconstruction at 64²')
+    report = tq.main([osp.join(REPO, 'configs/transvae/transvae-micro_f8d16_1xb16-10min_photos.py'),
+                      '--photos', str(tmp_path / 'none'), '--quality-sizes', '64', '--perf-sizes', '--tiles', '32',
+                      '--sdvae-sizes', '--out', str(out)])
+    rows = {r['mode']: r for r in report['rows']}
+    assert set(rows) == {'whole', 'exact', 'blend'} and not any('error' in r for r in rows.values())
+    assert rows['exact']['psnr_vs_whole'] > 80 and rows['exact']['max_abs_diff'] < 1e-5  # random weights
+    assert rows['blend']['psnr_vs_whole'] < 60
+    assert all(r['peak_mb'] >= 0 and r['decode_s'] > 0 for r in rows.values())
+    assert json.loads(out.read_text())['rows'][0]['mode'] == 'whole'
+    assert (tmp_path / 'tq.md').read_text().startswith('| size | mode |')
