@@ -24,10 +24,7 @@ import os  # noqa: E402
 import json  # noqa: E402
 import os.path as osp  # noqa: E402
 import re  # noqa: E402
-import sys  # noqa: E402
 from typing import Any, Optional  # noqa: E402
-
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402

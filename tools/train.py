@@ -6,23 +6,18 @@ Order of config changes: ``--preset`` first, then the shortcut flags (``--data-r
 """
 # Checkpoints load with torch.load(weights_only=True) (transvae.engine.checkpoint_io); --trust-checkpoint opts in to
 # arbitrary unpickling for a file you trust.
+import argparse
 import os
+import os.path as osp
 
-import argparse  # noqa: E402
-import os.path as osp  # noqa: E402
-import sys  # noqa: E402
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
 
-# run from anywhere without installing the package
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
-
-import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-from transvae.engine.utils import (apply_preset, init_cpu_distributed, set_amp, set_data_root,  # noqa: E402
-                                   set_epochs, set_max_iters, set_resolution, shutdown_distributed)
-from transvae.utils import register_all_modules  # noqa: E402
-from transvae.utils.allocator import tune_cpu_allocator  # noqa: E402
+from transvae.engine.utils import (apply_preset, init_cpu_distributed, set_amp, set_data_root, set_epochs,
+                                   set_max_iters, set_resolution, shutdown_distributed)
+from transvae.utils import register_all_modules
+from transvae.utils.allocator import tune_cpu_allocator
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -14,8 +14,9 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=10),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # TransVAERunner upgrades CheckpointHook to AtomicCheckpointHook (atomic `last_checkpoint` pointer)
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=3, save_last=True),
+    # TransVAERunner requires AtomicCheckpointHook (saves, then atomically repoints `last_checkpoint`, then prunes);
+    # EMA: custom_hooks = [dict(type='TransVAEEMAHook', momentum=1e-4)] (TransVAERunner refuses mmengine's EMAHook)
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=3, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 

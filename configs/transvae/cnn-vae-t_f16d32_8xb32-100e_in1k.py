@@ -19,7 +19,7 @@ optim_wrapper = dict(_delete_=True, constructor='VAEGANOptimWrapperConstructor',
 train_dataloader = dict(batch_size=32)  # 8xb32: global batch 256
 model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel', broadcast_buffers=False,
                          find_unused_parameters=False)
-# Optional EMA for evaluation: custom_hooks = [dict(type='EMAHook', momentum=1e-4)]
+# Optional EMA for evaluation: custom_hooks = [dict(type='TransVAEEMAHook', momentum=1e-4)]
 
 # `tools/train.py --preset cpu` (micro widths, LPIPS-alex, VGG16 proxy, ndf 16 from the bases): GAN from iteration 100
 # of the 200-iteration CPU schedule.

@@ -1,15 +1,12 @@
 """TransVAERunner: interrupted checkpoint writes leave the previous checkpoint and pointer loadable."""
 import os
-import os.path as osp
-import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_tools'))
-import tiny_vae_fixtures as tv  # noqa: E402
+import tiny_vae_fixtures as tv
 
-from transvae.engine.runner import AtomicCheckpointHook, atomic_write_text  # noqa: E402
+from transvae.engine.runner import AtomicCheckpointHook, atomic_write_text
 
 
 @pytest.fixture
@@ -26,7 +23,7 @@ def _partial_save(obj, f, *args, **kwargs):
     raise OSError('disk full (simulated)')
 
 
-def test_hook_upgraded_and_pointer(trained):
+def test_atomic_hook_and_pointer(trained):
     runner, wd = trained
     assert any(type(h) is AtomicCheckpointHook for h in runner.hooks)
     assert (wd / 'last_checkpoint').read_text() == str(wd / 'iter_2.pth')

@@ -1,25 +1,23 @@
 """EMAHook under MMSeparateDistributedDataParallel (the GAN stage): TrainableEMA, checkpoints, validation, resume.
 
 The 2-rank test trains a tiny stage-2 VAEGAN (frozen CNN encoder, PatchGAN, two optimizers) with
-``custom_hooks=[dict(type='EMAHook', ...)]`` through ``tools/dist_train.sh`` on gloo, with a probe hook that records
-what validation ran on and the EMA state right after ``--resume``.
+``custom_hooks=[dict(type='TransVAEEMAHook', ...)]`` through ``tools/dist_train.sh`` on gloo, with a probe hook that
+records what validation ran on and the EMA state right after ``--resume``.
 """
 from __future__ import annotations
 
 import copy
 import os.path as osp
-import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_tools'))
-import tiny_vae_fixtures as tv  # noqa: E402
+import tiny_vae_fixtures as tv
 
-from transvae.models.averaged_model import TrainableEMA, named_tensors_unwrapped  # noqa: E402
-from transvae.registry import HOOKS, MODEL_WRAPPERS, MODELS  # noqa: E402
+from transvae.models.averaged_model import TrainableEMA, named_tensors_unwrapped
+from transvae.registry import HOOKS, MODEL_WRAPPERS, MODELS
 
 ARCH = dict(base_channels=8, channel_mults=[1, 2], num_res_blocks=1, latent_channels=4, attn_levels=[],
             mid_attn=False)
@@ -94,10 +92,13 @@ def test_runner_refuses_wrapper_copying_ema():
     model = _wrap_trainable_children(MODELS.build(dict(GAN, vf_loss=None)))
     fake = SimpleNamespace(model=PlainWrapper(model))
     fake._hooks = [HOOKS.build(dict(type='TransVAEEMAHook'))]
-    TransVAERunner._check_ema_hooks(fake)  # TrainableEMA: fine
-    fake._hooks = [EMAHook(ema_type='ExponentialMovingAverage')]
-    with pytest.raises(ValueError, match='TrainableEMA'):
-        TransVAERunner._check_ema_hooks(fake)
+    TransVAERunner._check_hooks(fake)  # TrainableEMA: fine
+    fake._hooks = [HOOKS.build(dict(type='TransVAEEMAHook', ema_type='ExponentialMovingAverage'))]
+    with pytest.raises(ValueError, match="ema_type='TrainableEMA'"):
+        TransVAERunner._check_hooks(fake)
+    fake._hooks = [EMAHook()]  # mmengine's own hook: refused whatever the model, naming the hook to use
+    with pytest.raises(ValueError, match="type='TransVAEEMAHook'"):
+        TransVAERunner._check_hooks(fake)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -161,7 +162,7 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=2)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 randomness = dict(seed=0)
-custom_hooks = [dict(type='EMAHook', momentum=0.5), dict(type='TestEMAProbeHook')]
+custom_hooks = [dict(type='TransVAEEMAHook', momentum=0.5), dict(type='TestEMAProbeHook')]
 '''
 
 

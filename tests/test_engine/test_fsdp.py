@@ -11,7 +11,6 @@ import copy
 import functools
 import os
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -19,14 +18,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_tools'))
-import tiny_vae_fixtures as tv  # noqa: E402
+import tiny_vae_fixtures as tv
 
-from transvae.engine.fsdp import (DEFAULT_BLOCK_TYPES, check_fsdp_model, frozen_submodules,  # noqa: E402
+from transvae.engine.fsdp import (DEFAULT_BLOCK_TYPES, check_fsdp_model, frozen_submodules,
                                   fsdp_config_for_eval, is_fsdp_config, move_unmanaged_states,
                                   transvae_block_wrap_policy)
-from transvae.engine.utils import shutdown_distributed  # noqa: E402
-from transvae.registry import FUNCTIONS, MODELS, STRATEGIES  # noqa: E402
+from transvae.engine.utils import shutdown_distributed
+from transvae.registry import FUNCTIONS, MODELS, STRATEGIES
 
 ARCH = dict(widths=[8, 16, 16], depths=[1, 1, 1], latent_channels=4, num_cnn_stages=1, head_dim=8)
 

@@ -1,17 +1,14 @@
 """SafeOptimWrapper / SafeAmpOptimWrapper: skip non-finite steps, count them, abort after too many in a row."""
-import os.path as osp
-import sys
 
 import pytest
 import torch
 import torch.nn as nn
 from mmengine.logging import MessageHub
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'test_tools'))
-import tiny_vae_fixtures as tv  # noqa: E402
+import tiny_vae_fixtures as tv
 
-from transvae.engine.optimizers import SafeAmpOptimWrapper, SafeOptimWrapper  # noqa: E402
-from transvae.registry import OPTIM_WRAPPERS  # noqa: E402
+from transvae.engine.optimizers import SafeAmpOptimWrapper, SafeOptimWrapper
+from transvae.registry import OPTIM_WRAPPERS
 
 
 def _setup(cls=SafeOptimWrapper, **kw):

@@ -1,16 +1,13 @@
 """Reconstruction reports (transvae.evaluation.report) and the multi-model mode of tools/test.py."""
 import json
-import os.path as osp
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import tiny_vae_fixtures as tv  # noqa: E402
+import tiny_vae_fixtures as tv
 
-from transvae.evaluation import report as rp  # noqa: E402
+from transvae.evaluation import report as rp
 
 SETTING_KEYS = {'dataset', 'layout', 'data_root', 'resolution', 'num_images', 'num_skipped', 'skipped_files',
                 'max_images', 'results'}

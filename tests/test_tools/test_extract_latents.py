@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
@@ -13,13 +12,12 @@ from torch.utils.data import Dataset
 
 from transvae.registry import DATASETS, MODELS
 
-ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
+import tiny_vae_fixtures as tv
 
-import extract_latents as el  # noqa: E402
-import latent_stats as ls  # noqa: E402
-import linear_probe as lp  # noqa: E402
+el = tv.load_tool('extract_latents')
+ls = tv.load_tool('analysis_tools/latent_stats')
+lp = tv.load_tool('analysis_tools/linear_probe')
+
 
 MODEL = dict(type='VAE', arch=dict(base_channels=8, channel_mults=[1, 2], num_res_blocks=1, latent_channels=4,
                                    attn_levels=[], mid_attn=False),

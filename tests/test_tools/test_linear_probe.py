@@ -5,7 +5,6 @@ import json
 import math
 import os
 import os.path as osp
-import sys
 import weakref
 from typing import Optional
 
@@ -14,12 +13,11 @@ import safetensors.torch
 import torch
 from safetensors.torch import save_file
 
-ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
+import tiny_vae_fixtures as tv
 
-import extract_latents as el  # noqa: E402
-import linear_probe as lp  # noqa: E402
+el = tv.load_tool('extract_latents')
+lp = tv.load_tool('analysis_tools/linear_probe')
+
 
 KW = dict(epochs=5, batch_size=32, warmup_epochs=1, progress=False)
 

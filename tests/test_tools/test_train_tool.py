@@ -1,12 +1,9 @@
 """tools/train.py, tools/test.py and tools/dist_train.sh end to end on a tiny test VAE."""
 import json
-import os.path as osp
-import sys
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import tiny_vae_fixtures as tv  # noqa: E402
+import tiny_vae_fixtures as tv
 
 
 def test_train_then_test_subprocess(tmp_path):

@@ -19,14 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os.path as osp
-import sys
 from typing import Optional
 
 import numpy as np
-
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # tools/ (extract_latents)
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 
 def density_metrics(rho: np.ndarray) -> dict[str, float]:
@@ -99,7 +94,7 @@ def run_metrics(latents: np.ndarray, num_samples: int = 10000, runs: int = 10, s
 
 def analyze_dir(latent_dir: str, num_samples: int = 10000, runs: int = 10, seed: int = 0,
                 progress: bool = True) -> dict:
-    from extract_latents import load_latents, load_stats
+    from transvae.utils.latent_shards import load_latents, load_stats
     data = load_latents(latent_dir)
     stats = load_stats(latent_dir)
     flip = data['latents_flip'].numpy() if 'latents_flip' in data else None

@@ -37,8 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os.path as osp
-import sys
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional, Protocol
 
@@ -46,9 +44,6 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from torch import Tensor, nn
-
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 Batches = Iterable[tuple[Tensor, Tensor]]
 
@@ -120,7 +115,7 @@ class ShardIndex:
 
 def scan_shards(latent_dir: str) -> ShardIndex:
     """Labels and latent shapes of every shard of ``latent_dir`` (``latents`` are not read)."""
-    from extract_latents import list_shards
+    from transvae.utils.latent_shards import list_shards
     paths = list_shards(latent_dir)
     if not paths:
         raise FileNotFoundError(f'no latents_*.safetensors in {latent_dir}')

@@ -20,14 +20,12 @@ import re
 import sys
 import time
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+import torch
+from mmengine.config import Config
+from torch import nn
 
-import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from torch import nn  # noqa: E402
-
-from transvae.utils import register_all_modules  # noqa: E402
-from transvae.utils.complexity import (PAPER_INCONSISTENT, PAPER_PARAMS, build_encoder_decoder,  # noqa: E402
+from transvae.utils import register_all_modules
+from transvae.utils.complexity import (PAPER_INCONSISTENT, PAPER_PARAMS, build_encoder_decoder,
                                        count_macs, count_params_meta)
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))

@@ -4,9 +4,9 @@ Differences from :class:`mmengine.runner.Runner` (0.10.7), everything else uncha
 
 * ``save_checkpoint`` writes to a temporary file in the target directory, flushes and fsyncs it, then
   ``os.replace``-s it over the final name (and fsyncs the directory), so an interrupted save never leaves a truncated
-  ``iter_N.pth``. A plain ``CheckpointHook`` is upgraded to :class:`AtomicCheckpointHook`, which writes the
-  ``last_checkpoint`` pointer the same way and only after the checkpoint it names is complete; ``--resume auto`` reads
-  that pointer, so it only ever names complete files.
+  ``iter_N.pth``. The checkpoint hook must be :class:`AtomicCheckpointHook` (a plain ``CheckpointHook`` is refused
+  with an error that says so), which writes the ``last_checkpoint`` pointer the same way and only after the
+  checkpoint it names is complete; ``--resume auto`` reads that pointer, so it only ever names complete files.
 * ``save_checkpoint`` refuses (``RuntimeError``, on every rank) to save a model with non-finite weights.
 * The torch / numpy / python RNG states are saved in the checkpoint (``rng_state``) and restored on resume where the
   uninterrupted run stood (after the loop has skipped the already-seen batches); validation runs with the RNG state
@@ -16,13 +16,12 @@ Differences from :class:`mmengine.runner.Runner` (0.10.7), everything else uncha
   (``MMSeparateDistributedDataParallel`` wraps each trainable child in DDP, whose ``state_dict`` would read
   ``decoder.module.conv_in.weight``; such keys neither resume nor load into an unwrapped model), as mmengine's
   ``get_state_dict`` gives them.
-* A plain ``EMAHook`` is upgraded to :class:`~transvae.engine.hooks.TransVAEEMAHook` (``TrainableEMA``: the
-  trainable generator weights only, correct under ``MMSeparateDistributedDataParallel``); an EMA type that copies
-  the wrappers is refused for a model with wrapped submodules.
+* An EMA hook must be :class:`~transvae.engine.hooks.TransVAEEMAHook` (``TrainableEMA``: the trainable generator
+  weights only, correct under ``MMSeparateDistributedDataParallel``; a plain ``EMAHook`` is refused with an error
+  that says so); an EMA type that copies the wrappers is refused for a model with wrapped submodules.
 """
 from __future__ import annotations
 
-import copy
 import os
 import os.path as osp
 import random
@@ -157,7 +156,7 @@ class AtomicCheckpointHook(CheckpointHook):
 
     (mmengine prunes the oldest checkpoint *before* saving the new one and writes the pointer with a truncating
     ``open('w')``; a crash in between could leave no loadable checkpoint or an empty pointer.)
-    Registered in ``transvae.engine.hooks``; ``TransVAERunner`` also upgrades a plain ``CheckpointHook`` to it.
+    Registered in ``transvae.engine.hooks``; ``TransVAERunner`` requires it (a plain ``CheckpointHook`` is refused).
     """
 
     def _save_checkpoint_with_step(self, runner, step, meta):
@@ -225,32 +224,42 @@ class TransVAERunner(Runner):
         return super().build_logger(*args, **kwargs)
 
     def register_hook(self, hook, priority=None) -> None:
-        if isinstance(hook, dict) and hook.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook):
-            hook = copy.copy(hook)
-            hook['type'] = AtomicCheckpointHook
-        elif type(hook) is CheckpointHook:
-            hook.__class__ = AtomicCheckpointHook
-        if isinstance(hook, dict) and hook.get('type') in ('EMAHook', 'mmengine.EMAHook', EMAHook):
-            from transvae.engine.hooks.ema_hook import TransVAEEMAHook
-            hook = copy.copy(hook)
-            hook['type'] = TransVAEEMAHook
+        """Register ``hook`` as mmengine does, then validate the hooks (see :meth:`_check_hooks`)."""
         super().register_hook(hook, priority)
-        self._check_ema_hooks()
+        self._check_hooks()
 
-    def _check_ema_hooks(self) -> None:
-        """Refuse an EMA that deep-copies DDP wrappers (its keys would not match the checkpoint's)."""
-        from transvae.engine.hooks.ema_hook import is_wrapper_safe_ema
+    def _check_hooks(self) -> None:
+        """Refuse hooks that would silently defeat this runner's guarantees; each error names the class to use.
+
+        * a ``CheckpointHook`` must be an :class:`AtomicCheckpointHook` (mmengine's prunes before it saves and
+          truncates ``last_checkpoint`` before rewriting it);
+        * an ``EMAHook`` must be a :class:`~transvae.engine.hooks.TransVAEEMAHook` (mmengine's deep-copies the model,
+          DDP wrappers of submodules included), and its average must keep the plain model's keys when submodules
+          are DDP-wrapped.
+        """
+        from transvae.engine.hooks.ema_hook import TransVAEEMAHook, is_wrapper_safe_ema
         wrapped = is_model_wrapper(self.model) and any(is_model_wrapper(m) for m in self.model.module.children())
-        if not wrapped:
-            return
         for hook in self._hooks:
-            ema_type = hook.ema_cfg.get('type') if isinstance(hook, EMAHook) else None
-            if ema_type is not None and not is_wrapper_safe_ema(ema_type):
+            name = type(hook).__name__
+            if isinstance(hook, CheckpointHook) and not isinstance(hook, AtomicCheckpointHook):
                 raise ValueError(
-                    f'EMAHook(ema_type={ema_type!r}) with a model whose submodules are DDP-wrapped '
+                    f"{name} under {type(self).__name__}: use type='AtomicCheckpointHook' for the checkpoint hook "
+                    "(default_hooks.checkpoint, as configs/_base_/default_runtime.py does) or subclass it. mmengine's "
+                    'CheckpointHook deletes the oldest checkpoint before saving the new one and rewrites '
+                    '`last_checkpoint` non-atomically, so a crash can leave nothing to resume from.')
+            if isinstance(hook, EMAHook) and not isinstance(hook, TransVAEEMAHook):
+                raise ValueError(
+                    f"{name} under {type(self).__name__}: use type='TransVAEEMAHook' in custom_hooks (same arguments; "
+                    'it averages the trainable generator weights with TrainableEMA and works under '
+                    "MMSeparateDistributedDataParallel) or subclass it. mmengine's EMAHook deep-copies the whole "
+                    'model, wrappers included.')
+            ema_type = hook.ema_cfg.get('type') if isinstance(hook, EMAHook) else None
+            if wrapped and ema_type is not None and not is_wrapper_safe_ema(ema_type):
+                raise ValueError(
+                    f'{name}(ema_type={ema_type!r}) with a model whose submodules are DDP-wrapped '
                     f'({type(self.model).__name__}): the average would copy the wrappers, so its keys '
                     '(module.decoder.module.*) would not match the checkpoint and a resumed EMA would not load. '
-                    "Use ema_type='TrainableEMA' (the default of EMAHook under TransVAERunner).")
+                    "Use ema_type='TrainableEMA' (the default of TransVAEEMAHook).")
 
     def call_hook(self, fn_name: str, **kwargs) -> None:
         if fn_name == 'before_val':

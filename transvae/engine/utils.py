@@ -6,15 +6,14 @@ Everything here works on an :class:`mmengine.Config` and has no side effect beyo
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, Iterator, Optional
 
 import torch
 from mmengine.config import Config, ConfigDict
 
+from transvae.datasets.transforms.resolution import set_pipeline_resolution
+
 _DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-_WRAPPERS = ('OptimWrapper', 'SafeOptimWrapper', 'mmengine.OptimWrapper', 'transvae.SafeOptimWrapper')
-_AMP_WRAPPERS = ('AmpOptimWrapper', 'SafeAmpOptimWrapper')
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -98,31 +97,21 @@ def set_data_root(cfg: Config, data_root: str) -> None:
         cfg.data_root = data_root
 
 
-_SIZE_KEYS = ('size', 'crop_size')
-_SIZE_TYPES = re.compile(r'crop|resize', re.IGNORECASE)
-
-
 def set_resolution(cfg: Config, resolution: int) -> int:
-    """Set ``size`` / ``crop_size`` of every crop or resize transform in the train and val pipelines.
+    """Set the resolution arguments of every transform in the train and val pipelines that declares them.
 
-    Returns the number of transforms changed (``ValueError`` when none was found).
+    A transform takes part when its registered class declares ``resolution_keys`` (see
+    :mod:`transvae.datasets.transforms.resolution`). Returns the number of transforms changed (``ValueError`` when
+    none was found).
     """
     changed = 0
     for loader in ('train_dataloader', 'val_dataloader'):
         for ds in _datasets_of(cfg, loader):
-            for t in ds.get('pipeline', None) or []:
-                type_name = t.get('type', '') if isinstance(t, dict) else ''
-                type_name = type_name if isinstance(type_name, str) else getattr(type_name, '__name__', '')
-                if not _SIZE_TYPES.search(type_name):
-                    continue
-                for key in _SIZE_KEYS:
-                    if key in t:
-                        old = t[key]
-                        t[key] = [resolution, resolution] if isinstance(old, (list, tuple)) else resolution
-                        changed += 1
+            changed += set_pipeline_resolution(ds.get('pipeline', None), resolution)
     if changed == 0:
-        raise ValueError('--resolution: no crop/resize transform with a `size` or `crop_size` key was found in the '
-                         'train/val pipelines.')
+        raise ValueError('--resolution: no transform of the train/val pipelines declares `resolution_keys` (the '
+                         'constructor arguments that set its output size, e.g. `resolution_keys = (\'size\', )` '
+                         'on a crop or resize transform class).')
     return changed
 
 
@@ -150,11 +139,26 @@ def set_epochs(cfg: Config, epochs: int) -> None:
         dl.sampler = dict(type='DefaultSampler', shuffle=True)  # an epoch needs a finite sampler
 
 
-def set_amp(cfg: Config, dtype: Optional[str] = None) -> str:
-    """Turn every (Safe)OptimWrapper of ``cfg.optim_wrapper`` into ``SafeAmpOptimWrapper`` with ``dtype``.
+def _wrapper_class(type_: Any) -> type:
+    from transvae.registry import OPTIM_WRAPPERS
+    cls = OPTIM_WRAPPERS.get(type_) if isinstance(type_, str) else type_
+    if not isinstance(cls, type):
+        raise ValueError(f'--amp: optim wrapper type {type_!r} is not a registered class.')
+    return cls
 
-    Default dtype: 'bfloat16' on CPU and on GPUs that support it, else 'float16'. CPU supports only bfloat16.
+
+def set_amp(cfg: Config, dtype: Optional[str] = None) -> str:
+    """Make every optim wrapper of ``cfg.optim_wrapper`` mixed-precision with autocast ``dtype``.
+
+    A wrapper that already is an AMP wrapper (a subclass of mmengine's ``AmpOptimWrapper``) keeps its type; any other
+    must be a class that declares its registered AMP counterpart itself (class attribute ``amp_variant``:
+    ``SafeOptimWrapper`` declares ``'SafeAmpOptimWrapper'``), which then replaces it. Anything else raises a
+    ``ValueError`` naming the wrapper to put in the config. Default dtype: 'bfloat16' on CPU and on GPUs that support
+    it, else 'float16'. CPU supports only bfloat16.
     """
+    from mmengine.optim import AmpOptimWrapper
+
+    from transvae.engine.optimizers import SafeAmpOptimWrapper
     if dtype is None:
         dtype = 'bfloat16' if (not torch.cuda.is_available() or torch.cuda.is_bf16_supported()) else 'float16'
     if not torch.cuda.is_available() and dtype != 'bfloat16':
@@ -164,13 +168,19 @@ def set_amp(cfg: Config, dtype: Optional[str] = None) -> str:
         raise ValueError('--amp: the config has no `optim_wrapper` dict.')
     targets = [ow] if 'type' in ow or 'optimizer' in ow else [v for v in ow.values() if isinstance(v, dict)]
     for w in targets:
-        t = w.get('type', 'OptimWrapper')
-        if t in _WRAPPERS:
-            w['type'] = 'SafeAmpOptimWrapper'
-        elif t not in _AMP_WRAPPERS:
-            raise ValueError(f'--amp: do not know how to make optim wrapper type {t!r} mixed-precision.')
-        if w['type'] == 'AmpOptimWrapper' and not torch.cuda.is_available():
-            w['type'] = 'SafeAmpOptimWrapper'
+        type_ = w.get('type', 'OptimWrapper')
+        cls = _wrapper_class(type_)
+        if not issubclass(cls, AmpOptimWrapper):
+            variant = vars(cls).get('amp_variant')  # declared by this very class, not inherited by a subclass
+            if variant is None:
+                raise ValueError(
+                    f'--amp: optim wrapper {cls.__name__} declares no mixed-precision variant (`amp_variant`). Name '
+                    "an AMP wrapper in the config (type='SafeAmpOptimWrapper'), or declare `amp_variant` on "
+                    f'{cls.__name__}.')
+            w['type'], cls = variant, _wrapper_class(variant)
+        if not torch.cuda.is_available() and not issubclass(cls, SafeAmpOptimWrapper):
+            raise ValueError(f'--amp on CPU: {cls.__name__} needs an accelerator (mmengine\'s AmpOptimWrapper); use '
+                             "type='SafeAmpOptimWrapper' (bfloat16 autocast on CPU) in the config.")
         w['dtype'] = dtype
     return dtype
 

@@ -10,4 +10,4 @@ model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel', broadcast_buf
                          find_unused_parameters=False)
 # Optional EMA for evaluation (not stated in the paper; PAPER.md §3.1 [G] "EMA 0.9999"): mmengine's EMAHook swaps
 # the averaged weights in before val/test and stores them in the checkpoint:
-# custom_hooks = [dict(type='EMAHook', momentum=1e-4)]
+# custom_hooks = [dict(type='TransVAEEMAHook', momentum=1e-4)]

@@ -12,4 +12,4 @@ _base_ = ['./components/patchgan.py', '../datasets/imagenet.py', '../schedules/s
           '../default_runtime.py']
 recipe_model = dict(freeze_encoder=True, disc_start=0, gan_loss=dict(disc_weight=0.1))
 train_dataloader = dict(batch_size=32)  # 8xb32: global batch 256
-# Optional EMA for evaluation: custom_hooks = [dict(type='EMAHook', momentum=1e-4)]
+# Optional EMA for evaluation: custom_hooks = [dict(type='TransVAEEMAHook', momentum=1e-4)]

@@ -76,6 +76,8 @@ class ResizeShortSide(BaseTransform):
     Required keys: ``img``. Modified keys: ``img``, ``img_shape``. Added keys: ``scale_factor`` ``(sw, sh)``.
     """
 
+    resolution_keys = ('size', )  # transforms/resolution.py: `size` sets the output resolution
+
     def __init__(self, size: int, interpolation: str = 'bicubic') -> None:
         if not isinstance(size, int) or size <= 0:
             raise ValueError(f'size must be a positive int, got {size!r}')
@@ -121,6 +123,8 @@ class CenterCrop(BaseTransform):
     in the (padded) image.
     """
 
+    resolution_keys = ('size', )  # transforms/resolution.py: `size` sets the output resolution
+
     def __init__(self, size: SizeT) -> None:
         self.size = _pair(size)
 
@@ -148,6 +152,8 @@ class RandomCrop(BaseTransform):
 
     Required keys: ``img``. Modified keys: ``img``, ``img_shape``. Added keys: ``crop_bbox``.
     """
+
+    resolution_keys = ('size', )  # transforms/resolution.py: `size` sets the output resolution
 
     def __init__(self, size: SizeT, pad_mode: str = 'reflect') -> None:
         self.size = _pair(size)
@@ -181,6 +187,8 @@ class RandomResizedCrop(BaseTransform):
 
     Required keys: ``img``. Modified keys: ``img``, ``img_shape``. Added keys: ``crop_bbox``.
     """
+
+    resolution_keys = ('size', )  # transforms/resolution.py: `size` sets the output resolution
 
     def __init__(self,
                  size: SizeT,

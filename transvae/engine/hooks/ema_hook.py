@@ -28,7 +28,7 @@ class TransVAEEMAHook(EMAHook):
 
     Everything else is mmengine's: the EMA weights are swapped in for validation and testing, the checkpoint holds
     ``ema_state_dict`` (and, in ``state_dict``, the EMA weights, so a weights-only load deploys the average), and
-    ``--resume`` restores the average exactly. ``TransVAERunner`` upgrades a plain ``EMAHook`` config to this hook.
+    ``--resume`` restores the average exactly. ``TransVAERunner`` requires it (a plain ``EMAHook`` is refused).
     Before ``begin_iter`` / ``begin_epoch`` the average follows the model by name (mmengine's copy pairs
     state-dict keys, which DDP wrappers change).
 

@@ -1,7 +1,8 @@
-"""Test-only tiny VAE, dataset and metric, plus a config writer for the tool / engine tests.
+"""Test-only tiny VAE, dataset and metric, plus a config writer and a tool loader for the tool / engine tests.
 
-Importable as the top-level module ``tiny_vae_fixtures`` (``tests/test_tools`` on ``sys.path``); the configs written
-by :func:`write_config` load it through ``custom_imports`` (the tool subprocesses get ``PYTHONPATH`` from
+Importable as the top-level module ``tiny_vae_fixtures``: ``tests/helpers`` is on ``sys.path`` through the
+``pythonpath`` setting of ``[tool.pytest.ini_options]`` in ``pyproject.toml``; the configs written by
+:func:`write_config` load it through ``custom_imports`` (the tool subprocesses get ``PYTHONPATH`` from
 :func:`subprocess_env`). Registered names carry a ``Test`` prefix so they never clash with the real components.
 """
 from __future__ import annotations
@@ -205,11 +206,25 @@ def write_config(path: str, max_iters: int = 2, val_interval: int = 2, ckpt_inte
 
 
 def load_tool(name: str):
-    """Import ``tools/{name}.py`` as a module (for in-process calls of ``main`` / ``build_config``)."""
+    """Import the script ``tools/{name}.py`` as a module (``name`` may contain a sub-folder, e.g.
+    ``'analysis_tools/linear_probe'``), for in-process calls of its functions; loaded once per test session.
+
+    Tools are scripts, not a package: they import ``transvae`` (installed) and nothing from each other, so loading
+    one by its path needs no ``sys.path`` entry.
+    """
     import importlib.util
-    spec = importlib.util.spec_from_file_location(f'transvae_tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
+    import re
+    mod_name = 'transvae_tool_' + re.sub(r'\W', '_', name)
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, osp.join(REPO, 'tools', f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[mod_name] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[mod_name]
+        raise
     return module
 
 

@@ -1,4 +1,4 @@
-"""Image-file helpers shared by the dataset tests (a plain module: conftest.py is not importable by name)."""
+"""Image-file helpers shared by the dataset tests (module `dataset_helpers`, on the path via tests/helpers)."""
 from __future__ import annotations
 
 import numpy as np
