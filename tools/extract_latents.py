@@ -281,7 +281,8 @@ def run(args: argparse.Namespace) -> Optional[dict[str, torch.Tensor]]:
 def main(argv=None) -> None:
     args = parse_args(argv)
     from transvae.engine.checkpoint_io import trusted_checkpoints
-    with trusted_checkpoints(args.trust_checkpoint):
+    from transvae.utils.config_validation import config_errors
+    with trusted_checkpoints(args.trust_checkpoint), config_errors(exit_on_error=True):
         run(args)
 
 

@@ -142,6 +142,8 @@ def _load_config(config: str, args: argparse.Namespace, strict_preset: bool = Tr
     if args.data_root:
         set_data_root(cfg, args.data_root)
     if args.cfg_options:
+        from transvae.utils.config_validation import check_cfg_options
+        check_cfg_options(cfg, args.cfg_options)  # a misspelt key would be added and silently ignored
         cfg.merge_from_dict(args.cfg_options)
     # an FSDP training config (its checkpoints are full state dicts) is evaluated by the default runner, unsharded
     fsdp_config_for_eval(cfg)
@@ -557,7 +559,8 @@ def main(argv=None):
     if not torch.cuda.is_available():
         tune_cpu_allocator()  # large activations reuse heap memory (TRANSVAE_MALLOC_MMAP_THRESHOLD_MB=0: off)
     from transvae.engine.checkpoint_io import trusted_checkpoints
-    with trusted_checkpoints(args.trust_checkpoint):
+    from transvae.utils.config_validation import config_errors
+    with trusted_checkpoints(args.trust_checkpoint), config_errors(exit_on_error=True):
         result = run_multi(args, argv) if args.multi else run_single(args, argv)
     shutdown_distributed()
     return result

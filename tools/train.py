@@ -77,8 +77,11 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg.setdefault('randomness', {})['deterministic'] = True
     if args.amp:
         set_amp(cfg, args.amp_dtype)
+    from transvae.utils.config_validation import check_cfg_options, check_top_level_keys
     if args.cfg_options:
+        check_cfg_options(cfg, args.cfg_options)  # a misspelt key would be added and silently ignored
         cfg.merge_from_dict(args.cfg_options)
+    check_top_level_keys(cfg)
 
     cfg.launcher = args.launcher
     if args.work_dir is not None:
@@ -92,6 +95,10 @@ def build_config(args: argparse.Namespace) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    if args.resume_lr is not None:  # a resumed optimizer / scheduler would restore the checkpoint's lr
+        if args.resume is None:
+            raise SystemExit('error: --resume-lr needs --resume')
+        cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [dict(type='ResumeLRHook', lr=args.resume_lr)]
     return cfg
 
 
@@ -128,12 +135,14 @@ def main(argv=None) -> None:
     register_all_modules()
     if not torch.cuda.is_available():
         tune_cpu_allocator()  # large activations reuse heap memory (TRANSVAE_MALLOC_MMAP_THRESHOLD_MB=0: off)
-    cfg = build_config(args)
-    init_cpu_distributed(cfg, args.launcher)  # no-op with CUDA or without a launcher
-    runner = build_runner(cfg)
     from transvae.engine.checkpoint_io import trusted_checkpoints
-    with trusted_checkpoints(args.trust_checkpoint):
-        runner.train()
+    from transvae.utils.config_validation import config_errors
+    with config_errors(exit_on_error=True):  # misspelt keys / keyword arguments: "did you mean"
+        cfg = build_config(args)
+        init_cpu_distributed(cfg, args.launcher)  # no-op with CUDA or without a launcher
+        runner = build_runner(cfg)
+        with trusted_checkpoints(args.trust_checkpoint):
+            runner.train()
     shutdown_distributed()
 
 

@@ -18,6 +18,8 @@ default_hooks = dict(
     # EMA: custom_hooks = [dict(type='TransVAEEMAHook', momentum=1e-4)] (TransVAERunner refuses mmengine's EMAHook)
     checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=3, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # counts unreadable (skipped) images into the log, summed over ranks; a dict entry so no config loses it
+    skipped_images=dict(type='SkippedImagesHook'),
 )
 
 randomness = dict(seed=0)

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 import torch
 
+import rel_helpers as rh
 import tiny_vae_fixtures as tv
 from transvae.engine.checkpoint_io import (UntrustedCheckpointError, export_safetensors, load_checkpoint_file,
                                            trusted_checkpoints)
@@ -83,7 +84,7 @@ def test_no_file_sets_the_weights_only_flag():
 def test_runner_checkpoints_need_no_unpickling_and_resume(tmp_path):
     """A TransVAERunner checkpoint has no global outside torch's weights_only set; resume restores the hub."""
     cfg = tv.write_config(str(tmp_path / 'tiny.py'), max_iters=2, val_interval=2, ckpt_interval=2)
-    runner = tv.build_runner(cfg, str(tmp_path / 'wd'))
+    runner = rh.build_runner(cfg, str(tmp_path / 'wd'))
     runner.train()
     path = str(tmp_path / 'wd' / 'iter_2.pth')
     assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []
@@ -91,7 +92,7 @@ def test_runner_checkpoints_need_no_unpickling_and_resume(tmp_path):
     from mmengine.logging import HistoryBuffer
     assert isinstance(ckpt['message_hub']['log_scalars']['train/lr'], HistoryBuffer)
     assert ckpt['meta']['config_file'].endswith('tiny.py')
-    resumed = tv.build_runner(cfg, str(tmp_path / 'wd'), cfg_options=dict(resume=True, train_cfg=dict(max_iters=3)))
+    resumed = rh.build_runner(cfg, str(tmp_path / 'wd'), cfg_options=dict(resume=True, train_cfg=dict(max_iters=3)))
     resumed.train()
     assert resumed.iter == 3
     assert len(resumed.message_hub.get_scalar('train/lr').data[0]) == 3
@@ -109,7 +110,7 @@ def test_legacy_pickled_checkpoint_refused_with_conversion_hint(tmp_path):
 
 def test_safetensors_export_tool_and_init_model(tmp_path):
     cfg = tv.write_config(str(tmp_path / 'tiny.py'), max_iters=1, val_interval=1, ckpt_interval=1)
-    runner = tv.build_runner(cfg, str(tmp_path / 'wd'))
+    runner = rh.build_runner(cfg, str(tmp_path / 'wd'))
     runner.train()
     src = str(tmp_path / 'wd' / 'iter_1.pth')
     out = str(tmp_path / 'tiny.safetensors')

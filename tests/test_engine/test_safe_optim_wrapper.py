@@ -86,8 +86,10 @@ def test_runner_aborts_and_keeps_last_good_checkpoint(tmp_path):
     runner = tv.build_runner(cfg, str(wd))
     with pytest.raises(RuntimeError, match='consecutive optimizer steps'):
         runner.train()
-    # iterations 0, 1 were good; iteration 2 was skipped (its checkpoint holds unchanged, finite weights)
+    # iterations 0, 1 were good, 2 and 3 skipped. iter_2.pth / iter_3.pth hold the weights after step 1, whose next
+    # forward (iteration 2) was not finite: unproven, so last_checkpoint stays on iter_1.pth (proven by iteration 1)
     last = (wd / 'last_checkpoint').read_text()
-    assert last.endswith('iter_3.pth')
+    assert last.endswith('iter_1.pth')
+    assert (wd / 'iter_3.pth').is_file()  # written, kept on disk, but not named by the pointer
     ckpt = tv.load_ckpt(last)
     assert all(torch.isfinite(v).all() for v in ckpt['state_dict'].values())

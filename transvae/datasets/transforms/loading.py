@@ -15,21 +15,27 @@ from transvae.registry import TRANSFORMS
 _ALPHA_MODES = ('RGBA', 'LA', 'PA', 'RGBa', 'La')
 
 
-def _to_uint8_gray(arr: np.ndarray) -> np.ndarray:
+def _to_uint8_gray(arr: np.ndarray, bits: Optional[int] = None) -> np.ndarray:
     """Map a single-channel integer / float array (16-bit, 32-bit, float) to uint8.
 
-    Integer data above 255 is treated as 16-bit (``x * 255 / 65535``, clipped); float data in [0, 1] is scaled by
-    255, any other float data is clipped to [0, 255].
+    The bit depth comes from the file, never from the data: a dark 16-bit image (all values <= 255) is still
+    16-bit. ``bits=16`` (PIL modes ``I;16*``) scales by ``255 / 65535``. ``bits=None`` (mode ``I``, 32-bit
+    integers): the 16-bit range is assumed (PNG / TIFF 16-bit files decode to it) unless values exceed 65535, in
+    which case the data is scaled by its maximum. Float data in [0, 1] is scaled by 255, any other float data is
+    clipped to [0, 255].
     """
     if arr.dtype.kind == 'f':
         arr = np.nan_to_num(arr.astype(np.float64))
         if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
             arr = arr * 255.0
         return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-    arr = arr.astype(np.int64)
-    if arr.size and arr.max() > 255:
-        arr = np.rint(arr * (255.0 / 65535.0))
-    return np.clip(arr, 0, 255).astype(np.uint8)
+    arr = arr.astype(np.float64)
+    top = 65535.0
+    if bits is None and arr.size and arr.max() > 65535:
+        top = float(arr.max())
+    elif bits is not None:
+        top = float(2**bits - 1)
+    return np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
 
 
 def pil_to_rgb_array(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
@@ -53,7 +59,7 @@ def pil_to_rgb_array(img: Image.Image, background: tuple[int, int, int] = (255, 
         canvas.alpha_composite(rgba)
         img = canvas.convert('RGB')
     elif mode.startswith('I') or mode == 'F':
-        gray = _to_uint8_gray(np.asarray(img))
+        gray = _to_uint8_gray(np.asarray(img), bits=16 if mode.startswith('I;16') else None)
         return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
     elif mode != 'RGB':
         img = img.convert('RGB')  # 1, L, CMYK, YCbCr, HSV ...

@@ -59,8 +59,9 @@ class SkippedImagesHook(Hook):
     hub, so a resumed run continues the train count) and as the scalar ``<mode>/skipped_images`` (not a ``loss``
     key; LogProcessor shows its current value): the running train count in every train log line, the count of the
     current val / test run (reset at each run) in its epoch line. A warning summary with the distinct paths is
-    logged at the end of each train epoch, of each val / test run and of the run. Counts are per rank (each rank
-    loads its own shard).
+    logged at the end of each train epoch, of each val / test run and of the run, with the counts summed over the
+    DDP ranks (also stored as ``skipped_images/<mode>_all_ranks``); the per-iteration counts are per rank (each rank
+    loads its own shard). ``configs/_base_/default_runtime.py`` registers it in ``default_hooks`` (``skipped_images``).
 
     Args:
         log_every_skip: also log an info line for every iteration that carried skips.
@@ -87,15 +88,25 @@ class SkippedImagesHook(Hook):
         runner.message_hub.update_info(f'skipped_images/{mode}', self.events[mode])
         runner.message_hub.update_scalar(f'{mode}/skipped_images', self.events[mode])
 
+    def _over_ranks(self, mode: str, since: int) -> tuple[int, int, list[str]]:
+        """(events since ``since``, all events, distinct files), summed over the ranks (a collective call)."""
+        from mmengine.dist import all_gather_object, get_world_size
+        mine = (self.events[mode] - since, self.events[mode], sorted(self.files[mode]))
+        if get_world_size() == 1:
+            return mine
+        gathered = all_gather_object(mine)
+        return (sum(g[0] for g in gathered), sum(g[1] for g in gathered),
+                sorted({f for g in gathered for f in g[2]}))
+
     def _summary(self, runner, mode: str, what: str, since: int = 0) -> None:
-        n = self.events[mode] - since
-        if n == 0 and not self.files[mode]:
+        n, total, files = self._over_ranks(mode, since)  # every rank calls it (collective), before any return
+        runner.message_hub.update_info(f'skipped_images/{mode}_all_ranks', total)
+        if n == 0 and not files:
             return
-        files = sorted(self.files[mode])
         shown = files[:self.max_paths_in_summary]
         more = f' (+{len(files) - len(shown)} more)' if len(files) > len(shown) else ''
-        runner.logger.warning(f'{what}: {n} skipped image load(s); {self.events[mode]} in total over '
-                              f'{len(files)} distinct file(s): {shown}{more}')
+        runner.logger.warning(f'{what}: {n} skipped image load(s); {total} in total over '
+                              f'{len(files)} distinct file(s) (all ranks): {shown}{more}')
 
     # ------------------------------------------------------------------ train
     def before_train(self, runner) -> None:

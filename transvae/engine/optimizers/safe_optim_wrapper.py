@@ -13,6 +13,7 @@ strategy sets it; leave it ``False`` otherwise.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Optional, Union
 
 import torch
@@ -62,6 +63,7 @@ class NonFiniteGuardMixin:
         self.max_consecutive = int(max_consecutive)
         self.check_grads = bool(check_grads)
         self.consecutive_nonfinite = 0
+        self.applied_steps = 0  # optimizer steps applied (AtomicCheckpointHook: a checkpoint is proven by the next)
         self._loss_nonfinite = False
 
     # -- checks --------------------------------------------------------------------------------------------------
@@ -83,6 +85,17 @@ class NonFiniteGuardMixin:
         self._loss_nonfinite = False
         return not _any_rank(bad)
 
+    def _bad_lr(self) -> Optional[str]:
+        """A learning rate the parameters' dtype cannot represent (torch would fail inside the optimizer)."""
+        for group in self.optimizer.param_groups:
+            lr = group.get('lr')
+            lr = float(lr.item() if torch.is_tensor(lr) else lr)
+            params = [p for p in group['params'] if p.is_floating_point()]
+            limit = max((torch.finfo(p.dtype).max for p in params), default=torch.finfo(torch.float32).max)
+            if not math.isfinite(lr) or abs(lr) >= limit:
+                return f'learning rate {lr:g} (not representable in the parameters\' dtype)'
+        return None
+
     def _record_skip(self, reason: str) -> None:
         """Zero grads, count, warn; raise after ``max_consecutive`` skips in a row."""
         self.optimizer.zero_grad(set_to_none=True)
@@ -101,11 +114,14 @@ class NonFiniteGuardMixin:
                 f'Training aborted at iteration {it}: {self.consecutive_nonfinite} consecutive optimizer steps had a '
                 f'non-finite loss or gradients (NaN/Inf). None of these steps was applied and no checkpoint is '
                 f'written with non-finite weights, so the last good checkpoint in the work_dir (see its '
-                f'`last_checkpoint` file) is intact. Resume from it with `--resume` after lowering the learning '
-                f'rate, adding `clip_grad`, or disabling mixed precision.')
+                f'`last_checkpoint` file, which only names checkpoints whose weights gave a finite step) is intact. '
+                f'Resume from it with a lower learning rate: `python tools/train.py CONFIG --resume --resume-lr LR` '
+                f'(a resumed optimizer and scheduler would otherwise restore the old one), or add `clip_grad`, or '
+                f'disable mixed precision. Reason: {reason}.')
 
     def _record_ok(self) -> None:
         self.consecutive_nonfinite = 0
+        self.applied_steps += 1
 
     # -- OptimWrapper API ----------------------------------------------------------------------------------------
     def backward(self, loss: torch.Tensor, **kwargs) -> None:
@@ -137,6 +153,10 @@ class SafeOptimWrapper(NonFiniteGuardMixin, ShardedGradClipMixin, OptimWrapper):
     def step(self, **kwargs) -> None:
         if not self._step_is_finite():
             self._record_skip('loss or gradients')
+            return
+        bad_lr = self._bad_lr()
+        if bad_lr:
+            self._record_skip(bad_lr)
             return
         super().step(**kwargs)
         self._record_ok()
@@ -195,6 +215,12 @@ class SafeAmpOptimWrapper(NonFiniteGuardMixin, ShardedGradClipMixin, AmpOptimWra
             AmpOptimWrapper.backward(self, loss, **kwargs)
 
     def step(self, **kwargs) -> None:
+        bad_lr = self._bad_lr()
+        if bad_lr:
+            self._loss_nonfinite = False
+            self.optimizer.zero_grad(set_to_none=True)
+            self._record_skip(bad_lr)
+            return
         if self.loss_scaler is None:
             if not self._step_is_finite():
                 self._record_skip('loss or gradients')

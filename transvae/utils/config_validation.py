@@ -1,0 +1,138 @@
+"""Config mistakes that mmengine would ignore or report without a hint: misspelt keys, unknown keyword arguments.
+
+* :func:`check_cfg_options`: a ``--cfg-options`` key whose top-level name is neither in the config nor a key the
+  Runner reads (``train_cfgg.max_iters=1``) is an error with a "did you mean" (mmengine would add the key and
+  ignore it).
+* :func:`check_top_level_keys`: a top-level key of a config file that is not a Runner key but is one typo away from
+  one (``optim_wraper``) is an error; other helper variables (``data_root``, ``train_pipeline``) are allowed.
+* :func:`config_errors`: the ``TypeError`` of a misspelt nested keyword (``optimizer=dict(type='AdamW', lrr=...)``)
+  is re-raised with the accepted argument names and a "did you mean", as an unknown ``type`` gets.
+"""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import inspect
+import re
+from collections.abc import Iterator
+from typing import Any, Optional
+
+#: top-level keys read by mmengine's Runner / FlexibleRunner or by transvae's tools (besides their arguments)
+_EXTRA_KEYS = {
+    'runner_type', 'default_scope', 'custom_imports', 'presets', 'model_presets', 'work_dir', 'launcher', 'resume',
+    'load_from', 'log_level', 'log_processor', 'visualizer', 'default_hooks', 'custom_hooks', 'env_cfg', 'randomness',
+    'experiment_name', 'auto_scale_lr', 'strategy', 'compile', 'cfg', 'filename', 'text', 'pretty_text', 'vis_backends',
+    'gpu_ids', 'dist_params', 'workflow', 'checkpoint_config', 'log_config', 'data_root', 'dataset_type',
+    'backend_args', 'train_pipeline', 'test_pipeline', 'val_pipeline', 'model_wrapper_cfg', 'find_unused_parameters',
+}
+
+
+class ConfigKeyError(KeyError):
+    """A config key that nothing reads (a typo)."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0]) if self.args else ''
+
+
+def runner_keys() -> set[str]:
+    """Every top-level key the Runner (or FlexibleRunner) or the tools read."""
+    from mmengine.runner import FlexibleRunner, Runner
+    keys = set(_EXTRA_KEYS)
+    for cls in (Runner, FlexibleRunner):
+        keys.update(p for p in inspect.signature(cls.__init__).parameters if p not in ('self', 'kwargs'))
+    return keys
+
+
+def _suggest(name: str, choices: Any, cutoff: float = 0.75) -> str:
+    close = difflib.get_close_matches(name, sorted(set(choices)), n=1, cutoff=cutoff)
+    return f" Did you mean '{close[0]}'?" if close else ''
+
+
+def check_cfg_options(cfg: Any, cfg_options: Optional[dict]) -> None:
+    """Refuse ``--cfg-options`` keys whose top-level name the config does not have and the Runner does not read.
+
+    Args:
+        cfg: the config *before* the options are merged.
+        cfg_options: the parsed ``--cfg-options`` dict (dotted keys).
+
+    Raises:
+        ConfigKeyError: with the closest existing key.
+    """
+    if not cfg_options:
+        return
+    existing = set(cfg.keys()) if hasattr(cfg, 'keys') else set()
+    known = existing | runner_keys()
+    for key in cfg_options:
+        top = str(key).split('.', 1)[0]
+        if top not in known:
+            raise ConfigKeyError(f"--cfg-options {key}: the config has no key '{top}' and the Runner reads none, so "
+                                 f'the option would be ignored.{_suggest(top, known)}')
+
+
+def check_top_level_keys(cfg: Any) -> None:
+    """Refuse a top-level key that is one typo away from a Runner key (``optim_wraper``, ``train_cfgg``)."""
+    known = runner_keys()
+    for key in (cfg.keys() if hasattr(cfg, 'keys') else []):
+        if key in known or str(key).startswith('_'):
+            continue
+        hint = _suggest(str(key), known, cutoff=0.85)
+        if hint:
+            raise ConfigKeyError(f"config key '{key}' is read by nothing (the Runner would ignore it).{hint}")
+
+
+_UNEXPECTED = re.compile(r"(?:(\w+)\.)?__init__\(\) got an unexpected keyword argument '(\w+)'")
+
+
+def _find_class(name: str) -> Optional[type]:
+    """A class of that name in the transvae / mmengine registries (any registry, any scope)."""
+    import mmengine.registry as mm_reg
+
+    import transvae.registry as tv_reg
+    regs = [v for mod in (tv_reg, mm_reg) for v in vars(mod).values() if isinstance(v, mm_reg.Registry)]
+    for reg in regs:
+        try:
+            obj = reg.get(name)
+        except Exception:  # noqa: BLE001 - registries raise on scope lookups of unknown names
+            obj = None
+        if isinstance(obj, type):
+            return obj
+    return None
+
+
+def enrich_unknown_kwarg(err: TypeError) -> Optional[TypeError]:
+    """A ``TypeError`` naming the accepted arguments and the closest one, for an unexpected keyword; else ``None``."""
+    m = _UNEXPECTED.search(str(err))
+    if not m:
+        return None
+    cls_name, arg = m.group(1), m.group(2)
+    cls = _find_class(cls_name) if cls_name else None
+    if cls is None:
+        return TypeError(f'{err} (check the spelling of {arg!r} in the config)')
+    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ('self', 'args', 'kwargs')]
+    return TypeError(f'{cls_name} got an unknown argument {arg!r} from the config.{_suggest(arg, params, 0.6)} '
+                     f'{cls_name} accepts: {", ".join(params)}.')
+
+
+@contextlib.contextmanager
+def config_errors(exit_on_error: bool = False) -> Iterator[None]:
+    """Re-raise a misspelt-keyword ``TypeError`` with a "did you mean".
+
+    With ``exit_on_error`` (the tools) that error, a :class:`ConfigKeyError` and the checkpoint refusals
+    (``UntrustedCheckpointError``, ``CheckpointMismatchError``) end the process with ``error: <message>`` and exit
+    status 1 instead of a traceback.
+    """
+    from transvae.engine.checkpoint_compat import CheckpointMismatchError
+    from transvae.engine.checkpoint_io import UntrustedCheckpointError
+    try:
+        yield
+    except (ConfigKeyError, CheckpointMismatchError, UntrustedCheckpointError) as e:
+        if exit_on_error:
+            raise SystemExit(f'error: {e}') from None
+        raise
+    except TypeError as e:
+        better = enrich_unknown_kwarg(e)
+        if better is None:
+            raise
+        if exit_on_error:
+            raise SystemExit(f'error: {better}') from None
+        raise better from e
