@@ -134,3 +134,13 @@ def test_stale_tmp_files_removed_on_resume(tmp_path):
     rh.build_runner(cfg, str(wd), cfg_options=dict(resume=True, train_cfg=dict(max_iters=4))).train()
     assert not list(wd.glob('.*.tmp'))
     assert sorted(p.name for p in wd.glob('iter_*.pth')) == ['iter_3.pth', 'iter_4.pth']  # max_keep_ckpts=2
+
+
+# -- LPIPS linear heads are sha256-pinned like the other third-party weights --------------------------------------------
+def test_lpips_heads_are_pinned(monkeypatch):
+    from transvae.models.pretrained import offline_weights as ow
+    heads = ow.load_lpips_heads('alex')
+    assert sorted(heads) == [f'lin{k}.model.1.weight' for k in range(5)]
+    monkeypatch.setitem(ow.SHA256, ('lpips', 'weights/v0.1/alex.pth'), '0' * 64)
+    with pytest.raises(ow.OfflineWeightsError, match='sha256 mismatch'):
+        ow.load_lpips_heads('alex')

@@ -7,7 +7,7 @@ from typing import Callable
 import lpips as _lpips_pkg  # the `lpips==0.1.4` package (absolute import; this file is transvae.models.losses.lpips)
 from torch import Tensor, nn
 
-from transvae.models.pretrained.offline_weights import load_lpips_backbone
+from transvae.models.pretrained.offline_weights import load_lpips_backbone, load_lpips_heads
 from transvae.registry import MODELS
 
 __all__ = ['LPIPS', 'build_lpips_module']
@@ -29,8 +29,14 @@ def build_lpips_module(net: str = 'alex', pretrained: bool = True) -> nn.Module:
         raise ValueError(f"LPIPS net must be 'alex' or 'vgg', got {net!r}")
     with warnings.catch_warnings():  # torchvision's `pretrained=` deprecation notices
         warnings.simplefilter('ignore', UserWarning)
-        module = _lpips_pkg.LPIPS(net=net, pretrained=pretrained, pnet_rand=True, verbose=False)
+        # pretrained=False: lpips would torch.load its heads unverified; they are loaded below, sha256-pinned
+        module = _lpips_pkg.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
     if pretrained:
+        heads = load_lpips_heads(net)
+        lin_keys = {k for k in module.state_dict() if k.startswith('lin') and not k.startswith('lins.')}
+        if lin_keys != set(heads):
+            raise RuntimeError(f'LPIPS-{net} heads: expected {sorted(lin_keys)}, the file has {sorted(heads)}')
+        module.load_state_dict(heads, strict=False)
         backbone = load_lpips_backbone(net)
         target = module.net
         mapping: dict[str, str] = {}

