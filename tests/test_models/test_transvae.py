@@ -135,8 +135,7 @@ def test_block_variants(ffn, qk_norm):
     blk = MODELS.build(dict(type='TransVAEBlock', embed_dims=32, head_dim=16, ffn_cfg=dict(type=ffn),
                             attn_cfg=dict(type='MultiHeadSelfAttention', qk_norm_cfg=qk_norm)))
     x = torch.randn(2, 6 * 5, 32)
-    rope = RoPE2D(16).get_embed((6, 5))
-    y = blk(x, (6, 5), rope)
+    y = blk(x, (6, 5), RoPE2D(16).qk_transform((6, 5)))
     assert y.shape == x.shape
     y.sum().backward()
     assert all(p.grad is not None for p in blk.parameters())

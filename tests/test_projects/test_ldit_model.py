@@ -58,7 +58,7 @@ def test_adaln_zero_blocks_are_identity_at_init():
     c = torch.randn(2, 32)
     for block in model.blocks:
         assert isinstance(block, LightningDiTBlock)
-        assert torch.equal(block(x, c, (4, 4), model.rope.get_embed((4, 4))), x)
+        assert torch.equal(block(x, c, (4, 4), model.rope.qk_transform((4, 4))), x)
     out = model(torch.randn(2, 4, 8, 8), torch.rand(2), torch.tensor([0, 4]))
     assert out.shape == (2, 4, 8, 8) and torch.count_nonzero(out) == 0  # zero-initialised output layer
     # once the modulation is non-zero the block is no longer the identity

@@ -46,12 +46,12 @@ class TransformerStage(nn.Module):
         hw = (h, w)
         # one copy to token-major memory here; a strided view would make every LayerNorm / Linear copy it again
         t = self.pe.embed_tokens(x.flatten(2).transpose(1, 2).contiguous(), hw)  # (B, N, C)
-        rope = self.pe.get_embed(hw)
+        pos = self.pe.qk_transform(hw)  # once per stage: what attention applies to q / k
         for blk in self.blocks:
             if self.with_cp and t.requires_grad:
-                t = cp.checkpoint(blk, t, hw, rope, use_reentrant=False)
+                t = cp.checkpoint(blk, t, hw, pos, use_reentrant=False)
             else:
-                t = blk(t, hw, rope)
+                t = blk(t, hw, pos)
         # back to contiguous NCHW: the strided view is channels-last, and GroupNorm's channels-last CPU backward is
         # ~10x slower than NCHW (measured: 168 vs 14 ms of a micro train step)
         return t.transpose(1, 2).reshape(b, c, h, w).contiguous()

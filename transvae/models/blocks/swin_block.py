@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from transvae.registry import MODELS
 
 from ..layers.norm import build_norm
-from ..layers.position import build_position_encoding
+from ..layers.position import QKTransform, build_position_encoding
 from ..layers.window_attention import shifted_window_mask, window_and_shift, window_partition, window_reverse
 
 
@@ -50,8 +50,8 @@ class SwinBlock(nn.Module):
         """Effective ``(window, shift)`` of this block for a token grid ``hw``."""
         return window_and_shift(hw, self.window_size, self.shift)
 
-    def forward(self, x: Tensor, hw: tuple[int, int], rope: Tensor | None = None) -> Tensor:
-        """``x`` ``(B, N, C)``, ``N = H * W``; ``rope``: optional window-local angles ``(wh * ww, head_dim)``."""
+    def forward(self, x: Tensor, hw: tuple[int, int], pos: QKTransform | None = None) -> Tensor:
+        """``x`` ``(B, N, C)``, ``N = H * W``; ``pos``: optional window-local q / k transform of the stage's PE."""
         b, n, c = x.shape
         h, w = hw
         (wh, ww), (sh, sw) = self.window(hw)
@@ -63,7 +63,7 @@ class SwinBlock(nn.Module):
         if sh or sw:
             y = torch.roll(y, shifts=(-sh, -sw), dims=(1, 2))
         mask = shifted_window_mask((hp, wp), (h, w), (wh, ww), (sh, sw), device=y.device, dtype=y.dtype)
-        y = self.attn(window_partition(y, (wh, ww)), (wh, ww), rope, mask)  # (B*nW, wh*ww, C)
+        y = self.attn(window_partition(y, (wh, ww)), (wh, ww), pos, mask)  # (B*nW, wh*ww, C)
         y = window_reverse(y, (wh, ww), (hp, wp))  # (B, Hp, Wp, C)
         if sh or sw:
             y = torch.roll(y, shifts=(sh, sw), dims=(1, 2))
@@ -99,12 +99,12 @@ class SwinStage(nn.Module):
         b, c, h, w = x.shape
         hw = (h, w)
         t = self.pe.embed_tokens(x.flatten(2).transpose(1, 2), hw)  # (B, N, C)
-        rope = self.pe.get_embed(window_and_shift(hw, self.window_size, False)[0])
+        pos = self.pe.qk_transform(window_and_shift(hw, self.window_size, False)[0])  # window-local
         for blk in self.blocks:
             if self.with_cp and t.requires_grad:
-                t = cp.checkpoint(blk, t, hw, rope, use_reentrant=False)
+                t = cp.checkpoint(blk, t, hw, pos, use_reentrant=False)
             else:
-                t = blk(t, hw, rope)
+                t = blk(t, hw, pos)
         return t.transpose(1, 2).reshape(b, c, h, w)
 
 

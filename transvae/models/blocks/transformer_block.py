@@ -8,11 +8,12 @@ from torch import Tensor, nn
 from transvae.registry import MODELS
 
 from ..layers.norm import build_norm
+from ..layers.position import QKTransform
 
 
 @MODELS.register_module()
 class TransVAEBlock(nn.Module):
-    """``x + Attn(Norm(x), hw, rope)`` then ``x + FFN(Norm(x), hw)`` (pre-norm, no LayerScale, no dropout).
+    """``x + Attn(Norm(x), hw, pos)`` then ``x + FFN(Norm(x), hw)`` (pre-norm, no LayerScale, no dropout).
 
     Defaults are the paper's final block: global attention with head dim 64, per-head RMSNorm on Q and K, 2D RoPE
     (angles passed in by the stage) and the FullConv FFN with ratio 1.
@@ -39,9 +40,9 @@ class TransVAEBlock(nn.Module):
         self.norm2 = build_norm(norm_cfg, embed_dims)
         self.ffn = MODELS.build(ffn_cfg, default_args=dict(embed_dims=embed_dims))
 
-    def forward(self, x: Tensor, hw: tuple[int, int], rope: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, hw: tuple[int, int], pos: QKTransform | None = None) -> Tensor:
         """``x`` ``(B, N, C)`` with ``N = H * W`` -> ``(B, N, C)``."""
-        x = x + self.attn(self.norm1(x), hw, rope)
+        x = x + self.attn(self.norm1(x), hw, pos)
         return x + self.ffn(self.norm2(x), hw)
 
 

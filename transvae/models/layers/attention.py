@@ -8,14 +8,15 @@ from torch import Tensor, nn
 from transvae.registry import MODELS
 
 from .norm import build_norm
-from .position import apply_rope
+from .position import QKTransform
 
 
 @MODELS.register_module()
 class MultiHeadSelfAttention(nn.Module):
-    """Global multi-head self-attention with optional per-head Q/K norm and rotary positions.
+    """Global multi-head self-attention with optional per-head Q/K norm and a position transform of Q and K.
 
-    Order (TransVAE Fig. 2e): ``x -> qkv linear -> per-head norm of Q and K -> RoPE on Q and K -> SDPA -> proj``.
+    Order (TransVAE Fig. 2e): ``x -> qkv linear -> per-head norm of Q and K -> position transform of Q and K (RoPE)
+    -> SDPA -> proj``.
 
     Args:
         embed_dims: token channels ``C``; must be divisible by ``head_dim``.
@@ -36,13 +37,13 @@ class MultiHeadSelfAttention(nn.Module):
         self.k_norm = build_norm(qk_norm_cfg, head_dim)
         self.proj = nn.Linear(embed_dims, embed_dims)
 
-    def forward(self, x: Tensor, hw: tuple[int, int], rope: Tensor | None = None) -> Tensor:
-        """``x`` ``(B, N, C)``, ``rope`` ``(N, head_dim)`` angles or ``None`` -> ``(B, N, C)``."""
+    def forward(self, x: Tensor, hw: tuple[int, int], pos: QKTransform | None = None) -> Tensor:
+        """``x`` ``(B, N, C)`` -> ``(B, N, C)``; ``pos``: the stage's ``PositionEncoding.qk_transform(hw)`` or ``None``."""
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, hd)
         q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None:
-            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        if pos is not None:
+            q, k = pos(q, k)
         out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, hd)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))

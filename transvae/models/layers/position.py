@@ -1,13 +1,21 @@
 """Position encodings for token stages.
 
-Every encoding shares one interface so a config swaps them with one key:
+Every encoding shares one interface so a config swaps them with one key, and a new encoding is one new class:
 
 * ``embed_tokens(x, hw)`` adds an absolute encoding to the tokens ``(B, N, C)`` (identity for rotary / none);
-* ``get_embed(hw)`` returns what attention needs for relative encodings: for RoPE a ``(N, head_dim)`` angle
-  tensor (``None`` otherwise). It is computed once per stage and input size from **integer** grid positions
-  ``0..H-1, 0..W-1``: nothing is rescaled to the training grid, so larger inputs truly extrapolate.
+* ``qk_transform(hw)`` returns what every attention layer applies to its per-head queries and keys: a callable
+  ``(q, k) -> (q, k)`` on ``(B, heads, N, head_dim)`` tensors, or ``None``. A stage computes it once per forward for
+  its actual grid and hands it to every block; attention layers know nothing of the encoding behind it (RoPE is one
+  such transform, :class:`RotaryQK`);
+* ``get_embed(hw)`` is the precomputed tensor behind the transform (RoPE: the complex rotations), for code that
+  inspects it.
+
+Grids are **integer** positions ``0..H-1, 0..W-1``: nothing is rescaled to the training grid, so larger inputs truly
+extrapolate.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 
 import torch
@@ -17,16 +25,34 @@ from torch import Tensor, nn
 from transvae.registry import MODELS
 
 
+QKTransform = Callable[[Tensor, Tensor], 'tuple[Tensor, Tensor]']
+"""``(q, k) -> (q, k)`` on per-head ``(B, heads, N, head_dim)`` tensors: what attention applies before SDPA."""
+
+
 class PositionEncoding(nn.Module):
-    """Base class: no absolute embedding and no rotary angles."""
+    """Base class: no absolute embedding and nothing applied to queries / keys."""
 
     def embed_tokens(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
         """Return ``x`` ``(B, N, C)`` with an absolute position embedding added (identity here)."""
         return x
 
-    def get_embed(self, hw: tuple[int, int]) -> Tensor | None:
-        """Rotary angles ``(N, head_dim)`` for a ``hw`` grid, or ``None``."""
+    def qk_transform(self, hw: tuple[int, int]) -> QKTransform | None:
+        """The transform attention applies to ``q`` / ``k`` on a ``hw`` grid (``None``: none)."""
         return None
+
+    def get_embed(self, hw: tuple[int, int]) -> Tensor | None:
+        """The tensor behind :meth:`qk_transform` for a ``hw`` grid (RoPE: rotations), or ``None``."""
+        return None
+
+
+class RotaryQK:
+    """:data:`QKTransform` that rotates ``q`` and ``k`` by precomputed complex rotations ``rope`` ``(N, hd / 2)``."""
+
+    def __init__(self, rope: Tensor) -> None:
+        self.rope = rope
+
+    def __call__(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        return apply_rope(q, self.rope), apply_rope(k, self.rope)
 
 
 @MODELS.register_module()
@@ -72,6 +98,10 @@ class RoPE2D(PositionEncoding):
         """Unit complex rotations ``exp(i * angle)``: complex64 ``(N, head_dim / 2)``, one per channel pair."""
         ang = self.get_angles(hw)
         return torch.polar(torch.ones_like(ang), ang)
+
+    def qk_transform(self, hw: tuple[int, int]) -> RotaryQK:
+        """Rotate every head's ``q`` / ``k`` channel pairs by their row / column angles on a ``hw`` grid."""
+        return RotaryQK(self.get_embed(hw))
 
 
 def apply_rope(x: Tensor, rope: Tensor) -> Tensor:
@@ -141,5 +171,5 @@ def build_position_encoding(cfg: dict | None, head_dim: int, embed_dims: int) ->
     return MODELS.build(cfg, default_args=dict(head_dim=head_dim, embed_dims=embed_dims))
 
 
-__all__ = ['PositionEncoding', 'NoPE', 'RoPE2D', 'LearnableAPE', 'SinCosAPE', 'apply_rope',
+__all__ = ['PositionEncoding', 'QKTransform', 'RotaryQK', 'NoPE', 'RoPE2D', 'LearnableAPE', 'SinCosAPE', 'apply_rope',
            'build_position_encoding']

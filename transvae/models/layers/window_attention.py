@@ -2,8 +2,9 @@
 
 Position information: Swin-v1's learnable **relative position bias** table of ``(2W-1)^2 x heads`` entries
 (``W`` = the configured window), indexed for the actual window, which may be smaller than ``W`` (and non-square)
-when the token grid is smaller than the window. Window-local 2D RoPE angles can be passed in as well (``rope``);
-the Swin-VAE configs use the bias only, as Swin-v1 does.
+when the token grid is smaller than the window. A window-local position transform of Q and K can be passed in as
+well (``pos``, e.g. ``RoPE2D.qk_transform`` of the window grid); the Swin-VAE configs use the bias only, as Swin-v1
+does.
 
 Attention runs through ``F.scaled_dot_product_attention`` with the bias and the shifted-window / padding mask
 folded into one additive float mask.
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 from transvae.registry import MODELS
 
 from .norm import build_norm
-from .position import apply_rope
+from .position import QKTransform
 
 
 def window_and_shift(hw: tuple[int, int], window_size: int, shift: bool) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -130,14 +131,14 @@ class WindowAttention(nn.Module):
                                                                           + self.window_size - 1)
         return table[idx].permute(2, 0, 1)  # (heads, n, n)
 
-    def forward(self, x: Tensor, hw: tuple[int, int], rope: Tensor | None = None,
+    def forward(self, x: Tensor, hw: tuple[int, int], pos: QKTransform | None = None,
                 mask: Tensor | None = None) -> Tensor:
         """Attention within each window.
 
         Args:
             x: ``(B * nW, n, C)`` window tokens, ``n = wh * ww``, windows of one image consecutive.
             hw: the window ``(wh, ww)``.
-            rope: optional window-local rotary angles ``(n, head_dim)``.
+            pos: optional window-local ``PositionEncoding.qk_transform`` (applied to per-head Q and K).
             mask: optional additive mask ``(nW, n, n)`` (shifted windows / padding).
 
         Returns:
@@ -147,8 +148,8 @@ class WindowAttention(nn.Module):
         qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B*nW, heads, n, hd)
         q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None:
-            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        if pos is not None:
+            q, k = pos(q, k)
         bias = self.relative_position_bias(hw)
         attn_mask = None
         if mask is not None:

@@ -139,7 +139,7 @@ class LightningDiT(BaseModule):
         tokens = self.x_embedder(x)  # (B, D, h, w)
         hw = (tokens.shape[2], tokens.shape[3])
         tokens = self.ape.embed_tokens(tokens.flatten(2).transpose(1, 2), hw)  # (B, N, D)
-        rope = self.rope.get_embed(hw)
+        rope = self.rope.qk_transform(hw)  # what attention applies to q / k
         c = self.t_embedder(t) + self.y_embedder(y, self.training, force_drop)  # (B, D)
         for block in self.blocks:
             tokens = block(tokens, c, hw, rope)
