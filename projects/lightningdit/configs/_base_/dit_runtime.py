@@ -31,17 +31,18 @@ train_dataloader = dict(
 
 # `tools/train.py CONFIG --preset cpu`: the micro DiT on latents of the bundled photos (labels = source photo or
 # video), written by projects/lightningdit/scripts/run_cpu_preset.sh with the micro TransVAE f8d16 at 128² centre
-# crops (16x16x16 latents, 64 tokens at patch 2). fp32, a fixed number of iterations, a sample grid every 100.
+# crops (16x16x16 latents, 64 tokens at patch 2; labels = the 21 training sources, 32 class slots). fp32, a fixed
+# number of iterations, a sample grid every 200.
 _cpu_root = 'work_dirs/lightningdit_cpu'
 dit_presets = dict(
     cpu=dict(
-        model=dict(latent_size=16, backbone=dict(arch='micro', in_channels=16, num_classes=12),
+        model=dict(latent_size=16, backbone=dict(arch='micro', in_channels=16, num_classes=32),
                    sampler=dict(num_steps=50)),
         train_dataloader=dict(
             batch_size=32,
             num_workers=0,
             persistent_workers=False,
-            dataset=dict(data_root=_cpu_root + '/latents', num_classes=12)),
+            dataset=dict(data_root=_cpu_root + '/latents', num_classes=32)),
         optim_wrapper=dict(
             _delete_=True,
             type='SafeOptimWrapper',

@@ -108,6 +108,24 @@ def reference_statistics(ref: str, size: int = 256, cache_dir: str | None = None
 
 
 def fid_against(mu_ref: np.ndarray, sigma_ref: np.ndarray, feats: np.ndarray | Tensor) -> float:
-    """FID of generated ``(N, 2048)`` features against reference statistics (float64)."""
-    mu, sigma = feature_statistics(feats)
-    return frechet_distance(mu, sigma, mu_ref, sigma_ref)
+    """FID of generated ``(N, D)`` features against reference statistics (float64).
+
+    For ``N - 1 < D`` (small CPU runs) the trace term is computed exactly in the ``N``-dimensional span of the
+    centred features: with ``Sigma_g = X^T X / (N - 1)``, the non-zero eigenvalues of ``Sigma_ref Sigma_g`` are those of
+    the symmetric PSD ``X Sigma_ref X^T / (N - 1)``, so ``tr sqrtm(Sigma_ref Sigma_g) = sum sqrt(eig)`` (an ``N x N``
+    ``eigvalsh`` instead of a ``D x D`` ``sqrtm``). Otherwise the core's :func:`frechet_distance`.
+    """
+    x = feats.detach().cpu().double().numpy() if isinstance(feats, Tensor) else np.asarray(feats, np.float64)
+    mu_ref, sigma_ref = np.asarray(mu_ref, np.float64), np.asarray(sigma_ref, np.float64)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] != mu_ref.shape[0]:
+        raise ValueError(f'need (N >= 2, {mu_ref.shape[0]}) features, got {x.shape}')
+    n, d = x.shape
+    if n - 1 >= d:
+        mu, sigma = feature_statistics(x)
+        return frechet_distance(mu, sigma, mu_ref, sigma_ref)
+    mu = x.mean(axis=0)
+    xc = x - mu
+    m = xc @ sigma_ref @ xc.T / (n - 1)
+    eig = np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)
+    diff = mu - mu_ref
+    return float(diff @ diff + np.trace(sigma_ref) + (xc * xc).sum() / (n - 1) - 2 * np.sqrt(eig).sum())

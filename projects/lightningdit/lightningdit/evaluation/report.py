@@ -12,11 +12,14 @@ SCHEMA = 'transvae.lightningdit.generation_fid/v1'
 PAPER_NUM_SAMPLES = 10000
 
 
-def protocol(num_samples: int, num_classes: int, sampler: Any, cfg_scale: float, cfg_interval: float,
+def protocol(num_samples: int, num_classes, sampler: Any, cfg_scale: float, cfg_interval: float,
              ref_info: dict, seed: int) -> dict:
     """The written-out protocol stored in the report."""
     return dict(
-        samples=f'{num_samples} images, class-balanced (label i % {num_classes}), noise seed {seed} + i',
+        samples=(f'{num_samples} images, class-balanced (label i % {num_classes}), noise seed {seed} + i'
+                 if isinstance(num_classes, int) else f'{num_samples} images, class-balanced over the '
+                 f'{len(num_classes)} classes of the latent set (label classes[i % {len(num_classes)}]), noise seed '
+                 f'{seed} + i'),
         sampler=f'{type(sampler).__name__}, {sampler.num_steps} steps, time shift {sampler.shift} '
                 '(t = 0 noise -> 1 data)',
         guidance='none (no CFG)' if cfg_scale == 1.0 else f'CFG scale {cfg_scale} for t >= {cfg_interval}',

@@ -4,6 +4,7 @@ result does not depend on the number of processes)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from .generation_fid import class_balanced_labels
 
 
 @torch.no_grad()
-def generate_features(model, decoder: FrozenLatentDecoder, num_samples: int, num_classes: int,
+def generate_features(model, decoder: FrozenLatentDecoder, num_samples: int, num_classes: int | Sequence[int],
                       batch_size: int = 64, seed: int = 0, keep_images: int = 64, sampler=None,
                       device: str | torch.device = 'cpu', progress: bool = True) -> dict:
     """Sample, decode and featurise ``num_samples`` images.
@@ -26,7 +27,8 @@ def generate_features(model, decoder: FrozenLatentDecoder, num_samples: int, num
         model: a :class:`LatentFlowModel` (EMA weights loaded), on ``device``.
         decoder: the frozen VAE decoder of the latents.
         num_samples: N (10,000 for FID-10K).
-        num_classes: K for the class-balanced labels ``i % K``.
+        num_classes: K for the class-balanced labels ``i % K``, or the list of class ids to balance over (sample
+            ``i`` gets ``classes[i % len(classes)]``; e.g. the classes present in a small latent set).
         batch_size: images per sampling batch on each rank.
         seed: noise seed of sample 0.
         keep_images: the first images (by index) returned for a grid.
@@ -40,7 +42,11 @@ def generate_features(model, decoder: FrozenLatentDecoder, num_samples: int, num
     """
     from tqdm import tqdm
     rank, world = get_dist_info()
-    labels = class_balanced_labels(num_samples, num_classes)
+    if isinstance(num_classes, int):
+        labels = class_balanced_labels(num_samples, num_classes)
+    else:
+        classes = torch.as_tensor(list(num_classes), dtype=torch.int64)
+        labels = classes[class_balanced_labels(num_samples, len(classes))]
     mine = list(range(rank, num_samples, world))
     inception = get_fid_inception(device)
     feats: dict[int, np.ndarray] = {}

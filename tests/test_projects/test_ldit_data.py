@@ -1,0 +1,125 @@
+"""Latent shards as a dataset: normalisation round trip, flips, streaming sampler, clear errors; centre-crop
+extraction of the training split."""
+from __future__ import annotations
+
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ldit_helpers import write_shards
+
+from projects.lightningdit.lightningdit.datasets import LatentNormalizer, LatentShardDataset, ShardGroupedSampler
+
+
+def test_normalizer_round_trip(tmp_path):
+    z = write_shards(str(tmp_path))
+    norm = LatentNormalizer.from_dir(str(tmp_path), multiplier=0.5)
+    zn = norm.normalize(z)
+    assert torch.allclose(norm.denormalize(zn), z, atol=1e-5)
+    n1 = LatentNormalizer.from_dir(str(tmp_path)).normalize(torch.cat([z, z.flip(-1)]))
+    assert n1.mean(dim=(0, 2, 3)).abs().max() < 1e-5 and (n1.std(dim=(0, 2, 3), unbiased=False) - 1).abs().max() < 1e-4
+    assert torch.allclose(zn, n1[:len(z)] * 0.5, atol=1e-5)
+    with pytest.raises(ValueError, match='channels'):
+        norm.normalize(torch.zeros(1, 3, 2, 2))
+
+
+def test_dataset_items_flips_and_labels(tmp_path):
+    z = write_shards(str(tmp_path))
+    ds = LatentShardDataset(str(tmp_path), use_flip=True, num_classes=3)
+    norm = LatentNormalizer.from_dir(str(tmp_path))
+    assert len(ds) == 9 and ds.latent_shape == (4, 2, 2) and ds.shard_ranges == [(0, 5), (5, 9)]
+    torch.manual_seed(0)
+    flips = 0
+    for _ in range(40):
+        for i in (0, 6):
+            item = ds[i]
+            raw = z[i].flip(-1) if item['data_samples']['flipped'] else z[i]
+            assert torch.allclose(item['inputs'], norm.normalize(raw), atol=1e-5)
+            assert item['data_samples']['label'] == i % 3
+            flips += item['data_samples']['flipped']
+    assert 20 < flips < 60  # about half of 80 draws
+    plain = LatentShardDataset(str(tmp_path), use_flip=False, latent_norm=False)
+    assert torch.equal(plain[3]['inputs'], z[3]) and not plain[3]['data_samples']['flipped']
+    with pytest.raises(IndexError):
+        plain[9]
+
+
+def test_sampler_groups_shards_and_splits_ranks(tmp_path):
+    write_shards(str(tmp_path), sizes=(4, 4, 3))
+    ds = LatentShardDataset(str(tmp_path), use_flip=False)
+    s = ShardGroupedSampler(ds, shuffle=True, seed=1)
+    order = list(s)
+    assert sorted(order) == list(range(11))
+    shard_of = [0] * 4 + [1] * 4 + [2] * 3
+    runs = sum(1 for a, b in zip(order, order[1:]) if shard_of[a] != shard_of[b])
+    assert runs == 2  # each shard is visited once, as a block
+    assert list(ShardGroupedSampler(ds, shuffle=True, seed=1)) == order  # deterministic (resume)
+    s.set_epoch(1)
+    assert list(s) != order
+    parts = []
+    for rank in range(2):
+        r = ShardGroupedSampler(ds, seed=3)
+        r.rank, r.world_size, r.num_samples = rank, 2, 6
+        parts.append(list(r))
+    assert len(parts[0]) == len(parts[1]) == 6 and set(parts[0] + parts[1]) == set(range(11))
+
+
+def test_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        LatentShardDataset(str(tmp_path / 'nope'))
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match='no latents_XXXXX'):
+        LatentShardDataset(str(empty))
+    gap = str(tmp_path / 'gap')
+    write_shards(gap, sizes=(2, 2, 2))
+    os.remove(osp.join(gap, 'latents_00001.safetensors'))
+    with pytest.raises(FileNotFoundError, match=r'1 of 3 shards missing \(latents_00001'):
+        LatentShardDataset(gap)
+    mixed = str(tmp_path / 'mixed')
+    write_shards(mixed, sizes=(2, 2))
+    write_shards(str(tmp_path / 'other'), sizes=(2, 2), shape=(4, 4, 4))
+    os.replace(osp.join(tmp_path, 'other', 'latents_00001.safetensors'), osp.join(mixed, 'latents_00001.safetensors'))
+    with pytest.raises(ValueError, match=r'latents_00001.safetensors holds latents of shape \(4, 4, 4\)'):
+        LatentShardDataset(mixed)
+    big = str(tmp_path / 'big')
+    write_shards(big, sizes=(2,), shape=(4, 4, 4))
+    with pytest.raises(ValueError, match=r'but the configured latent_shape has \(4, 2, 2\)'):
+        LatentShardDataset(big, latent_shape=(4, 2, 2))
+    nostats = str(tmp_path / 'nostats')
+    write_shards(nostats, stats=False)
+    with pytest.raises(FileNotFoundError, match='latent statistics .* not found'):
+        LatentShardDataset(nostats)
+    assert len(LatentShardDataset(nostats, latent_norm=False)) == 9
+    noflip = str(tmp_path / 'noflip')
+    write_shards(noflip, flip=False)
+    with pytest.raises(KeyError, match='--flip'):
+        LatentShardDataset(noflip)
+    with pytest.raises(ValueError, match=r'labels span \[0, 2\].*num_classes=2'):
+        LatentShardDataset(noflip, use_flip=False, num_classes=2)
+
+
+def test_extract_train_split_uses_deterministic_centre_crops(tmp_path):
+    import tiny_vae_fixtures as tv
+    el = tv.load_tool('extract_latents')
+    from mmengine.config import Config
+    for cls in ('a', 'b'):
+        os.makedirs(tmp_path / 'img' / 'train' / cls)
+        arr = np.random.default_rng(len(cls)).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(tmp_path / 'img' / 'train' / cls / 'x.png')
+    train = [dict(type='LoadImageRGB'), dict(type='RandomCrop', size=16), dict(type='RandomFlip', prob=0.5),
+             dict(type='PackVAEInputs')]
+    test = [dict(type='LoadImageRGB'), dict(type='ResizeShortSide', size=24), dict(type='CenterCrop', size=24),
+            dict(type='PackVAEInputs')]
+    ds = dict(type='ImageFolderDataset', data_root=str(tmp_path / 'img'), data_prefix='train')
+    cfg = Config(dict(train_dataloader=dict(dataset=dict(ds, pipeline=train)),
+                      test_dataloader=dict(dataset=dict(ds, pipeline=test))))
+    a, b = el.build_dataset(cfg, 'train'), el.build_dataset(cfg, 'train')
+    for i in range(2):
+        x = a[i]['inputs']
+        assert x.shape[-2:] == (24, 24) and torch.equal(x, b[i]['inputs'])  # centre crop, no random crop / flip
+    assert el.build_dataset(cfg, 'train', resolution=16)[0]['inputs'].shape[-2:] == (16, 16)

@@ -1,0 +1,143 @@
+"""The DiT through the core tools/train.py (2 iterations, checkpoint, exact resume, sample grids) and the FID tool
+(class-balanced samples decoded by a frozen VAE, report, grid; FID of reference statistics against themselves)."""
+from __future__ import annotations
+
+import json
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import tiny_vae_fixtures as tv
+from ldit_helpers import write_shards
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+DIT_CONFIG = osp.join(ROOT, 'projects', 'lightningdit', 'configs', 'lightningdit-b2_transvae-l-f8d16_32xb32-200k_in1k.py')
+VAE = dict(type='VAE', arch=dict(base_channels=8, channel_mults=[1, 2], num_res_blocks=1, latent_channels=4,
+                                 attn_levels=[], mid_attn=False),
+           encoder=dict(type='CNNEncoder'), decoder=dict(type='CNNDecoder'),
+           rec_loss=dict(type='ReconstructionNLL', perceptual_cfg=None))
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    from transvae.registry import MODELS
+    tmp = tmp_path_factory.mktemp('ldit')
+    lat = str(tmp / 'latents')
+    write_shards(lat, sizes=(6, 5), shape=(4, 4, 4))
+    vae_cfg = tmp / 'vae.py'
+    vae_cfg.write_text(f"default_scope = 'transvae'\nmodel = {VAE!r}\n")
+    torch.manual_seed(0)
+    vae_ckpt = str(tmp / 'vae.pth')
+    torch.save({'state_dict': MODELS.build(VAE).state_dict()}, vae_ckpt)
+    cfg = tmp / 'dit.py'
+    cfg.write_text(f"""_base_ = [{DIT_CONFIG!r}]
+model = dict(latent_size=4, backbone=dict(_delete_=True, type='LightningDiT', arch=None, depth=1, embed_dims=32,
+             num_heads=2, patch_size=2, in_channels=4, num_classes=3), sampler=dict(num_steps=2))
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root={lat!r}, num_classes=3))
+optim_wrapper = dict(_delete_=True, type='SafeOptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.95)))
+train_cfg = dict(max_iters=4)
+custom_hooks = [dict(type='TransVAEEMAHook', momentum=0.1, update_buffers=False, priority='ABOVE_NORMAL'),
+                dict(type='LatentSampleGridHook', interval=2, num_images=4, nrow=2, num_steps=2,
+                     vae_config={str(vae_cfg)!r}, vae_checkpoint={vae_ckpt!r}, latent_dir={lat!r})]
+default_hooks = dict(checkpoint=dict(interval=2), logger=dict(interval=1))
+""")
+    return dict(tmp=tmp, lat=lat, cfg=str(cfg), vae_cfg=str(vae_cfg), vae_ckpt=vae_ckpt)
+
+
+def _train(argv):
+    tv.load_tool('train').main(argv)
+
+
+def _project_tool(name):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f'ldit_tool_{name}',
+                                                  osp.join(ROOT, 'projects', 'lightningdit', 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _weights(path):
+    from transvae.engine.checkpoint_io import load_checkpoint_file
+    ckpt = load_checkpoint_file(path)  # weights-only: the runner's checkpoints need no unpickling
+    return ckpt['state_dict'], ckpt.get('ema_state_dict')
+
+
+def test_train_checkpoint_and_exact_resume(setup):
+    full, part = str(setup['tmp'] / 'full'), str(setup['tmp'] / 'part')
+    _train([setup['cfg'], '--work-dir', full])
+    _train([setup['cfg'], '--work-dir', part, '--max-iters', '2'])
+    assert osp.isfile(osp.join(part, 'iter_2.pth'))
+    _train([setup['cfg'], '--work-dir', part, '--resume'])
+    a, ema_a = _weights(osp.join(full, 'iter_4.pth'))
+    b, ema_b = _weights(osp.join(part, 'iter_4.pth'))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    for k in ema_a:
+        assert torch.equal(ema_a[k], ema_b[k]), k
+    first, _ = _weights(osp.join(full, 'iter_2.pth'))
+    assert any(not torch.equal(first[k], a[k]) for k in a)  # it trained
+    grids = sorted(os.listdir(osp.join(full, 'vis')))
+    assert grids == ['samples_iter_000000.png', 'samples_iter_000002.png', 'samples_iter_000004.png']
+    assert Image.open(osp.join(full, 'vis', grids[-1])).size == (2 * 8 + 3 * 2, 2 * 8 + 3 * 2)
+
+
+def test_fid_of_reference_stats_against_themselves_and_low_rank_path():
+    from projects.lightningdit.lightningdit.evaluation import fid_against
+    from transvae.evaluation.functional.fid import feature_statistics, frechet_distance
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(200, 32)) @ rng.normal(size=(32, 32))
+    mu, sigma = feature_statistics(ref)
+    assert abs(frechet_distance(mu, sigma, mu, sigma)) < 1e-6
+    assert abs(fid_against(mu, sigma, ref)) < 1e-6  # N > D: the full sqrtm path
+    gen = rng.normal(size=(9, 32)) * 2 + 0.5  # N - 1 < D: the exact low-rank path
+    mu_g, sigma_g = feature_statistics(gen)
+    assert fid_against(mu, sigma, gen) == pytest.approx(frechet_distance(mu_g, sigma_g, mu, sigma), rel=1e-7)
+    with pytest.raises(ValueError, match='features'):
+        fid_against(mu, sigma, gen[:, :5])
+
+
+def test_fid_tool_report_and_self_fid(setup):
+    from projects.lightningdit.lightningdit.evaluation import fid_against, folder_features, reference_statistics
+    from transvae.evaluation.functional.fid import frechet_distance
+    ref = setup['tmp'] / 'ref'
+    ref.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)).save(ref / f'{i}.png')
+    mu, sigma, info = reference_statistics(str(ref), size=8)
+    assert not info['cached'] and osp.isfile(info['cache'])
+    mu2, sigma2, info2 = reference_statistics(str(ref), size=8)
+    assert info2['cached'] and np.array_equal(mu, mu2) and np.array_equal(sigma, sigma2)
+    assert abs(fid_against(mu, sigma, folder_features(str(ref), 8))) < 1e-6  # the same images: FID ~ 0
+    np.savez(setup['tmp'] / 'ref.npz', mu=mu, sigma=sigma)
+    np.savez(setup['tmp'] / 'bad.npz', m=mu)
+
+    eval_fid = _project_tool('eval_fid')
+    ckpt = str(setup['tmp'] / 'full' / 'iter_4.pth')
+    if not osp.isfile(ckpt):
+        _train([setup['cfg'], '--work-dir', str(setup['tmp'] / 'full')])
+    out = str(setup['tmp'] / 'fid')
+    common = [setup['cfg'], ckpt, '--vae-config', setup['vae_cfg'], '--vae-checkpoint', setup['vae_ckpt'],
+              '--latent-dir', setup['lat'], '--num-samples', '7', '--batch-size', '3', '--num-steps', '2',
+              '--device', 'cpu']
+    report = eval_fid.main(common + ['--ref', str(setup['tmp'] / 'ref.npz'), '--report', out + '.md',
+                                     '--out', out + '.json', '--grid', out + '.png'])
+    assert np.isfinite(report['fid']) and report['fid'] > 0
+    saved = json.load(open(out + '.json'))
+    assert saved['num_samples'] == 7 and 'NOT comparable' in saved['warnings'][0]
+    assert 'class-balanced (label i % 3)' in saved['protocol']['samples']
+    assert 'no CFG' in saved['protocol']['guidance']
+    md = open(out + '.md').read()
+    assert '| DiT checkpoint |' in md and 'Warning' in md
+    assert Image.open(out + '.png').size[0] > 8
+    again = eval_fid.main(common + ['--ref', str(ref), '--ref-size', '8', '--batch-size', '7'])
+    assert abs(again['fid'] - report['fid']) < 1e-6  # same samples whatever the batching; cached folder stats
+    with pytest.raises(KeyError, match='mu'):
+        eval_fid.main(common + ['--ref', str(setup['tmp'] / 'bad.npz')])
