@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from transvae.registry import MODELS
 
-from ..blocks.swin_block import SwinStage
+from ..blocks.stages import TransformerStage
 from ..layers.norm import build_norm
 from ..layers.sampling import build_sampler
 from .base import DecoderBase, EncoderBase
@@ -68,7 +68,7 @@ class SwinEncoder(EncoderBase):
             copy.deepcopy(patch_embed_cfg or dict(type='ConvPatchEmbed', norm_cfg=dict(type='LN2d'))),
             default_args=dict(in_channels=in_channels, embed_dims=widths[0], patch_size=patch_size))
         self.stages = nn.ModuleList(
-            SwinStage(w, d, block_cfg, head_dim, window_size, pe_cfg, with_cp) for w, d in zip(widths, depths))
+            TransformerStage(w, d, block_cfg, pe_cfg, head_dim, with_cp, window_size) for w, d in zip(widths, depths))
         down_cfg = down_cfg or dict(type='PatchMerging')
         self.downs = nn.ModuleList(build_sampler(down_cfg, widths[i - 1], widths[i]) for i in range(1, len(widths)))
         self.norm_out = build_norm(norm_out_cfg or dict(type='LN2d'), widths[-1])
@@ -112,7 +112,7 @@ class SwinDecoder(DecoderBase):
         self.upsample_factor = patch_size * 2 ** (len(widths) - 1)
         self.conv_in = nn.Conv2d(latent_channels, widths[-1], 3, padding=1)
         self.stages = nn.ModuleList(
-            SwinStage(w, d, block_cfg, head_dim, window_size, pe_cfg, with_cp) for w, d in zip(widths, depths))
+            TransformerStage(w, d, block_cfg, pe_cfg, head_dim, with_cp, window_size) for w, d in zip(widths, depths))
         up_cfg = up_cfg or dict(type='PatchExpanding')
         # ups[i] maps stage i+1 -> stage i.
         self.ups = nn.ModuleList(build_sampler(up_cfg, widths[i + 1], widths[i]) for i in range(len(widths) - 1))

@@ -3,7 +3,7 @@ from .resblock import ResBlock
 from .stages import ConvStage, TransformerStage
 from .transformer_block import TransVAEBlock, ViTBlock
 
-from .swin_block import SwinBlock, SwinStage
+from .swin_block import SwinBlock
 
 __all__ = ['AttnBlock', 'ResBlock', 'ConvStage', 'TransformerStage', 'TransVAEBlock', 'ViTBlock']
-__all__ += ['SwinBlock', 'SwinStage']
+__all__ += ['SwinBlock']

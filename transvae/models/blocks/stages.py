@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from transvae.registry import MODELS
 
 from ..layers.position import build_position_encoding
+from ..layers.window_attention import window_and_shift
 
 
 class ConvStage(nn.Module):
@@ -29,24 +30,47 @@ class ConvStage(nn.Module):
 class TransformerStage(nn.Module):
     """``depth`` token blocks with one position encoding computed once per forward for the actual grid.
 
-    Input and output are maps ``(B, C, H, W)``; inside, tokens ``(B, H*W, C)``.
+    The one stage builder of every Transformer backbone (TransVAE, ViT, Swin). Input and output are contiguous maps
+    ``(B, C, H, W)``; inside, tokens ``(B, H*W, C)``. With ``window_size`` the blocks are window blocks
+    (``SwinBlock``): each receives ``window_size`` and ``shift`` (odd blocks shift), and the position encoding's q / k
+    transform is evaluated on the window-local grid.
+
+    Args:
+        channels: token channels ``C``.
+        depth: number of blocks.
+        block_cfg: registered block (``embed_dims`` and ``head_dim`` injected).
+        pe_cfg: registered position encoding (``None``: none).
+        head_dim: attention head dim.
+        with_cp: gradient checkpointing of every block (training only).
+        window_size: window ``W`` of window blocks; ``None`` for global attention blocks.
     """
 
     def __init__(self, channels: int, depth: int, block_cfg: dict, pe_cfg: dict | None, head_dim: int,
-                 with_cp: bool = False) -> None:
+                 with_cp: bool = False, window_size: int | None = None) -> None:
         super().__init__()
         self.with_cp = with_cp
+        self.window_size = window_size
         self.pe = build_position_encoding(pe_cfg, head_dim=head_dim, embed_dims=channels)
         self.blocks = nn.ModuleList(
-            MODELS.build(copy.deepcopy(block_cfg), default_args=dict(embed_dims=channels, head_dim=head_dim))
-            for _ in range(depth))
+            MODELS.build(copy.deepcopy(block_cfg), default_args=self._block_args(i, channels, head_dim))
+            for i in range(depth))
+
+    def _block_args(self, i: int, channels: int, head_dim: int) -> dict:
+        args = dict(embed_dims=channels, head_dim=head_dim)
+        if self.window_size is not None:
+            args.update(window_size=self.window_size, shift=i % 2 == 1)
+        return args
+
+    def pe_grid(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """Grid on which the q / k transform is evaluated: the token grid, or the (unshifted) window."""
+        return hw if self.window_size is None else window_and_shift(hw, self.window_size, False)[0]
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         hw = (h, w)
         # one copy to token-major memory here; a strided view would make every LayerNorm / Linear copy it again
         t = self.pe.embed_tokens(x.flatten(2).transpose(1, 2).contiguous(), hw)  # (B, N, C)
-        pos = self.pe.qk_transform(hw)  # once per stage: what attention applies to q / k
+        pos = self.pe.qk_transform(self.pe_grid(hw))  # once per stage: what attention applies to q / k
         for blk in self.blocks:
             if self.with_cp and t.requires_grad:
                 t = cp.checkpoint(blk, t, hw, pos, use_reentrant=False)

@@ -1,17 +1,17 @@
-"""The Swin Transformer block (window / shifted-window attention) and a Swin stage on ``(B, C, H, W)`` maps."""
+"""The Swin Transformer block (window / shifted-window attention); a Swin stage is ``TransformerStage`` with
+``window_size`` (``stages.py``)."""
 from __future__ import annotations
 
 import copy
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
 from transvae.registry import MODELS
 
 from ..layers.norm import build_norm
-from ..layers.position import QKTransform, build_position_encoding
+from ..layers.position import QKTransform
 from ..layers.window_attention import shifted_window_mask, window_and_shift, window_partition, window_reverse
 
 
@@ -71,41 +71,4 @@ class SwinBlock(nn.Module):
         return x + self.ffn(self.norm2(x), hw)
 
 
-class SwinStage(nn.Module):
-    """``depth`` Swin blocks at one resolution, shifting every other block; maps ``(B, C, H, W)`` in and out.
-
-    Args:
-        channels: ``C``.
-        depth: number of blocks.
-        block_cfg: registered block (``SwinBlock``); ``shift`` is set per block (odd blocks shift).
-        head_dim: attention head dim.
-        window_size: window ``W``.
-        pe_cfg: optional rotary encoding evaluated on the window-local grid (``None``: bias only, Swin-v1).
-        with_cp: gradient checkpointing of every block.
-    """
-
-    def __init__(self, channels: int, depth: int, block_cfg: dict, head_dim: int = 64, window_size: int = 8,
-                 pe_cfg: dict | None = None, with_cp: bool = False) -> None:
-        super().__init__()
-        self.with_cp = with_cp
-        self.window_size = window_size
-        self.pe = build_position_encoding(pe_cfg, head_dim=head_dim, embed_dims=channels)
-        self.blocks = nn.ModuleList(
-            MODELS.build(copy.deepcopy(block_cfg), default_args=dict(embed_dims=channels, head_dim=head_dim,
-                                                                     window_size=window_size, shift=i % 2 == 1))
-            for i in range(depth))
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        hw = (h, w)
-        t = self.pe.embed_tokens(x.flatten(2).transpose(1, 2), hw)  # (B, N, C)
-        pos = self.pe.qk_transform(window_and_shift(hw, self.window_size, False)[0])  # window-local
-        for blk in self.blocks:
-            if self.with_cp and t.requires_grad:
-                t = cp.checkpoint(blk, t, hw, pos, use_reentrant=False)
-            else:
-                t = blk(t, hw, pos)
-        return t.transpose(1, 2).reshape(b, c, h, w)
-
-
-__all__ = ['SwinBlock', 'SwinStage']
+__all__ = ['SwinBlock']

@@ -5,7 +5,7 @@ Two slots, each with one constructor and forward signature so a config swaps the
 * patch embed: ``(in_channels, embed_dims, patch_size)``, ``(B, C_in, H, W) -> (B, D, H/p, W/p)``;
 * output head: ``(in_channels, out_channels, patch_size)``, ``(B, D, h, w) -> (B, C_out, p*h, p*w)``.
 
-``PatchMerging`` / ``PatchExpanding`` (Swin) follow the sampling slot of ``sampling.py`` instead.
+``PatchMerging`` / ``PatchExpanding`` (Swin) are samplers: ``sampling.py``.
 
 ``ConvPatchEmbed`` / ``PixelShuffleHead`` are the ViT-VAE baseline (Fig. 2b); ``SeqConvPatchEmbed`` /
 ``SeqConvUpHead`` are the DHVT-style sequential overlapping convolutions of PAPER.md §1.5 ("SeqConv").
@@ -147,49 +147,4 @@ class SeqConvUpHead(nn.Module):
         return self.conv_out.weight
 
 
-@MODELS.register_module()
-class PatchMerging(nn.Module):
-    """Swin patch merging as a sampler: 2x2 neighbours concatenated -> LN(4C) -> Linear(4C -> C_out).
-
-    Sampling slot: ``(in_channels, out_channels)``, ``(B, C, H, W) -> (B, C_out, H/2, W/2)`` (odd sizes are
-    zero-padded).
-    """
-
-    def __init__(self, in_channels: int, out_channels: int | None = None, norm_cfg: dict | None = None) -> None:
-        super().__init__()
-        out_channels = out_channels or 2 * in_channels
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.norm = build_norm(norm_cfg or dict(type='LN'), 4 * in_channels)
-        self.reduction = nn.Linear(4 * in_channels, out_channels, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h, w = x.shape[-2:]
-        if h % 2 or w % 2:
-            x = F.pad(x, (0, w % 2, 0, h % 2))
-        x = F.pixel_unshuffle(x, 2).permute(0, 2, 3, 1)  # (B, H/2, W/2, 4C)
-        return self.reduction(self.norm(x)).permute(0, 3, 1, 2)
-
-
-@MODELS.register_module()
-class PatchExpanding(nn.Module):
-    """Swin-Unet patch expanding as a sampler: Linear(C -> 4 C_out) -> 2x2 pixel-shuffle rearrange -> LN(C_out).
-
-    With ``C_out = C / 2`` (the Swin widths) the linear is ``C -> 2C``. Sampling slot:
-    ``(B, C, H, W) -> (B, C_out, 2H, 2W)``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int | None = None, norm_cfg: dict | None = None) -> None:
-        super().__init__()
-        out_channels = out_channels or in_channels // 2
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.expand = nn.Linear(in_channels, 4 * out_channels, bias=False)
-        self.norm = build_norm(norm_cfg or dict(type='LN'), out_channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.expand(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, 4 C_out, H, W)
-        x = F.pixel_shuffle(x, 2).permute(0, 2, 3, 1)  # (B, 2H, 2W, C_out)
-        return self.norm(x).permute(0, 3, 1, 2)
-
-
-__all__ = ['ConvPatchEmbed', 'SeqConvPatchEmbed', 'PixelShuffleHead', 'SeqConvUpHead', 'PatchMerging',
-           'PatchExpanding']
+__all__ = ['ConvPatchEmbed', 'SeqConvPatchEmbed', 'PixelShuffleHead', 'SeqConvUpHead']

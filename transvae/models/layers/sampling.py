@@ -1,7 +1,8 @@
 """Down- and up-sampling between stages (the sampling slot) and the DC-AE parameter-free shortcuts.
 
 All samplers share ``(in_channels, out_channels)`` and map ``(B, C, H, W)`` to ``(B, C', H/2, W/2)`` (down) or
-``(B, C', 2H, 2W)`` (up). The ``DC*`` variants add DC-AE's information-preserving shortcut to the main path.
+``(B, C', 2H, 2W)`` (up). The ``DC*`` variants add DC-AE's information-preserving shortcut to the main path;
+``PatchMerging`` / ``PatchExpanding`` are Swin's token samplers.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from transvae.registry import MODELS
+
+from .norm import build_norm
 
 
 def space_to_channel_average(x: Tensor, out_channels: int, factor: int = 2) -> Tensor:
@@ -107,6 +110,50 @@ class StridedConvDown(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+@MODELS.register_module()
+class PatchMerging(nn.Module):
+    """Swin patch merging as a sampler: 2x2 neighbours concatenated -> LN(4C) -> Linear(4C -> C_out).
+
+    Sampling slot: ``(in_channels, out_channels)``, ``(B, C, H, W) -> (B, C_out, H/2, W/2)`` (odd sizes are
+    zero-padded).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int | None = None, norm_cfg: dict | None = None) -> None:
+        super().__init__()
+        out_channels = out_channels or 2 * in_channels
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.norm = build_norm(norm_cfg or dict(type='LN'), 4 * in_channels)
+        self.reduction = nn.Linear(4 * in_channels, out_channels, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, w % 2, 0, h % 2))
+        x = F.pixel_unshuffle(x, 2).permute(0, 2, 3, 1)  # (B, H/2, W/2, 4C)
+        return self.reduction(self.norm(x)).permute(0, 3, 1, 2)
+
+
+@MODELS.register_module()
+class PatchExpanding(nn.Module):
+    """Swin-Unet patch expanding as a sampler: Linear(C -> 4 C_out) -> 2x2 pixel-shuffle rearrange -> LN(C_out).
+
+    With ``C_out = C / 2`` (the Swin widths) the linear is ``C -> 2C``. Sampling slot:
+    ``(B, C, H, W) -> (B, C_out, 2H, 2W)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int | None = None, norm_cfg: dict | None = None) -> None:
+        super().__init__()
+        out_channels = out_channels or in_channels // 2
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.expand = nn.Linear(in_channels, 4 * out_channels, bias=False)
+        self.norm = build_norm(norm_cfg or dict(type='LN'), out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.expand(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, 4 C_out, H, W)
+        x = F.pixel_shuffle(x, 2).permute(0, 2, 3, 1)  # (B, 2H, 2W, C_out)
+        return self.norm(x).permute(0, 3, 1, 2)
 
 
 def build_sampler(cfg: dict, in_channels: int, out_channels: int) -> nn.Module:
