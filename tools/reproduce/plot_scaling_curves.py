@@ -1,14 +1,16 @@
-"""Fig. 5: final val PSNR and val reconstruction loss vs parameter count, one line per family (log-x).
+"""Fig. 5: final val PSNR and val reconstruction loss vs parameter count (5b), per-epoch training curves (5a).
 
-Reads the work dirs written by ``train_all_scales.sh`` (``ROOT/<family>_<size>/``): the val scalars and the config
-that was trained (the dumped ``<name>.py`` in the work dir, so ``--preset cpu`` micro widths are counted as trained;
+Reads the work dirs written by ``train_all_scales.sh`` (``ROOT/<family>_<size>/seed_S/``): the val and train scalars
+and the config that was trained (the dumped ``<name>.py`` in the work dir, so ``--preset cpu`` micro widths are counted as trained;
 ``--params-from config`` counts the paper-scale experiment config instead). Parameters (encoder + decoder) come from
 ``transvae.utils.complexity.count_params_meta(cfg)`` on the meta device.
 
     python tools/reproduce/plot_scaling_curves.py --root work_dirs/reproduce/scaling
 
-Writes ``ROOT/scaling.png`` (PSNR | val loss | the paper's Fig. 5b PSNR for reference), ``ROOT/scaling.csv`` and
-``ROOT/scaling.md``.
+Writes ``ROOT/scaling.png`` (PSNR | val loss | the paper's Fig. 5b PSNR for reference), ``ROOT/scaling.csv``,
+``ROOT/scaling.md`` and ``ROOT/epoch_curves.png`` (Fig. 5a: per-epoch mean of the training reconstruction loss
+``loss_nll`` and VF loss ``loss_vf`` per family and size; an epoch = the config's validation interval, one ImageNet
+epoch in the scaling schedule, unless ``--iters-per-epoch`` says otherwise).
 """
 from __future__ import annotations
 
@@ -19,8 +21,13 @@ import math
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import EXP_DIR, Variant, _fmt, collect  # noqa: E402
+from transvae.studies.logs import CLAIM_METRIC, collect, num
+from transvae.studies.plots import plot_epoch_curves
+from transvae.studies.study import EXP_DIR, Variant
+
+
+def _fmt(v, nd: int = 4) -> str:
+    return '—' if not math.isfinite(num(v)) else f'{num(v):.{nd}f}'
 
 FAMILIES = ('cnn', 'vit', 'swin', 'transvae')
 SIZES = ('tiny', 'base', 'large', 'huge', 'giant')
@@ -48,7 +55,7 @@ def params_of(work_dir: str, name: str, source: str) -> float:
     register_all_modules()
     path = None
     if source == 'workdir':
-        dumped = sorted(p for p in glob.glob(osp.join(work_dir, '*.py')))
+        dumped = sorted(glob.glob(osp.join(work_dir, 'seed_*', '*.py')))
         path = dumped[0] if dumped else None
     if path is None:
         path = osp.join(EXP_DIR, 'scaling', name + '.py')
@@ -61,19 +68,25 @@ def main(argv=None) -> None:
     parser.add_argument('--root', default='work_dirs/reproduce/scaling')
     parser.add_argument('--params-from', choices=['workdir', 'config'], default='workdir',
                         help='count the trained (dumped) config or the paper-scale experiment config')
+    parser.add_argument('--iters-per-epoch', type=int, default=None,
+                        help='Fig. 5a epoch length (default: each run\'s validation interval)')
     args = parser.parse_args(argv)
     root = osp.abspath(args.root)
-    rows = []
+    rows, series = [], {}
     for fam in FAMILIES:
         for i, size in enumerate(SIZES):
             name = f'{fam}_{size}'
             wd = osp.join(root, name)
             if not osp.isdir(wd):
                 continue
-            _, summ = collect([Variant(name, osp.join(EXP_DIR, 'scaling', name + '.py'))], root)
-            s = summ[name]
-            if s['final_step'] is None:
+            runs = collect([Variant(name, osp.join(EXP_DIR, 'scaling', name + '.py'))], root)[name]
+            if not runs or not runs[min(runs)]['val']:
                 continue
+            run = runs[min(runs)]
+            last = run['val'][-1]
+            s = dict(final_step=last['step'], final_psnr=num(last.get('psnr')), final_lpips=num(last.get('lpips')),
+                     final_rec_loss=num(last.get(CLAIM_METRIC)))
+            series[name] = dict(rows=run['train'], ipe=args.iters_per_epoch or _val_interval(wd, min(runs)))
             try:
                 n = params_of(wd, name, args.params_from)
             except Exception as e:  # noqa: BLE001
@@ -99,7 +112,7 @@ def main(argv=None) -> None:
                 axes[1].plot(*zip(*pts), marker='o', label=fam)
         axes[2].plot(PAPER_PARAMS_M[fam], PAPER_PSNR[fam], marker='s', ls='--', label=fam)
     axes[0].set_ylabel('final val PSNR (dB)')
-    axes[1].set_ylabel('final val rec loss (L1 + LPIPS-alex)')
+    axes[1].set_ylabel('final val rec loss (L1 + LPIPS-vgg)')
     axes[2].set_ylabel('paper Fig. 5b PSNR (dB), 3 epochs ImageNet')
     for ax in axes:
         ax.set_xscale('log')
@@ -130,10 +143,22 @@ def main(argv=None) -> None:
             mono = all(b >= a for a, b in zip(ps, ps[1:]))
             lines.append(f'- {fam}: PSNR {"monotonic" if mono else "not monotonic"} in size '
                          f'(paper: {"monotonic" if fam in ("cnn", "transvae") else "not monotonic"}).')
+    epoch_png = plot_epoch_curves(series, osp.join(root, 'epoch_curves.png'), titles=('reconstruction loss (L1 + '
+                                  'LPIPS NLL)', 'VF loss'))
+    lines += ['', f'Fig. 5(a) per-epoch training curves: {osp.basename(epoch_png)}.']
     text = '\n'.join(lines) + '\n'
     with open(osp.join(root, 'scaling.md'), 'w') as f:
         f.write(text)
     print(text)
+
+
+def _val_interval(work_dir: str, seed: int) -> int:
+    """The validation interval of the config dumped in a run (one epoch in the scaling schedule)."""
+    from mmengine.config import Config
+    dumped = sorted(glob.glob(osp.join(work_dir, f'seed_{seed}', '*.py')))
+    if not dumped:
+        raise FileNotFoundError(f'no dumped config in {work_dir}/seed_{seed}; pass --iters-per-epoch')
+    return int(Config.fromfile(dumped[0]).train_cfg.get('val_interval', 1))
 
 
 if __name__ == '__main__':

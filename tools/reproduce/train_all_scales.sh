@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Fig. 5: train every configs/experiments/scaling/*.py (CNN / ViT / Swin / TransVAE x Tiny..Giant) with the reproduce
-# driver's resume logic: a variant with ROOT/<name>/done.json is skipped, an interrupted one resumes (--resume auto).
+# Fig. 5: train every configs/experiments/scaling/*.py (CNN / ViT / Swin / TransVAE x Tiny..Giant) with the study
+# driver (transvae.studies): a run with ROOT/<name>/seed_S/done.json is skipped, an interrupted one resumes.
 #
 # Usage: tools/reproduce/train_all_scales.sh [driver flags...]
 #   e.g. tools/reproduce/train_all_scales.sh --max-iters 100 --val-interval 50          # CPU micro run (default preset cpu)
+#        tools/reproduce/train_all_scales.sh --seeds 0 1                                 # two seeds per model
 #        PRESET=none tools/reproduce/train_all_scales.sh --gpus 8                        # paper scale, dist_train.sh
 #        FILTER='transvae_*' tools/reproduce/train_all_scales.sh                          # a subset (shell glob)
 # Env: ROOT (work_dirs/reproduce/scaling), PRESET (cpu; 'none' = paper scale), FILTER (*), PYTHON (the repo .venv).
@@ -25,13 +26,10 @@ for cfg in "${configs[@]}"; do
   [ -f "$cfg" ] || continue
   i=$((i + 1))
   name=$(basename "$cfg" .py)
-  if [ -f "$ROOT/$name/done.json" ]; then
-    echo "[$i/$n] $name: done.json present, skipped"
-    continue
-  fi
-  echo "[$i/$n] $name: training ($(date +%T))"
-  if ! "$PYTHON" "$HERE/_common.py" "$cfg" --label "$name" --root "$ROOT" --preset "$PRESET" "$@"; then
-    echo "[$i/$n] $name: FAILED (see $ROOT/$name/driver.log); continuing" >&2
+  echo "[$i/$n] $name: $(date +%T)"
+  if ! (cd "$REPO" && "$PYTHON" -m transvae.studies.cli "$cfg" --label "$name" --root "$ROOT" --preset "$PRESET" \
+        --val-interval 0 "$@"); then
+    echo "[$i/$n] $name: FAILED (see $ROOT/$name/seed_*/driver.log); continuing" >&2
     failed+=("$name")
   fi
 done
