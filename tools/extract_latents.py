@@ -4,8 +4,9 @@
 [--shard-size N] [--resolution R] [--batch-size B] [--preset cpu] [--rank K --world-size W]``
 
 * The dataset is built through the registry from the config's ``<split>_dataloader.dataset`` (default: test); its
-  test pipeline (resize short side + center crop) decides the crop; ``--resolution`` changes every crop / resize
-  size of that pipeline.
+  test pipeline (resize short side + center crop) decides the crop, also for ``--split train`` (DiT latents are
+  deterministic centre crops, each image once; ``--flip`` stores the h-flip); ``--resolution`` changes every crop /
+  resize size of that pipeline.
 * ``CKPT`` is an mmengine checkpoint (its ``state_dict``: EMA weights when trained with ``EMAHook``), or ``none``
   for a model that loads its own weights (``DiffusersAutoencoderKL``).
 * Output ``DIR/latents_{i:05d}.safetensors`` holds dataset items ``[i * N, (i + 1) * N)``: ``latents`` ``(n, d, h, w)``
@@ -43,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--out', required=True, help='output directory')
     p.add_argument('--data-root', help='data_root of the dataset')
     p.add_argument('--split', default='test', choices=['train', 'val', 'test'],
-                   help='which <split>_dataloader.dataset of the config to use (its pipeline is used as is)')
+                   help='which <split>_dataloader.dataset of the config to use (always with the test pipeline)')
     p.add_argument('--flip', action='store_true', help='also store latents of the h-flipped images')
     p.add_argument('--shard-size', type=int, default=10000, help='dataset items per shard')
     p.add_argument('--resolution', type=int, help='crop / resize size of the dataset pipeline')
@@ -105,6 +106,13 @@ def build_dataset(cfg: Config, split: str = 'test', resolution: Optional[int] = 
     ds_cfg = cfg[f'{split}_dataloader']['dataset'].to_dict() if hasattr(cfg[f'{split}_dataloader']['dataset'],
                                                                         'to_dict') else dict(
         cfg[f'{split}_dataloader']['dataset'])
+    if split == 'train':
+        # DiT latents (LightningDiT extract_features.py): a deterministic centre crop of every training image, once,
+        # never the training pipeline's random crop / flip (the h-flip is stored separately with --flip)
+        import copy
+        ds_cfg['pipeline'] = copy.deepcopy(cfg['test_dataloader']['dataset']['pipeline'])
+        if 'repeat' in ds_cfg:
+            ds_cfg['repeat'] = 1  # each image once
     if resolution:
         _set_pipeline_size(ds_cfg.get('pipeline', []), resolution)
     return DATASETS.build(ds_cfg)
