@@ -206,3 +206,17 @@ def test_rec_loss_metric_fake_batches():
     assert m2.evaluate(1)['rec_loss'] == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError):
         ReconstructionLossMetric(net='squeeze')
+
+
+def test_busy_work_dir_is_not_trained_twice(tmp_path, monkeypatch):
+    import fcntl
+    root = str(tmp_path)
+    v = Variant('cnn', 'cnn_vae')
+    wd = run.work_dir_of(root, 'cnn', 0)
+    os.makedirs(wd)
+    monkeypatch.setattr(run.subprocess, 'Popen', lambda *a, **k: (_ for _ in ()).throw(AssertionError('trained')))
+    with open(osp.join(wd, 'driver.lock'), 'a+') as f:  # another driver holds it
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(run.BusyError):
+            run.run_variant(v, 0, root, run.RunOptions(max_iters=2))
+        run.run_study(Study('s', 'F', [v]), root, run.RunOptions(seeds=(0,), max_iters=2))  # skipped, no error

@@ -11,6 +11,7 @@ Layout under a study root ``ROOT``:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import os.path as osp
@@ -152,13 +153,39 @@ def is_done(work_dir: str, max_iters: Optional[int] = None) -> bool:
     return max_iters is None or rec.get('max_iters') is None or int(rec['max_iters']) >= int(max_iters)
 
 
+class BusyError(RuntimeError):
+    """Another driver is training this (variant, seed) right now."""
+
+
+@contextlib.contextmanager
+def _exclusive(work_dir: str):
+    """Hold ``work_dir/driver.lock`` (an advisory lock): two drivers never train one work dir at once."""
+    import fcntl
+    with open(osp.join(work_dir, 'driver.lock'), 'a+') as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise BusyError(f'{work_dir} is being trained by another driver') from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def run_variant(variant: Variant, seed: int, root: str, opts: RunOptions,
                 on_line: Optional[Callable[[str], None]] = None) -> dict:
-    """Train one (variant, seed) unless done; returns its ``done.json`` record. Raises on a failed child."""
+    """Train one (variant, seed) unless done; returns its ``done.json`` record. Raises on a failed child and
+    :class:`BusyError` when another driver holds the work dir."""
     work_dir = work_dir_of(root, variant.label, seed)
     if not opts.force and is_done(work_dir, opts.max_iters):
         return read_done(work_dir)
     os.makedirs(work_dir, exist_ok=True)
+    with _exclusive(work_dir):
+        return _train(variant, seed, root, opts, work_dir, on_line)
+
+
+def _train(variant: Variant, seed: int, root: str, opts: RunOptions, work_dir: str,
+           on_line: Optional[Callable[[str], None]]) -> dict:
     cmd = train_command(write_overlay(variant, root), work_dir, seed, opts, variant)
     env = dict(os.environ, PYTHONUNBUFFERED='1', **{k: str(v) for k, v in opts.env.items()})
     log_path = osp.join(work_dir, 'driver.log')
@@ -215,6 +242,8 @@ def run_study(study: Study, root: str, opts: RunOptions, labels: Optional[Sequen
         for v in study.select(labels):
             try:
                 records[(v.label, seed)] = run_variant(v, seed, root, opts, progress_printer(v.label, seed))
+            except BusyError as e:  # another driver trains it; a later run picks up its done.json
+                print(f'{e}; skipped', file=sys.stderr, flush=True)
             except RuntimeError as e:
                 failures.append(str(e))
                 print(e, file=sys.stderr, flush=True)
