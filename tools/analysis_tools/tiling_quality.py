@@ -9,11 +9,13 @@ reconstruction; the driver reports, per size and mode:
 * PSNR against the photo (uint8-quantised, :func:`transvae.evaluation.functional.psnr`);
 * peak memory (MiB) and time (s) of encode and decode.
 
-``--stub-attention-from S``: at sizes >= S the exact mode runs with ``F.scaled_dot_product_attention`` replaced by
-an allocation of its output (global attention over ``(S/4)²`` tokens takes hours on a CPU). Memory is then measured
-for everything but the attention kernel's own workspace (the CPU flash kernel's is ``O(threads × block²)``), and
-the time is the measured time plus each attention call's time extrapolated as ``N²`` from a timed call at
-``--attention-probe-tokens`` tokens. The report says so per row.
+``--stub-attention-from S``: at sizes >= S every run (whole, exact, blend) replaces ``F.scaled_dot_product_attention``
+by a linear-cost *global* proxy, every query getting the mean of ``V`` over all keys (global attention over
+``(S/4)²`` tokens takes hours on a CPU). The proxy keeps the part that matters for tiling: an output that depends on
+every token, which tile-local attention (the blend mode) gets wrong and the exact mode gets right; it is not the
+trained model's function. Memory is then measured for everything but the attention kernel's own workspace (the CPU
+flash kernel's is ``O(threads × block²)``), and the time is the measured time plus each attention call's time
+extrapolated as ``N²`` from a timed call at ``--attention-probe-tokens`` tokens. The report says so per row.
 
 SD-VAE (diffusers ``AutoencoderKL`` with SD's architecture, random weights, ``enable_tiling()``: 512-px tiles, 25 %
 overlap) decodes a latent of each ``--sdvae-sizes`` size; above ``--sdvae-full-up-to`` only the first
@@ -86,7 +88,8 @@ def load_photo(path: str | None, size: int) -> torch.Tensor:
 
 
 class AttentionStub:
-    """Replace ``F.scaled_dot_product_attention`` by an allocation of its output; records ``(B, heads, N, d)``."""
+    """Replace ``F.scaled_dot_product_attention`` by the global mean of ``V`` (a fresh output tensor, as the kernel
+    allocates); records each call's ``(B, heads, N, d)``."""
 
     def __init__(self) -> None:
         self.calls: list[list[int]] = []
@@ -97,7 +100,7 @@ class AttentionStub:
 
         def stub(q, k, v, *args, **kwargs):
             self.calls.append([*q.shape[:-2], q.shape[-2], q.shape[-1]])
-            return v.new_zeros(*q.shape[:-1], v.shape[-1])
+            return v.mean(dim=-2, keepdim=True).expand(*q.shape[:-1], v.shape[-1]).contiguous()
         F.scaled_dot_product_attention = stub
         return self
 
@@ -190,6 +193,15 @@ def attention_seconds(calls: list[list[int]], probe_tokens: int) -> float:
     return total
 
 
+def _extrapolate(res: dict, probe_tokens: int) -> None:
+    """Add the extrapolated attention time and a note to a worker result that ran with the attention proxy."""
+    calls = res.pop('attention_calls', None)
+    if calls is not None and 'error' not in res:
+        res.update(attention_extrapolated_s=attention_seconds(calls, probe_tokens),
+                   note='attention = global-mean proxy: PSNR of the proxy model, memory without the SDPA workspace, '
+                        'time = measured + SDPA extrapolated as N²')
+
+
 def sdvae_tiles(size: int) -> int:
     """Tiles diffusers' ``tiled_decode`` runs for a ``size``² image (64-latent tiles every 48 latent cells)."""
     return len(range(0, size // 8, 48)) ** 2
@@ -214,10 +226,13 @@ def main(argv: list[str] | None = None) -> dict:
             whole = None
             if quality:
                 path = osp.join(tmp, f'whole_{size}_{name}.pt')
-                res = call_worker(dict(common, kind='ours', size=size, photo=photo, mode='whole', save=path))
+                stub = size >= args.stub_attention_from
+                res = call_worker(dict(common, kind='ours', size=size, photo=photo, mode='whole', save=path,
+                                       stub_attention=stub))
                 whole = torch.load(path) if 'error' not in res else None
                 ref = load_photo(photo, size)
                 res.update(size=size, photo=name, mode='whole', tile=None)
+                _extrapolate(res, args.attention_probe_tokens)
                 if whole is not None:
                     from transvae.evaluation.functional import psnr
                     res['psnr_photo'] = float(psnr(whole, ref)[0])
@@ -227,16 +242,13 @@ def main(argv: list[str] | None = None) -> dict:
                 for tile in args.tiles:
                     if tile >= size:
                         continue
-                    stub = mode == 'exact' and size >= args.stub_attention_from
+                    stub = size >= args.stub_attention_from
                     path = osp.join(tmp, f'{mode}_{tile}_{size}_{name}.pt')
                     res = call_worker(dict(common, kind='ours', size=size, photo=photo, mode=mode, tile=tile,
-                                           stub_attention=stub, save=None if stub else path))
+                                           stub_attention=stub, save=path))
                     res.update(size=size, photo=name, mode=mode, tile=tile)
-                    if stub and 'error' not in res:
-                        att = attention_seconds(res.pop('attention_calls'), args.attention_probe_tokens)
-                        res.update(attention_extrapolated_s=att, note='attention stubbed: memory without the '
-                                   'kernel workspace, time = measured + attention extrapolated as N²')
-                    elif 'error' not in res:
+                    _extrapolate(res, args.attention_probe_tokens)
+                    if 'error' not in res:
                         rec = torch.load(path)
                         if photo is not None:
                             from transvae.evaluation.functional import psnr
