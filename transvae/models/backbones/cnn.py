@@ -16,7 +16,7 @@ from ..blocks.attn_block import AttnBlock
 from ..blocks.resblock import ResBlock
 from ..layers.norm import build_norm
 from ..layers.sampling import build_sampler
-from .base import DecoderBase, EncoderBase
+from .base import DecoderBase, EncoderBase, InitCfg
 
 
 class _Level(nn.Module):
@@ -59,8 +59,9 @@ class CNNEncoder(EncoderBase):
 
     def __init__(self, base_channels: int, channel_mults: Sequence[int], num_res_blocks: int,
                  latent_channels: int, attn_levels: Sequence[int] = (), mid_attn: bool = True,
-                 down_cfg: dict | None = None, in_channels: int = 3, double_z: bool = True) -> None:
-        super().__init__()
+                 down_cfg: dict | None = None, in_channels: int = 3, double_z: bool = True,
+                 init_cfg: InitCfg = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         down_cfg = down_cfg or dict(type='StridedConvDown')
         chs = [base_channels * m for m in channel_mults]
         self.latent_channels = latent_channels
@@ -99,8 +100,8 @@ class CNNDecoder(DecoderBase):
 
     def __init__(self, base_channels: int, channel_mults: Sequence[int], num_res_blocks: int,
                  latent_channels: int, attn_levels: Sequence[int] = (), mid_attn: bool = True,
-                 up_cfg: dict | None = None, out_channels: int = 3) -> None:
-        super().__init__()
+                 up_cfg: dict | None = None, out_channels: int = 3, init_cfg: InitCfg = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         up_cfg = up_cfg or dict(type='InterpConvUp')
         chs = [base_channels * m for m in channel_mults]
         self.latent_channels = latent_channels

@@ -21,7 +21,7 @@ from transvae.registry import MODELS
 from ..blocks.stages import ConvStage, TransformerStage
 from ..layers.norm import build_act, build_norm
 from ..layers.sampling import build_sampler, channel_to_space_duplicate, space_to_channel_average
-from .base import DecoderBase, EncoderBase
+from .base import DecoderBase, EncoderBase, InitCfg
 
 
 def _check(widths: Sequence[int], depths: Sequence[int], num_cnn_stages: int) -> None:
@@ -63,8 +63,8 @@ class TransVAEEncoder(EncoderBase):
                  num_cnn_stages: int = 2, block_cfg: dict | None = None, cnn_block_cfg: dict | None = None,
                  down_cfg: dict | None = None, pe_cfg: dict | None = None, head_dim: int = 64,
                  latent_shortcut: bool = True, norm_out_cfg: dict | None = None, act_out_cfg: dict | None = None,
-                 in_channels: int = 3, double_z: bool = True, with_cp: bool = False) -> None:
-        super().__init__()
+                 in_channels: int = 3, double_z: bool = True, with_cp: bool = False, init_cfg: InitCfg = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         _check(widths, depths, num_cnn_stages)
         block_cfg = copy.deepcopy(block_cfg or dict(type='TransVAEBlock'))
         cnn_block_cfg = copy.deepcopy(cnn_block_cfg or dict(type='ResBlock'))
@@ -119,8 +119,8 @@ class TransVAEDecoder(DecoderBase):
                  num_cnn_stages: int = 2, block_cfg: dict | None = None, cnn_block_cfg: dict | None = None,
                  up_cfg: dict | None = None, pe_cfg: dict | None = None, head_dim: int = 64,
                  latent_shortcut: bool = True, norm_out_cfg: dict | None = None, act_out_cfg: dict | None = None,
-                 out_channels: int = 3, with_cp: bool = False) -> None:
-        super().__init__()
+                 out_channels: int = 3, with_cp: bool = False, init_cfg: InitCfg = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         _check(widths, depths, num_cnn_stages)
         block_cfg = copy.deepcopy(block_cfg or dict(type='TransVAEBlock'))
         cnn_block_cfg = copy.deepcopy(cnn_block_cfg or dict(type='ResBlock'))

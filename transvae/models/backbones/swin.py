@@ -26,7 +26,7 @@ from transvae.registry import MODELS
 from ..blocks.stages import TransformerStage
 from ..layers.norm import build_norm
 from ..layers.sampling import build_sampler
-from .base import DecoderBase, EncoderBase
+from .base import DecoderBase, EncoderBase, InitCfg
 
 
 def _check(widths: Sequence[int], depths: Sequence[int]) -> None:
@@ -57,8 +57,8 @@ class SwinEncoder(EncoderBase):
                  window_size: int = 8, head_dim: int = 64, block_cfg: dict | None = None,
                  pe_cfg: dict | None = None, patch_embed_cfg: dict | None = None, down_cfg: dict | None = None,
                  norm_out_cfg: dict | None = None, in_channels: int = 3, double_z: bool = True,
-                 with_cp: bool = False) -> None:
-        super().__init__()
+                 with_cp: bool = False, init_cfg: InitCfg = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         _check(widths, depths)
         block_cfg = copy.deepcopy(block_cfg or dict(type='SwinBlock'))
         self.widths, self.depths = list(widths), list(depths)
@@ -103,8 +103,9 @@ class SwinDecoder(DecoderBase):
     def __init__(self, widths: Sequence[int], depths: Sequence[int], latent_channels: int, patch_size: int = 2,
                  window_size: int = 8, head_dim: int = 64, block_cfg: dict | None = None,
                  pe_cfg: dict | None = None, up_cfg: dict | None = None, head_cfg: dict | None = None,
-                 norm_out_cfg: dict | None = None, out_channels: int = 3, with_cp: bool = False) -> None:
-        super().__init__()
+                 norm_out_cfg: dict | None = None, out_channels: int = 3, with_cp: bool = False,
+                 init_cfg: InitCfg = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         _check(widths, depths)
         block_cfg = copy.deepcopy(block_cfg or dict(type='SwinBlock'))
         self.widths, self.depths = list(widths), list(depths)

@@ -22,7 +22,7 @@ from transvae.registry import MODELS
 
 from ..blocks.stages import TransformerStage
 from ..layers.norm import build_norm
-from .base import DecoderBase, EncoderBase
+from .base import DecoderBase, EncoderBase, InitCfg
 
 
 def _pe_cfg(pe_cfg: dict | None, img_size: int, patch_size: int) -> dict:
@@ -67,8 +67,8 @@ class ViTEncoder(EncoderBase):
     def __init__(self, embed_dims: int, depth: int, latent_channels: int, patch_size: int = 16, head_dim: int = 64,
                  block_cfg: dict | None = None, pe_cfg: dict | None = None, patch_embed_cfg: dict | None = None,
                  norm_out_cfg: dict | None = None, img_size: int = 256, in_channels: int = 3, double_z: bool = True,
-                 with_cp: bool = False) -> None:
-        super().__init__()
+                 with_cp: bool = False, init_cfg: InitCfg = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         self.embed_dims, self.depth = embed_dims, depth
         self.latent_channels = latent_channels
         self.downsample_factor = patch_size
@@ -104,8 +104,8 @@ class ViTDecoder(DecoderBase):
     def __init__(self, embed_dims: int, depth: int, latent_channels: int, patch_size: int = 16, head_dim: int = 64,
                  block_cfg: dict | None = None, pe_cfg: dict | None = None, head_cfg: dict | None = None,
                  norm_out_cfg: dict | None = None, img_size: int = 256, out_channels: int = 3,
-                 with_cp: bool = False) -> None:
-        super().__init__()
+                 with_cp: bool = False, init_cfg: InitCfg = None) -> None:
+        super().__init__(init_cfg=init_cfg)
         self.embed_dims, self.depth = embed_dims, depth
         self.latent_channels = latent_channels
         self.upsample_factor = patch_size

@@ -212,7 +212,7 @@ def test_recipe_configs(name):
     from mmengine.config import Config
 
     from transvae.engine.utils import apply_preset
-    path = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'transvae', f'{name}.py')
+    path = osp.join(osp.dirname(__file__), '..', '..', '..', 'configs', 'transvae', f'{name}.py')
     cfg = Config.fromfile(path)
     m = cfg.model
     assert m.type == 'VAEGAN' and m.vf_loss.foundation_cfg.type == 'DINOv2'

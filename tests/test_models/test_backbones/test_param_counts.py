@@ -9,7 +9,7 @@ from mmengine.config import Config
 
 from transvae.registry import MODELS
 
-ROOT = osp.join(osp.dirname(__file__), '..', '..', 'configs', '_base_', 'models')
+ROOT = osp.join(osp.dirname(__file__), '..', '..', '..', 'configs', '_base_', 'models')
 
 # PAPER.md Table 3 (TransVAE) and §2 (CNN-VAE): encoder + decoder, in millions.
 PAPER = {
