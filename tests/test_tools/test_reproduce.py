@@ -93,6 +93,8 @@ def test_report_and_plots_synthetic(tmp_path):
     md = report_study(study, root)
     assert '| a < b | 0.3050 vs 0.4100' in md and md.count('**agree**') == 1 and md.count('**disagree**') == 1
     assert '| c < a |' in md and '**missing**' in md  # c has no finished seed
+    assert 'Intermediate (runs unfinished' in md and '| c < a | 10 | 0.5000 vs 0.3050' in md  # progress view
+    assert '(s0: 10, s1: 10)' in md
     assert '0.3050 ± 0.0050' in md and 'Measured ordering** (best first): a (0.3050) < b (0.4100)' in md
     assert osp.getsize(osp.join(root, 'curves.png')) > 1000
     rows = open(osp.join(root, 'results.csv')).read().splitlines()

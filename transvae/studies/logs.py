@@ -129,3 +129,21 @@ def curve(runs: dict[int, dict], metric: str) -> list[tuple[int, SeedStats]]:
             if metric in r:
                 steps.setdefault(int(r['step']), []).append(num(r[metric]))
     return [(s, seed_stats(v)) for s, v in sorted(steps.items())]
+
+
+def stats_at(runs: dict[int, dict], metric: str, step: int) -> SeedStats:
+    """A metric at validation step ``step`` over the seeds that logged it (finished or not)."""
+    return seed_stats([num(r[metric]) for run in runs.values() for r in run['val']
+                       if int(r['step']) == step and metric in r])
+
+
+def last_common_step(runs_list: list[dict[int, dict]], metric: str) -> Optional[int]:
+    """The largest validation step (> 0) logged by every run of every variant given; ``None`` if there is none."""
+    steps = None
+    for runs in runs_list:
+        if not runs:
+            return None
+        for run in runs.values():
+            s = {int(r['step']) for r in run['val'] if metric in r and int(r['step']) > 0}
+            steps = s if steps is None else steps & s
+    return max(steps) if steps else None

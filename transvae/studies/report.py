@@ -12,7 +12,7 @@ import os.path as osp
 import subprocess
 from typing import Iterable, Optional
 
-from .logs import CLAIM_METRIC, METRICS, collect, final_stats
+from .logs import CLAIM_METRIC, METRICS, collect, final_stats, last_common_step, stats_at
 from .study import AGREE, DISAGREE, NOT_RESOLVED, REPO, Study, judge_claim
 
 _TABLE = (('vgg/rec_loss', 'rec loss (L1 + LPIPS-vgg)', 4), ('alex/rec_loss', 'rec loss (L1 + LPIPS-alex)', 4),
@@ -55,6 +55,21 @@ def claim_lines(study: Study, runs: dict, tol: float, metric: str = CLAIM_METRIC
     return lines, counts
 
 
+def intermediate_lines(study: Study, runs: dict, tol: float, metric: str = CLAIM_METRIC) -> list[str]:
+    """Claims judged at the last validation step that every started seed of both variants reached: a progress
+    view while runs are unfinished, labelled as such (the final verdicts above count finished seeds only)."""
+    out = ['Intermediate (runs unfinished; judged at the last validation step both variants\' started seeds reached, '
+           'not a final result):', '', '| paper claim | step | measured | verdict |', '|---|---|---|---|']
+    for c in study.claims:
+        step = last_common_step([runs.get(c.a, {}), runs.get(c.b, {})], metric)
+        if step is None:
+            out.append(f'| {c.a} {c.rel} {c.b} | — | not started | — |')
+            continue
+        j = judge_claim(c, {lab: stats_at(runs.get(lab, {}), metric, step) for lab in (c.a, c.b)}, tol=tol)
+        out.append(f'| {c.a} {c.rel} {c.b} | {step} | {j.detail} | {j.verdict} |')
+    return out
+
+
 def write_csv(study: Study, runs: dict, path: str) -> str:
     cols = ['label', 'config', 'paper_rec_loss', 'seed', 'finished', 'final_step', *METRICS, 'wall_s']
     with open(path, 'w', newline='') as f:
@@ -79,16 +94,18 @@ def report_study(study: Study, root: str, tol: float = 0.03, extra_lines: Iterab
              f'Commit `{git_commit()}`. Final held-out values, mean ± half the seed range over the finished seeds '
              '(a variant with one finished seed has no spread). Claims are judged on the rec loss with LPIPS-vgg '
              f"(the paper's); '≈' = within {tol * 100:.0f}% relative, '≪' = lower by more than 25%.", '',
-             '| variant | paper | seeds done | ' + ' | '.join(t for _, t, _ in _TABLE) + ' | train wall (s) |',
+             '| variant | paper | seeds done (last val step) | ' + ' | '.join(t for _, t, _ in _TABLE) + ' | train wall (s) |',
              '|---|---|---|' + '---|' * len(_TABLE) + '---|']
     for v in study.variants:
         r = runs.get(v.label, {})
         done = sorted(s for s, run in r.items() if run['done'] is not None)
+        at = ', '.join(f's{s}: {run["val"][-1]["step"] if run["val"] else 0}' for s, run in sorted(r.items()))
         walls = [run['done']['wall_s'] for run in r.values() if run['done']]
         cells = [fmt_stats(final_stats(r, m), nd) for m, _, nd in _TABLE]
         paper = f'{v.paper:g}' if v.paper is not None else '—'
         wall = f'{sum(walls) / len(walls):.0f}' if walls else '—'
-        lines.append(f'| {v.label} | {paper} | {done or "none"} of {sorted(r) or "none"} | ' + ' | '.join(cells)
+        lines.append(f'| {v.label} | {paper} | {done or "none"} of {sorted(r) or "none"} ({at or "—"}) | '
+                     + ' | '.join(cells)
                      + f' | {wall} |')
     order = measured_order(study, runs, metric)
     lines += ['', '**Measured ordering** (best first): ' + (' < '.join(f'{lab} ({m:.4f})' for lab, m in order)
@@ -100,6 +117,10 @@ def report_study(study: Study, root: str, tol: float = 0.03, extra_lines: Iterab
         cl, counts = claim_lines(study, runs, tol, metric)
         lines += ['', *cl, '', f'{counts[AGREE]} agree, {counts[DISAGREE]} disagree, {counts[NOT_RESOLVED]} not '
                   f'resolved, {counts["missing"]} missing (of {len(study.claims)} claims).']
+        unfinished = [v.label for v in study.variants if any(run['done'] is None for run in runs.get(v.label, {})
+                                                                 .values())]
+        if unfinished:
+            lines += ['', *intermediate_lines(study, runs, tol, metric)]
     if study.paper_note:
         lines += ['', study.paper_note]
     lines += ['', *driver_lines(root), *extra_lines]
