@@ -74,14 +74,8 @@ def test_no_warning_at_paper_scale():
     assert not any('biased' in w for w in report['warnings'])
 
 
-def test_model_spec_parsing():
+def test_cli_arguments():  # the protocol's own parsing: tests/test_evaluation/test_protocol.py
     test = tv.load_tool('test')
-    assert test.parse_model_spec('a/b.py') == ('a/b.py', None)
-    assert test.parse_model_spec('a/b.py:none') == ('a/b.py', None)
-    assert test.parse_model_spec('a/b.py:w/iter_2.pth') == ('a/b.py', 'w/iter_2.pth')
-    assert test.model_labels(['x/a.py', 'y/a.py'], None) == ['a', 'a#2']
-    assert test.parse_datasets(['imagenet=v', 'coco=c', 'photos=p', 'mine=m']) == [
-        ('imagenet', 'imagenet', 'v'), ('coco', 'coco', 'c'), ('photos', 'photos', 'p'), ('mine', 'auto', 'm')]
     with pytest.raises(SystemExit):
         test.parse_args(['--tile', 'bad'])
     args = test.parse_args(['--models', 'a.py', '--tile', '64'])
