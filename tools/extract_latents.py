@@ -88,15 +88,12 @@ def build_model(cfg: Config, checkpoint: Optional[str], device: str = 'cpu') -> 
 
 
 def _set_pipeline_size(pipeline: list, size: int) -> int:
-    n = 0
-    for t in pipeline:
-        if isinstance(t, dict) and re.search('crop|resize', str(t.get('type', '')), re.IGNORECASE):
-            for key in ('size', 'crop_size', 'scale'):
-                if key in t:
-                    t[key] = size
-                    n += 1
+    """Set the size of every transform whose class declares ``resolution_keys`` (datasets/transforms/resolution.py)."""
+    from transvae.datasets.transforms.resolution import set_pipeline_resolution
+    n = set_pipeline_resolution(pipeline, size)
     if not n:
-        raise ValueError('--resolution: no crop / resize transform with a size in the dataset pipeline')
+        raise ValueError('--resolution: no transform of the dataset pipeline declares `resolution_keys` (a crop / '
+                         'resize transform with a size)')
     return n
 
 

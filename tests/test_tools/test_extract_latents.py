@@ -136,3 +136,13 @@ def test_linear_probe_separable():
     assert res['top1'] > 90 and res['in_features'] == 4 and res['num_classes'] == 3
     res = lp.train_probe(zt, yt, zv, yv, pool='flatten', epochs=1, batch_size=64, warmup_epochs=1, progress=False)
     assert res['in_features'] == 16
+
+
+def test_resolution_by_transform_capability():
+    """--resolution changes the transforms that declare ``resolution_keys``, whatever their registered name."""
+    pipeline = [dict(type='LoadImageRGB'), dict(type='ResizeShortSide', size=256), dict(type='CenterCrop', size=256),
+                dict(type='PackVAEInputs')]
+    assert el._set_pipeline_size(pipeline, 64) == 2
+    assert [t.get('size') for t in pipeline] == [None, 64, 64, None]
+    with pytest.raises(ValueError, match='resolution_keys'):
+        el._set_pipeline_size([dict(type='LoadImageRGB'), dict(type='PackVAEInputs')], 64)
