@@ -66,6 +66,8 @@ def test_sampler_groups_shards_and_splits_ranks(tmp_path):
         r.rank, r.world_size, r.num_samples = rank, 2, 6
         parts.append(list(r))
     assert len(parts[0]) == len(parts[1]) == 6 and set(parts[0] + parts[1]) == set(range(11))
+    rep = list(ShardGroupedSampler(ds, seed=1, repeat=3))
+    assert len(rep) == 33 and all(rep.count(i) == 3 for i in range(11)) and rep[:11] != rep[11:22]
 
 
 def test_clear_errors(tmp_path):

@@ -120,9 +120,16 @@ def test_fid_tool_report_and_self_fid(setup):
     np.savez(setup['tmp'] / 'bad.npz', m=mu)
 
     eval_fid = _project_tool('eval_fid')
-    ckpt = str(setup['tmp'] / 'full' / 'iter_4.pth')
-    if not osp.isfile(ckpt):
-        _train([setup['cfg'], '--work-dir', str(setup['tmp'] / 'full')])
+    from mmengine.config import Config
+
+    from transvae.registry import MODELS
+    torch.manual_seed(1)
+    dit = MODELS.build(Config.fromfile(setup['cfg']).model)
+    for m in dit.modules():  # leave the zero initialisation so samples depend on the weights
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.normal_(m.weight, std=0.05)
+    ckpt = str(setup['tmp'] / 'dit_weights.pth')
+    torch.save({'state_dict': dit.state_dict()}, ckpt)
     out = str(setup['tmp'] / 'fid')
     common = [setup['cfg'], ckpt, '--vae-config', setup['vae_cfg'], '--vae-checkpoint', setup['vae_ckpt'],
               '--latent-dir', setup['lat'], '--num-samples', '7', '--batch-size', '3', '--num-steps', '2',
@@ -138,6 +145,8 @@ def test_fid_tool_report_and_self_fid(setup):
     assert '| DiT checkpoint |' in md and 'Warning' in md
     assert Image.open(out + '.png').size[0] > 8
     again = eval_fid.main(common + ['--ref', str(ref), '--ref-size', '8', '--batch-size', '7'])
-    assert abs(again['fid'] - report['fid']) < 1e-6  # same samples whatever the batching; cached folder stats
+    # the same seeded samples whatever the batching (up to float rounding flipping a few uint8 pixels); the folder's
+    # cached statistics equal the .npz made from them
+    assert again['fid'] == pytest.approx(report['fid'], rel=2e-3)
     with pytest.raises(KeyError, match='mu'):
         eval_fid.main(common + ['--ref', str(setup['tmp'] / 'bad.npz')])

@@ -153,16 +153,21 @@ class ShardGroupedSampler(Sampler):
         dataset: a dataset with ``shard_ranges`` (:class:`LatentShardDataset`).
         shuffle: shuffle shards and items (``False``: dataset order).
         seed: base seed (the Runner passes its seed).
+        repeat: passes over the dataset per sampler epoch, each in a new order. MMEngine's ``IterBasedTrainLoop``
+            sleeps 2 s at every epoch end: a small latent set (the CPU preset's 165 photos are 6 batches) repeats.
     """
 
-    def __init__(self, dataset: LatentShardDataset, shuffle: bool = True, seed: int | None = None) -> None:
+    def __init__(self, dataset: LatentShardDataset, shuffle: bool = True, seed: int | None = None,
+                 repeat: int = 1) -> None:
         if not hasattr(dataset, 'shard_ranges'):
             raise TypeError(f'ShardGroupedSampler needs a dataset with shard_ranges, got {type(dataset).__name__}')
-        self.dataset, self.shuffle = dataset, shuffle
+        if repeat < 1:
+            raise ValueError(f'repeat must be >= 1, got {repeat}')
+        self.dataset, self.shuffle, self.repeat = dataset, shuffle, int(repeat)
         self.seed = 0 if seed is None else int(seed)
         self.rank, self.world_size = get_dist_info()
         self.epoch = 0
-        self.num_samples = math.ceil(len(dataset) / self.world_size)
+        self.num_samples = math.ceil(len(dataset) * self.repeat / self.world_size)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -170,12 +175,13 @@ class ShardGroupedSampler(Sampler):
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         ranges = self.dataset.shard_ranges
-        order = torch.randperm(len(ranges), generator=g).tolist() if self.shuffle else range(len(ranges))
         indices: list[int] = []
-        for k in order:
-            s, e = ranges[k]
-            within = (torch.randperm(e - s, generator=g) + s).tolist() if self.shuffle else list(range(s, e))
-            indices.extend(within)
+        for _ in range(self.repeat):
+            order = torch.randperm(len(ranges), generator=g).tolist() if self.shuffle else range(len(ranges))
+            for k in order:
+                s, e = ranges[k]
+                within = (torch.randperm(e - s, generator=g) + s).tolist() if self.shuffle else list(range(s, e))
+                indices.extend(within)
         total = self.num_samples * self.world_size
         indices += indices[:total - len(indices)]
         return iter(indices[self.rank:total:self.world_size])

@@ -1,6 +1,8 @@
 """The LightningDiT block and output layer: adaLN-Zero modulation around the core's attention and FFN slots."""
 from __future__ import annotations
 
+from typing import Callable
+
 from torch import Tensor, nn
 
 from transvae.models.layers import build_norm
@@ -41,10 +43,11 @@ class LightningDiTBlock(nn.Module):
         nn.init.zeros_(self.adaLN_modulation[-1].weight)
         nn.init.zeros_(self.adaLN_modulation[-1].bias)
 
-    def forward(self, x: Tensor, c: Tensor, hw: tuple[int, int], rope: Tensor | None = None) -> Tensor:
-        """``x`` ``(B, N, C)``, ``c`` ``(B, C)``, ``rope`` the position encoding's rotary embedding -> ``(B, N, C)``."""
+    def forward(self, x: Tensor, c: Tensor, hw: tuple[int, int], qk_transform: Callable | None = None) -> Tensor:
+        """``x`` ``(B, N, C)``, ``c`` ``(B, C)``, ``qk_transform`` the position encoding's ``qk_transform(hw)``
+        (RoPE on Q and K) or ``None`` -> ``(B, N, C)``."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=1)
-        x = x + gate1.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift1, scale1), hw, rope)
+        x = x + gate1.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift1, scale1), hw, qk_transform)
         x = x + gate2.unsqueeze(1) * self.ffn(modulate(self.norm2(x), shift2, scale2), hw)
         return x
 
