@@ -20,21 +20,20 @@
 * ``--rank K --world-size W`` processes shards ``i % W == K`` (run W processes, e.g. one per GPU); the last to finish
   writes the statistics.
 """
-import argparse  # noqa: E402
-import os  # noqa: E402
-import json  # noqa: E402
-import os.path as osp  # noqa: E402
-import re  # noqa: E402
-from typing import Any, Optional  # noqa: E402
+import argparse
+import json
+import os
+import os.path as osp
+from typing import Any, Optional
 
-import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
-from safetensors import safe_open  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
+import torch
+from mmengine.config import Config, DictAction
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset
 
-SHARD_PATTERN = re.compile(r'^latents_(\d{5})\.safetensors$')
-STATS_FILE = 'latents_stats.safetensors'
+# shard reading is shared with the analysis tools; re-exported here (load_latents, load_stats, ...)
+from transvae.utils.latent_shards import (STATS_FILE, list_shards, load_latents, load_stats,  # noqa: F401
+                                          shard_metadata, shard_path)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -143,10 +142,6 @@ class _Indexed(Dataset):
 
 
 # ----------------------------------------------------------------------------------------------------------- shards
-def shard_path(out: str, i: int) -> str:
-    return osp.join(out, f'latents_{i:05d}.safetensors')
-
-
 def atomic_save(tensors: dict[str, torch.Tensor], path: str, metadata: Optional[dict[str, str]] = None) -> None:
     """``save_file`` to ``path + '.tmp'``, fsync, rename: a reader never sees a partial file."""
     tmp = f'{path}.tmp.{os.getpid()}'
@@ -154,11 +149,6 @@ def atomic_save(tensors: dict[str, torch.Tensor], path: str, metadata: Optional[
     with open(tmp, 'rb') as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def shard_metadata(path: str) -> dict:
-    with safe_open(path, framework='pt') as f:
-        return json.loads((f.metadata() or {}).get('json', '{}'))
 
 
 @torch.no_grad()
@@ -217,10 +207,6 @@ def extract(model: torch.nn.Module, dataset: Dataset, out: str, shard_size: int 
     return written
 
 
-def list_shards(out: str) -> list[str]:
-    return sorted(osp.join(out, f) for f in os.listdir(out) if SHARD_PATTERN.match(f))
-
-
 def compute_stats(out: str) -> Optional[dict[str, torch.Tensor]]:
     """Per-channel mean / std ``(1, d, 1, 1)`` over all shards (``None`` while shards are missing); written to
     ``latents_stats.safetensors``."""
@@ -246,23 +232,6 @@ def compute_stats(out: str) -> Optional[dict[str, torch.Tensor]]:
     stats = {'mean': mean.float().view(1, -1, 1, 1), 'std': std.float().view(1, -1, 1, 1)}
     atomic_save(stats, osp.join(out, STATS_FILE), metadata={'json': json.dumps(dict(count=count))})
     return stats
-
-
-def load_latents(out: str, with_flip: bool = True) -> dict[str, torch.Tensor]:
-    """All shards concatenated: ``latents``, ``labels``, ``indices`` (and ``latents_flip``)."""
-    parts: dict[str, list[torch.Tensor]] = {}
-    for path in list_shards(out):
-        for k, v in load_file(path).items():
-            if k == 'latents_flip' and not with_flip:
-                continue
-            parts.setdefault(k, []).append(v)
-    if not parts:
-        raise FileNotFoundError(f'no latents_*.safetensors in {out}')
-    return {k: torch.cat(v) for k, v in parts.items()}
-
-
-def load_stats(out: str) -> dict[str, torch.Tensor]:
-    return load_file(osp.join(out, STATS_FILE))
 
 
 def run(args: argparse.Namespace) -> Optional[dict[str, torch.Tensor]]:
