@@ -55,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> Config:
     """The config after preset, shortcuts and ``--cfg-options`` (no side effects)."""
-    cfg = Config.fromfile(args.config)
+    from transvae.utils.config_validation import load_config
+    cfg = load_config(args.config)  # a syntax error names the file and line
     if args.preset:
         try:
             apply_preset(cfg, args.preset)

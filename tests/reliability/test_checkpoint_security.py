@@ -2,7 +2,6 @@
 import os
 import os.path as osp
 import pickle
-import subprocess
 
 import pytest
 import torch
@@ -36,11 +35,10 @@ def test_payload_refused_by_tools_test_init_model_and_plain_torch_load(tmp_path)
     ckpt = _hostile_checkpoint(str(tmp_path / 'evil.pth'), marker)
     cfg = tv.write_config(str(tmp_path / 'tiny.py'))
 
-    proc = subprocess.run([tv.PYTHON, 'tools/test.py', cfg, ckpt, '--work-dir', str(tmp_path / 'wd')], cwd=tv.REPO,
-                          env=tv.subprocess_env(), capture_output=True, text=True, timeout=240)
-    assert proc.returncode != 0
-    assert 'metrics:' not in proc.stdout
-    assert 'Refusing to load' in proc.stderr and '--trust-checkpoint' in proc.stderr, proc.stderr[-2000:]
+    with pytest.raises(SystemExit) as info:  # the tool's main, in this process (no interpreter start-up)
+        tv.load_tool('test').main([cfg, ckpt, '--work-dir', str(tmp_path / 'wd')])
+    msg = str(info.value.code)
+    assert msg.startswith('error: Refusing to load') and '--trust-checkpoint' in msg and 'posix.system' in msg, msg
     assert not osp.exists(marker)
 
     from transvae.apis import init_model
@@ -108,13 +106,23 @@ def test_legacy_pickled_checkpoint_refused_with_conversion_hint(tmp_path):
     assert isinstance(load_checkpoint_file(path, trusted=True)['message_hub']['log_scalars']['loss'], HistoryBuffer)
 
 
+def _converter():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'to_safetensors', osp.join(tv.REPO, 'tools', 'model_converters', 'to_safetensors.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_safetensors_export_tool_and_init_model(tmp_path):
     cfg = tv.write_config(str(tmp_path / 'tiny.py'), max_iters=1, val_interval=1, ckpt_interval=1)
     runner = rh.build_runner(cfg, str(tmp_path / 'wd'))
     runner.train()
     src = str(tmp_path / 'wd' / 'iter_1.pth')
     out = str(tmp_path / 'tiny.safetensors')
-    tv.run_checked([tv.PYTHON, 'tools/model_converters/to_safetensors.py', src, out])
+    convert = _converter()
+    assert convert.main([src, out]) == 0
     from safetensors import safe_open
     with safe_open(out, framework='pt') as f:
         assert 'transvae_meta' in f.metadata()
@@ -125,5 +133,5 @@ def test_safetensors_export_tool_and_init_model(tmp_path):
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     assert torch.equal(a.reconstruct(x), b.reconstruct(x))
     assert load_checkpoint_file(out)['meta']['config_file'].endswith('tiny.py')
-    with pytest.raises(Exception):  # an existing output is not overwritten without --force
-        tv.run_checked([tv.PYTHON, 'tools/model_converters/to_safetensors.py', src, out])
+    with pytest.raises(SystemExit, match='exists'):  # an existing output is not overwritten without --force
+        convert.main([src, out])

@@ -5,6 +5,7 @@
   ignore it).
 * :func:`check_top_level_keys`: a top-level key of a config file that is not a Runner key but is one typo away from
   one (``optim_wraper``) is an error; other helper variables (``data_root``, ``train_pipeline``) are allowed.
+* :func:`load_config`: a syntax error names the file and the line (mmengine says ``<unknown>``).
 * :func:`config_errors`: the ``TypeError`` of a misspelt nested keyword (``optimizer=dict(type='AdamW', lrr=...)``)
   is re-raised with the accepted argument names and a "did you mean", as an unknown ``type`` gets.
 """
@@ -25,6 +26,46 @@ _EXTRA_KEYS = {
     'gpu_ids', 'dist_params', 'workflow', 'checkpoint_config', 'log_config', 'data_root', 'dataset_type',
     'backend_args', 'train_pipeline', 'test_pipeline', 'val_pipeline', 'model_wrapper_cfg', 'find_unused_parameters',
 }
+
+
+class ConfigSyntaxError(SyntaxError):
+    """A config file (or one of its ``_base_`` files) that is not valid Python, with its path and line."""
+
+
+def load_config(path: str) -> Any:
+    """``Config.fromfile(path)``; a syntax error names the file and line (mmengine reports ``<unknown>``)."""
+    from mmengine.config import Config
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as e:
+        bad = _find_syntax_error(path)
+        where = f'{bad[0]}, line {bad[1]}' if bad else f'{path} or one of its _base_ files, line {e.lineno}'
+        raise ConfigSyntaxError(f'syntax error in config {where}: {e.msg}') from None
+
+
+def _find_syntax_error(path: str, seen: Optional[set] = None) -> Optional[tuple[str, int]]:
+    """The first file among ``path`` and its relative ``_base_`` files that does not parse, with the line."""
+    import ast
+    import os.path as osp
+    seen = seen if seen is not None else set()
+    if path in seen or not osp.isfile(path):
+        return None
+    seen.add(path)
+    try:
+        tree = ast.parse(open(path, encoding='utf-8').read(), filename=path)
+    except SyntaxError as e:
+        return path, int(e.lineno or 0)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == '_base_' for t in node.targets):
+            try:
+                bases = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+            for b in ([bases] if isinstance(bases, str) else list(bases)):
+                found = _find_syntax_error(osp.join(osp.dirname(path), b), seen)
+                if found:
+                    return found
+    return None
 
 
 class ConfigKeyError(KeyError):
@@ -118,14 +159,14 @@ def config_errors(exit_on_error: bool = False) -> Iterator[None]:
     """Re-raise a misspelt-keyword ``TypeError`` with a "did you mean".
 
     With ``exit_on_error`` (the tools) that error, a :class:`ConfigKeyError` and the checkpoint refusals
-    (``UntrustedCheckpointError``, ``CheckpointMismatchError``) end the process with ``error: <message>`` and exit
+    (``UntrustedCheckpointError``, ``CheckpointMismatchError``) and a :class:`ConfigSyntaxError` end the process with ``error: <message>`` and exit
     status 1 instead of a traceback.
     """
     from transvae.engine.checkpoint_compat import CheckpointMismatchError
     from transvae.engine.checkpoint_io import UntrustedCheckpointError
     try:
         yield
-    except (ConfigKeyError, CheckpointMismatchError, UntrustedCheckpointError) as e:
+    except (ConfigKeyError, ConfigSyntaxError, CheckpointMismatchError, UntrustedCheckpointError) as e:
         if exit_on_error:
             raise SystemExit(f'error: {e}') from None
         raise
