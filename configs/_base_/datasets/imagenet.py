@@ -41,7 +41,24 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 _sample_root = 'data/sample_photos'
-# `tools/train.py --preset cpu`: the bundled photo set, small crops, one worker.
+# `tools/train.py --preset cpu`: the bundled photo set, small crops, one worker. (`__` names are local to this file:
+# mmengine drops them from the resolved config.)
+__cpu_eval_loader = dict(
+    batch_size=4,
+    num_workers=1,
+    persistent_workers=False,
+    dataset=dict(
+        _delete_=True,
+        type='SamplePhotosDataset',
+        data_root=_sample_root,
+        split='val',
+        test_mode=True,
+        pipeline=[
+            dict(type='LoadImageRGB'),
+            dict(type='ResizeShortSide', size=128, interpolation='bicubic'),
+            dict(type='CenterCrop', size=128),
+            dict(type='PackVAEInputs'),
+        ]))
 dataset_presets = dict(
     cpu=dict(
         train_dataloader=dict(
@@ -60,38 +77,8 @@ dataset_presets = dict(
                     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
                     dict(type='PackVAEInputs'),
                 ])),
-        val_dataloader=dict(
-            batch_size=4,
-            num_workers=1,
-            persistent_workers=False,
-            dataset=dict(
-                _delete_=True,
-                type='SamplePhotosDataset',
-                data_root=_sample_root,
-                split='val',
-                test_mode=True,
-                pipeline=[
-                    dict(type='LoadImageRGB'),
-                    dict(type='ResizeShortSide', size=128, interpolation='bicubic'),
-                    dict(type='CenterCrop', size=128),
-                    dict(type='PackVAEInputs'),
-                ])),
-        test_dataloader=dict(
-            batch_size=4,
-            num_workers=1,
-            persistent_workers=False,
-            dataset=dict(
-                _delete_=True,
-                type='SamplePhotosDataset',
-                data_root=_sample_root,
-                split='val',
-                test_mode=True,
-                pipeline=[
-                    dict(type='LoadImageRGB'),
-                    dict(type='ResizeShortSide', size=128, interpolation='bicubic'),
-                    dict(type='CenterCrop', size=128),
-                    dict(type='PackVAEInputs'),
-                ])),
+        val_dataloader=__cpu_eval_loader,
+        test_dataloader=__cpu_eval_loader,
     ))
 
 # Validation during training: PSNR / SSIM / LPIPS-alex. Testing adds rFID (Inception pool3, 299² bilinear resize,

@@ -40,6 +40,15 @@ test_dataloader = val_dataloader
 
 # Merged into the config by `tools/train.py --preset cpu` (lists replace, dicts merge). Base files use
 # `<kind>_presets` (mmengine forbids duplicate keys among bases; see transvae.engine.utils.preset_tables).
+# (`__` names are local to this file: mmengine drops them from the resolved config.)
+__cpu_eval_loader = dict(
+    num_workers=1,
+    dataset=dict(pipeline=[
+        dict(type='LoadImageRGB'),
+        dict(type='ResizeShortSide', size=128, interpolation='bicubic'),
+        dict(type='CenterCrop', size=128),
+        dict(type='PackVAEInputs'),
+    ]))
 dataset_presets = dict(
     cpu=dict(
         train_dataloader=dict(
@@ -51,22 +60,8 @@ dataset_presets = dict(
                 dict(type='RandomFlip', prob=0.5, direction='horizontal'),
                 dict(type='PackVAEInputs'),
             ])),
-        val_dataloader=dict(
-            num_workers=1,
-            dataset=dict(pipeline=[
-                dict(type='LoadImageRGB'),
-                dict(type='ResizeShortSide', size=128, interpolation='bicubic'),
-                dict(type='CenterCrop', size=128),
-                dict(type='PackVAEInputs'),
-            ])),
-        test_dataloader=dict(
-            num_workers=1,
-            dataset=dict(pipeline=[
-                dict(type='LoadImageRGB'),
-                dict(type='ResizeShortSide', size=128, interpolation='bicubic'),
-                dict(type='CenterCrop', size=128),
-                dict(type='PackVAEInputs'),
-            ])),
+        val_dataloader=__cpu_eval_loader,
+        test_dataloader=__cpu_eval_loader,
     ))
 
 # PSNR on uint8-quantised images, SSIM (Gaussian 11 / 1.5), LPIPS-alex. No rFID here: 8 held-out photos are far
