@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
-from .study import REPO, Study, Variant
+from .study import REPO, Study, Variant, resolve_config
 
 DONE = 'done.json'
 #: The validation reconstruction losses every study logs: L1 + LPIPS with the paper's VGG and with AlexNet.
@@ -89,7 +89,7 @@ def write_overlay(variant: Variant, root: str) -> str:
              f'log_processor = dict(custom_cfg={smooth!r})',
              f'val_evaluator = {evs!r}']
     if variant.model_from:
-        model = Config.fromfile(resolve_model_source(variant.model_from)).model.to_dict()
+        model = Config.fromfile(resolve_config(variant.model_from)).model.to_dict()
         lines.append(f'model = {dict(model, _delete_=True)!r}')
     if variant.hooks:
         hooks = [h.to_dict() if hasattr(h, 'to_dict') else dict(h) for h in (base.get('custom_hooks', None) or [])]
@@ -99,11 +99,6 @@ def write_overlay(variant: Variant, root: str) -> str:
         with open(path, 'w') as f:
             f.write(text)
     return path
-
-
-def resolve_model_source(config: str) -> str:
-    from .study import resolve_config
-    return resolve_config(config)
 
 
 def _train_script_flags() -> set[str]:
