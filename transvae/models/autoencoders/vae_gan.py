@@ -16,9 +16,9 @@ With ``freeze_encoder=True`` (stage 2) the encoder is frozen in ``__init__`` (``
 reported (a constant), the VF loss (and its projection, frozen) is skipped. Without ``discriminator`` and
 ``vf_loss`` the model behaves like :class:`VAE`.
 
-EMA for evaluation: ``custom_hooks = [dict(type='EMAHook', momentum=1e-4)]`` (decay 0.9999); mmengine's EMAHook
-swaps the averaged weights in before validation / testing and saves them in the checkpoint (``ema_state_dict``).
-``TransVAERunner`` runs it as ``TransVAEEMAHook`` with :class:`~transvae.models.averaged_model.TrainableEMA`: only
+EMA for evaluation: ``custom_hooks = [dict(type='TransVAEEMAHook', momentum=1e-4)]`` (decay 0.9999; ``TransVAERunner``
+refuses mmengine's plain ``EMAHook``): it swaps the averaged weights in before validation / testing and saves them in
+the checkpoint (``ema_state_dict``), with :class:`~transvae.models.averaged_model.TrainableEMA`: only
 the trainable generator weights are averaged (the discriminator, the frozen encoder and the hidden LPIPS / foundation
 networks are shared, not copied), which also keeps the EMA keys right under ``MMSeparateDistributedDataParallel``.
 """
