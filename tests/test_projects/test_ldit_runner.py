@@ -150,3 +150,22 @@ def test_fid_tool_report_and_self_fid(setup):
     assert again['fid'] == pytest.approx(report['fid'], rel=2e-3)
     with pytest.raises(KeyError, match='mu'):
         eval_fid.main(common + ['--ref', str(setup['tmp'] / 'bad.npz')])
+
+
+def test_fid_vs_step_checkpoint_order_and_plot(tmp_path):
+    from projects.lightningdit.lightningdit.evaluation.paper_fig6 import FIG6
+    tool = _project_tool('fid_vs_step')
+    for step in (1000, 200, 30):
+        (tmp_path / f'iter_{step}.pth').write_bytes(b'')
+    (tmp_path / 'epoch_1.pth').write_bytes(b'')
+    assert [s for s, _ in tool.checkpoints(str(tmp_path))] == [30, 200, 1000]
+    assert [s for s, _ in tool.checkpoints(str(tmp_path), min_step=200)] == [200, 1000]
+    run = tmp_path / 'run.json'
+    run.write_text(json.dumps(dict(label='ours', num_samples=50, points={'60000': 50.0, '100000': 40.0})))
+    png = tool.main(['plot', str(run), '--panel', 'a', '--png', str(tmp_path / 'fig.png')])
+    assert Image.open(png).size[0] > 100
+    assert FIG6['a'][1]['TransVAE-L-f8d16 (paper)'][4] == (100, 37.43)  # the paper's 100k point (PAPER.md §4.3)
+    assert FIG6['a'][1]['FLUX-VAE (paper)'][-1] == (200, 37.45)
+    assert len(FIG6['b'][1]['TransVAE-L (paper)']) == 17 and len(FIG6['c'][1]['TransVAE-T (paper)']) == 7
+    with pytest.raises(SystemExit):
+        tool.main(['draw'])

@@ -70,7 +70,7 @@ def folder_features(folder: str, size: int, batch_size: int = 32, device: str = 
     paths = list_images(folder)
     for i, p in enumerate(paths):
         with Image.open(p) as im:
-            arr = np.asarray(center_crop_image(im.convert('RGB'), size))
+            arr = np.array(center_crop_image(im.convert('RGB'), size))  # a writable copy
         batch.append(torch.from_numpy(arr).permute(2, 0, 1))
         if len(batch) == batch_size or i == len(paths) - 1:
             feats.append(net(torch.stack(batch)).double().cpu())
