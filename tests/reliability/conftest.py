@@ -1,12 +1,7 @@
 """tests/reliability: the CI subset of tools/analysis_tools/fault_drill.py plus one test per defect it found.
 
 The tiny test VAE and config writer (``tiny_vae_fixtures``) are shared with the other tests; ``rel_helpers`` (this
-folder) adds the in-process runner helpers these tests use.
+folder) adds the in-process runner helpers these tests use. ``tiny_vae_fixtures`` is on the path through pytest's
+``pythonpath`` setting (pyproject.toml); ``rel_helpers`` because pytest puts the folder of a test module that is not
+in a package (no ``__init__.py``) on ``sys.path`` when it imports it (the default ``prepend`` import mode).
 """
-import os.path as osp
-import sys
-
-_TESTS = osp.dirname(osp.dirname(osp.abspath(__file__)))
-for _p in (osp.join(_TESTS, 'test_tools'), osp.join(_TESTS, 'helpers'), osp.dirname(osp.abspath(__file__))):
-    if osp.isdir(_p) and _p not in sys.path:
-        sys.path.insert(0, _p)

@@ -1,12 +1,10 @@
 """The CI subset of the fault drill (tools/analysis_tools/fault_drill.py --quick): every fault survived, none lost."""
 import importlib.util
 import os.path as osp
-import sys
 
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
 
 
 def _drill():
