@@ -71,7 +71,7 @@ def run_drills(names: list[str], out: str, quick: bool, attempts: int, seed: int
             r['seconds'] = round(time.time() - t0, 1)
             rows.append(r)
             print(f"[{name}] {r['fault']}: {r['survived']}/{r['attempts']} survived, {r['lost']} lost "
-                  f"({r['seconds']} s)", flush=True)
+                  f"({r['seconds']} s) -- {r['check']}", flush=True)
     return rows
 
 
