@@ -5,7 +5,8 @@
 
 For each model: extract posterior means of the train split (for the probe, with h-flips) and of the val / test split
 (latent statistics: density CV, normalised entropy, Gini; probe evaluation) with ``tools/extract_latents.py``
-(resumable: re-running skips finished shards), then run ``latent_stats`` and ``linear_probe``. Writes
+(resumable: re-running skips finished shards), then run ``latent_stats`` and ``linear_probe`` (each tool through its
+command line, in a subprocess). Writes
 ``DIR/vf_analysis.json`` and prints a Markdown table. ``CKPT`` may be ``none`` (e.g. ``DiffusersAutoencoderKL``).
 """
 from __future__ import annotations
@@ -14,29 +15,39 @@ import argparse
 import json
 import os
 import os.path as osp
+import subprocess
 import sys
 
-_TOOLS = osp.abspath(osp.join(osp.dirname(__file__), '..'))
-sys.path.insert(0, _TOOLS)
-sys.path.insert(0, osp.join(_TOOLS, 'analysis_tools'))
-sys.path.insert(0, osp.dirname(_TOOLS))
+TOOLS = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 
-import extract_latents as el  # noqa: E402
-import latent_stats as ls  # noqa: E402
-import linear_probe as lp  # noqa: E402
+
+def run_tool(script: str, *argv: str) -> None:
+    """Run ``tools/<script>`` with this interpreter (the tools are scripts, run through their command lines)."""
+    subprocess.run([sys.executable, osp.join(TOOLS, script), *argv], check=True)
 
 
 def extract_split(config: str, ckpt: str, split: str, out: str, args: argparse.Namespace, flip: bool) -> str:
-    cfg = el.load_config(config, args.preset, args.data_root)
-    model = el.build_model(cfg, ckpt, args.device)
-    dataset = el.build_dataset(cfg, split, args.resolution)
-    el.extract(model, dataset, out, shard_size=args.shard_size, flip=flip, batch_size=args.batch_size,
-               num_workers=args.num_workers, collate_fn=el._collate_fn(cfg, split), device=args.device,
-               max_items=args.max_items, meta=dict(config=osp.abspath(config), checkpoint=ckpt, split=split,
-                                                     resolution=args.resolution))
-    if el.compute_stats(out) is None:
+    """Posterior means of ``split`` into the shards of ``out`` (``tools/extract_latents.py``; resumable)."""
+    argv = [config, str(ckpt), '--out', out, '--split', split, '--shard-size', str(args.shard_size),
+            '--batch-size', str(args.batch_size), '--num-workers', str(args.num_workers), '--device', args.device]
+    for flag, value in (('--preset', args.preset), ('--data-root', args.data_root),
+                        ('--resolution', args.resolution), ('--max-items', args.max_items)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if flip:
+        argv.append('--flip')
+    if args.trust_checkpoint:
+        argv.append('--trust-checkpoint')
+    run_tool('extract_latents.py', *argv)
+    if not osp.isfile(osp.join(out, 'latents_stats.safetensors')):
         raise RuntimeError(f'incomplete shards in {out}')
     return out
+
+
+def _json_of(script: str, out: str, *argv: str) -> dict:
+    run_tool(script, *argv, '--out', out)
+    with open(out) as f:
+        return json.load(f)
 
 
 def analyze_model(name: str, config: str, ckpt: str, args: argparse.Namespace) -> dict:
@@ -44,11 +55,15 @@ def analyze_model(name: str, config: str, ckpt: str, args: argparse.Namespace) -
     val_dir = extract_split(config, ckpt, args.eval_split, osp.join(root, f'latents_{args.eval_split}'), args,
                             flip=True)
     res = dict(config=config, checkpoint=ckpt)
-    res['latent_stats'] = ls.analyze_dir(val_dir, args.num_samples, args.runs, args.seed)
+    res['latent_stats'] = _json_of('analysis_tools/latent_stats.py', osp.join(root, 'latent_stats.json'), val_dir,
+                                   '--num-samples', str(args.num_samples), '--runs', str(args.runs),
+                                   '--seed', str(args.seed))
     if not args.skip_probe:
         train_dir = extract_split(config, ckpt, 'train', osp.join(root, 'latents_train'), args, flip=True)
-        res['linear_probe'] = lp.probe_dirs(train_dir, val_dir, pool=args.pool, epochs=args.probe_epochs,
-                                            batch_size=args.probe_batch_size, seed=args.seed, device=args.device)
+        res['linear_probe'] = _json_of('analysis_tools/linear_probe.py', osp.join(root, 'linear_probe.json'),
+                                       train_dir, val_dir, '--pool', args.pool, '--epochs', str(args.probe_epochs),
+                                       '--batch-size', str(args.probe_batch_size), '--seed', str(args.seed),
+                                       '--device', args.device)
     return res
 
 
@@ -83,6 +98,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--seed', type=int, default=0)
     import torch
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--trust-checkpoint', action='store_true',
+                   help='passed to tools/extract_latents.py: allow checkpoints that need arbitrary unpickling')
     return p.parse_args(argv)
 
 
