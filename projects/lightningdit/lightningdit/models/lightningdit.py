@@ -2,14 +2,14 @@
 
 Sizes (``arch``), as in ``hustvl/LightningDiT`` ``models/lightningdit.py``:
 
-========  =====  ======  =====  =====  =====================================
+========  =====  ======  =====  =====  ================================================================
 arch      depth  width   heads  patch  parameters (this code, no APE buffer)
-========  =====  ======  =====  =====  =====================================
-B/2       12     768     12     2      see ``tests/test_projects``
-B/1       12     768     12     1
-XL/1      28     1152    16     1      674.97 M (+0.29 M frozen APE = 675.26 M logged by the reference)
-micro     4      128     2      2      CPU preset
-========  =====  ======  =====  =====  =====================================
+========  =====  ======  =====  =====  ================================================================
+B/2       12     768     12     2      130.41 M (16 latent channels, 1000 classes)
+B/1       12     768     12     1      130.36 M (32 latent channels, 1000 classes)
+XL/1      28     1152    16     1      674.96 M (+0.29 M frozen APE = 675.26 M logged by the reference)
+micro     4      128     2      2      1.29 M (CPU preset, 16 channels, 32 classes)
+========  =====  ======  =====  =====  ================================================================
 """
 from __future__ import annotations
 
