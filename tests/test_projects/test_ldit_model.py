@@ -131,3 +131,30 @@ def test_analytic_flops_match_the_flop_counter():
     attention = 2 * 3 * len(model.blocks) * 2 * n * n * d  # QK^T + AV: the CPU SDPA kernel is not counted by torch
     measured = counted if counted == dit_forward_flops(model, 3, (8, 12)) else counted + attention
     assert measured == dit_forward_flops(model, 3, (8, 12))
+
+
+@pytest.mark.parametrize('name,arch,in_ch,depth,d,patch,iters', [
+    ('lightningdit-b2_transvae-l-f8d16_32xb32-200k_in1k.py', 'B/2', 16, 12, 768, 2, 200000),
+    ('lightningdit-b1_transvae-l-f16d32_32xb32-200k_in1k.py', 'B/1', 32, 12, 768, 1, 200000),
+    ('lightningdit-xl1_transvae-l-f16d32_32xb32-100k_in1k.py', 'XL/1', 32, 28, 1152, 1, 100000)])
+def test_fig6_configs_build_at_the_published_size(name, arch, in_ch, depth, d, patch, iters):
+    import os.path as osp
+
+    from mmengine.config import Config
+
+    from transvae.engine.utils import apply_preset
+    path = osp.join(osp.dirname(__file__), '..', '..', 'projects', 'lightningdit', 'configs', name)
+    cfg = Config.fromfile(path)
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    assert model.backbone.arch == arch and model.latent_shape[0] == in_ch
+    assert model.latent_shape[1] * model.latent_shape[2] // patch ** 2 == 256  # 256 tokens in every panel
+    assert sum(p.numel() for p in model.parameters()) == reference_count(depth, d, patch, in_ch)
+    assert cfg.train_cfg.max_iters == iters and cfg.train_dataloader.batch_size * 32 == 1024
+    opt = cfg.optim_wrapper
+    assert opt.dtype == 'bfloat16' and opt.optimizer.lr == 2e-4 and tuple(opt.optimizer.betas) == (0.9, 0.95)
+    assert opt.optimizer.weight_decay == 0 and cfg.custom_hooks[0].momentum == 1e-4
+    assert model.guidance.scale == 1.0 and model.sampler.num_steps == 250 and model.sampler.shift == 0.3
+    apply_preset(cfg, 'cpu')
+    micro = MODELS.build(cfg.model)
+    assert micro.backbone.arch == 'micro' and micro.latent_shape == (16, 16, 16)
