@@ -89,8 +89,9 @@ def check_checkpoint_fits(model: nn.Module, checkpoint: dict, ckpt_path: str = '
         The one-sided submodules (``'+name'``: only in the checkpoint, ``'-name'``: only in the model).
     """
     from transvae.engine.checkpoint_io import state_dict_of
+    from mmengine.runner.checkpoint import get_state_dict
     sd = strip_prefix(state_dict_of(checkpoint))
-    model_sd = model.state_dict()
+    model_sd = get_state_dict(model)  # plain keys also through DDP-wrapped submodules (MMSeparateDDP), as saved
     ck_keys = {k for k in sd if not k.startswith(_IGNORED_PREFIXES)}
     mk_keys = {k for k in model_sd if not k.startswith(_IGNORED_PREFIXES)}
     ck_mods, mk_mods = {_top(k) for k in ck_keys}, {_top(k) for k in mk_keys}
