@@ -229,6 +229,8 @@ class TransVAEFSDPStrategy(FSDPStrategy):
         if callback is not None:
             callback(checkpoint)
         if get_rank() == 0:
+            from .checkpoint_io import encode_checkpoint
+            checkpoint = encode_checkpoint(checkpoint)  # loadable with weights_only=True (checkpoint_io)
             if '://' in str(filename):
                 from mmengine.runner.checkpoint import save_checkpoint as mm_save_checkpoint
                 mm_save_checkpoint(checkpoint, filename)

@@ -164,7 +164,7 @@ class AtomicCheckpointHook(CheckpointHook):
     run aborts with the pointer still naming the last proven file, and nothing is pruned meanwhile. At the end of a
     run the pending checkpoint is committed unless the run is in a skipped streak. Stale ``.*.tmp`` files of killed
     writes are removed before training and after every save.
-    Registered in ``transvae.engine.hooks``; ``TransVAERunner`` also upgrades a plain ``CheckpointHook`` to it.
+    Registered in ``transvae.engine.hooks``; ``TransVAERunner`` requires it (a plain ``CheckpointHook`` is refused).
     """
 
     _pending: Optional[list] = None
