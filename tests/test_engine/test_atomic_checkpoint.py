@@ -6,7 +6,8 @@ import torch
 
 import tiny_vae_fixtures as tv
 
-from transvae.engine.runner import AtomicCheckpointHook, atomic_write_text
+from transvae.engine.atomic_io import atomic_write_text
+from transvae.engine.hooks import AtomicCheckpointHook
 
 
 @pytest.fixture

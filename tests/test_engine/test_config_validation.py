@@ -9,7 +9,7 @@ import tiny_vae_fixtures as tv
 
 from transvae.engine.hooks import TransVAEEMAHook
 from transvae.engine.optimizers import SafeOptimWrapper
-from transvae.engine.runner import AtomicCheckpointHook
+from transvae.engine.hooks import AtomicCheckpointHook
 from transvae.engine.utils import set_amp, set_resolution
 from transvae.registry import HOOKS, OPTIM_WRAPPERS, TRANSFORMS
 

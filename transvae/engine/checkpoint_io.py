@@ -252,7 +252,7 @@ def export_safetensors(ckpt: dict, out_path: str) -> int:
     """
     from safetensors.torch import save
 
-    from transvae.engine.runner import atomic_write
+    from transvae.engine.atomic_io import atomic_write
     sd = state_dict_of(ckpt)
     tensors = {}
     for k, v in sd.items():
@@ -283,7 +283,7 @@ def load_safetensors(path: str, device: str = 'cpu') -> dict:
 
 def atomic_torch_save(obj: Any, path: str) -> None:
     """``torch.save(encode_checkpoint(obj))`` through a temp file + ``os.replace`` (see ``runner.atomic_write``)."""
-    from transvae.engine.runner import atomic_write
+    from transvae.engine.atomic_io import atomic_write
     encoded = encode_checkpoint(obj)
     atomic_write(path, lambda f: torch.save(encoded, f))
 

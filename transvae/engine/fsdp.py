@@ -206,7 +206,7 @@ class TransVAEFSDPStrategy(FSDPStrategy):
         import mmengine
         from mmengine.utils import get_git_hash
 
-        from .runner import atomic_write, nonfinite_tensors
+        from .atomic_io import atomic_write, nonfinite_tensors
 
         checkpoint: dict = {'state_dict': self.model_state_dict()}  # gathered on rank 0 (all ranks take part)
         bad = nonfinite_tensors(checkpoint['state_dict']) if is_main_process() else []

@@ -22,11 +22,7 @@ Differences from :class:`mmengine.runner.Runner` (0.10.7), everything else uncha
 """
 from __future__ import annotations
 
-import os
-import os.path as osp
 import random
-import re
-import tempfile
 import time
 import warnings
 from typing import Optional
@@ -47,66 +43,10 @@ from mmengine.utils import apply_to, get_git_hash
 
 from transvae.registry import RUNNERS
 
+from .atomic_io import atomic_write, is_local, nonfinite_tensors
 from .checkpoint_compat import check_checkpoint_fits, config_name_of
 from .checkpoint_io import encode_checkpoint, load_checkpoint_file
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# atomic file helpers
-# ---------------------------------------------------------------------------------------------------------------------
-def _fsync_dir(dirname: str) -> None:
-    try:
-        fd = os.open(dirname, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str, write_fn, mode: str = 'wb') -> None:
-    """Write ``path`` atomically: ``write_fn(f)`` into a temp file beside it, fsync, ``os.replace``, fsync the dir.
-
-    If ``write_fn`` (or anything before the replace) raises, the temp file is removed and ``path`` is untouched.
-    """
-    dirname = osp.dirname(osp.abspath(path))
-    os.makedirs(dirname, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=dirname)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(dirname)
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Atomically replace the text file ``path`` with ``text``."""
-    atomic_write(path, lambda f: f.write(text), mode='w')
-
-
-def _is_local(path: str) -> bool:
-    return '://' not in str(path)
-
-
-def nonfinite_tensors(state_dict: dict) -> list[str]:
-    """Names of floating-point entries of ``state_dict`` that contain NaN or Inf."""
-    bad = []
-    for name, value in state_dict.items():
-        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            bad.append(name)
-    return bad
+from .hooks.checkpoint_hook import AtomicCheckpointHook
 
 
 def get_rng_state() -> dict:
@@ -147,126 +87,6 @@ class _RestoreRNGAfter:
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# checkpoint hook with an atomic pointer
-# ---------------------------------------------------------------------------------------------------------------------
-class AtomicCheckpointHook(CheckpointHook):
-    """``CheckpointHook`` that saves first, then atomically repoints ``last_checkpoint``, then prunes old files.
-
-    (mmengine prunes the oldest checkpoint *before* saving the new one and writes the pointer with a truncating
-    ``open('w')``; a crash in between could leave no loadable checkpoint or an empty pointer.)
-
-    With a non-finite guard (``SafeOptimWrapper`` / ``SafeAmpOptimWrapper``) a new checkpoint is only *pending* until
-    the next optimizer step is applied: that step's loss was computed with exactly the saved weights, so a finite step
-    proves them. Weights that already give NaN (finite but huge, e.g. lr 1e3) never become ``last_checkpoint``: the
-    run aborts with the pointer still naming the last proven file, and nothing is pruned meanwhile. At the end of a
-    run the pending checkpoint is committed unless the run is in a skipped streak. Stale ``.*.tmp`` files of killed
-    writes are removed before training and after every save.
-    Registered in ``transvae.engine.hooks``; ``TransVAERunner`` requires it (a plain ``CheckpointHook`` is refused).
-    """
-
-    _pending: Optional[list] = None
-
-    @staticmethod
-    def _guards(runner) -> list:
-        from transvae.engine.optimizers.safe_optim_wrapper import NonFiniteGuardMixin
-        ow = getattr(runner, 'optim_wrapper', None)
-        wrappers = list(ow.values()) if hasattr(ow, 'values') and callable(ow.values) else [ow]
-        return [w for w in wrappers if isinstance(w, NonFiniteGuardMixin)]
-
-    def _applied(self, runner) -> Optional[int]:
-        guards = self._guards(runner)
-        return sum(int(getattr(g, 'applied_steps', 0)) for g in guards) if guards else None
-
-    def before_train(self, runner) -> None:
-        super().before_train(runner)
-        self._pending = []
-        if get_rank() == 0:
-            remove_stale_tmp_files(self.out_dir if _is_local(self.out_dir) else None, runner.work_dir)
-
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        self._maybe_commit(runner)
-        super().after_train_iter(runner, batch_idx, data_batch, outputs)
-
-    def after_train(self, runner) -> None:
-        super().after_train(runner)
-        if self._pending and not any(g.consecutive_nonfinite for g in self._guards(runner)):
-            self._commit(runner)
-
-    def _maybe_commit(self, runner) -> None:
-        if self._pending and (self._applied(runner) or 0) > self._pending[-1]['applied']:
-            self._commit(runner)
-
-    def _save_checkpoint_with_step(self, runner, step, meta):
-        ckpt_filename = self.filename_tmpl.format(step)
-        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-
-        to_remove = []
-        if self.max_keep_ckpts > 0:
-            if not (len(self.keep_ckpt_ids) > 0 and self.keep_ckpt_ids[-1] == step):
-                if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                    to_remove.append(self.keep_ckpt_ids.popleft())
-                self.keep_ckpt_ids.append(step)
-                runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
-
-        runner.save_checkpoint(
-            self.out_dir,
-            ckpt_filename,
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args)
-
-        if self._pending is None:
-            self._pending = []
-        self._pending.append(dict(path=str(self.last_ckpt), to_remove=to_remove, applied=self._applied(runner)))
-        if self._pending[-1]['applied'] is None:  # no guard: nothing to prove
-            self._commit(runner)
-        if get_rank() == 0:
-            remove_stale_tmp_files(self.out_dir if _is_local(self.out_dir) else None, runner.work_dir)
-
-    def _commit(self, runner) -> None:
-        """Point ``last_checkpoint`` at the newest pending checkpoint, then prune what the pending saves retired."""
-        pending, self._pending = self._pending or [], []
-        if not pending or get_rank() != 0:
-            return
-        atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), pending[-1]['path'])
-        for old in (o for p in pending for o in p['to_remove']):
-            ckpt_path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
-            if self.file_backend.isfile(ckpt_path):
-                self.file_backend.remove(ckpt_path)
-            elif self.file_backend.isdir(ckpt_path):
-                self.file_backend.rmtree(ckpt_path)
-
-
-_TMP_PATTERN = re.compile(r'^\..+\.[A-Za-z0-9_]+\.tmp$')
-
-
-def remove_stale_tmp_files(*dirs: Optional[str]) -> list[str]:
-    """Remove ``.<name>.<random>.tmp`` files that :func:`atomic_write` leaves when its process is killed mid-write.
-
-    Only rank 0 writes checkpoints, and it calls this between its own writes, so a matching file is never in use.
-    """
-    removed = []
-    for d in {d for d in dirs if d}:
-        try:
-            names = os.listdir(d)
-        except OSError:
-            continue
-        for name in names:
-            if _TMP_PATTERN.match(name):
-                try:
-                    os.unlink(osp.join(d, name))
-                    removed.append(name)
-                except OSError:
-                    pass
-    return removed
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -468,7 +288,7 @@ class TransVAERunner(Runner):
                 checkpoint['param_schedulers'] = [s.state_dict() for s in self.param_schedulers]  # type: ignore
 
         self.call_hook('before_save_checkpoint', checkpoint=checkpoint)
-        if file_client_args is None and backend_args is None and _is_local(filepath):
+        if file_client_args is None and backend_args is None and is_local(filepath):
             # HistoryBuffers / numpy encoded: the file loads with torch.load(weights_only=True) (checkpoint_io)
             encoded = encode_checkpoint(checkpoint)
             atomic_write(filepath, lambda f: torch.save(encoded, f))
