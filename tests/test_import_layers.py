@@ -12,8 +12,8 @@ Layers, bottom to top (a module may import from its own layer and the layers bel
     7  evaluation, visualization
     8  engine
     9  apis, benchmark, studies, utils.setup_env (register_all_modules imports every registering package: the one
-       entry point), the ``transvae.utils`` package itself, which re-exports it (its other modules stay in layer 0),
-       and utils.config_validation (the tools' config checks, which name engine exceptions)
+       entry point) and the ``transvae.utils`` package itself, which
+       re-exports it (its other modules stay in layer 0)
 
 The static scan reads every ``import`` of every module, including the ones hidden inside functions (Python does
 not fail on those, but the layering still runs upward). A second check imports each module first, in a forked
@@ -51,7 +51,6 @@ LAYERS: list[tuple[str, ...]] = [
 EXACT = {
     'transvae': 0,  # the root __init__ (version only); a new sub-package must be placed in LAYERS explicitly
     'transvae.utils': 9,  # the package __init__ (re-exports register_all_modules), not its modules
-    'transvae.utils.config_validation': 9,  # the tools' config checks; names engine exceptions, imported by tools only
 }
 
 

@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> Optional[dict[str, torch.Tensor]]:
 def main(argv=None) -> None:
     args = parse_args(argv)
     from transvae.engine.checkpoint_io import trusted_checkpoints
-    from transvae.utils.config_validation import config_errors
+    from transvae.engine.config_validation import config_errors
     with trusted_checkpoints(args.trust_checkpoint), config_errors(exit_on_error=True):
         run(args)
 

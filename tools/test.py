@@ -122,7 +122,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 # configs and runners
 # ---------------------------------------------------------------------------------------------------------------------
 def _load_config(config: str, args: argparse.Namespace, strict_preset: bool = True) -> Config:
-    from transvae.utils.config_validation import load_config
+    from transvae.engine.config_validation import load_config
     cfg = load_config(config)  # a syntax error names the file and line
     if args.preset:
         try:
@@ -134,7 +134,7 @@ def _load_config(config: str, args: argparse.Namespace, strict_preset: bool = Tr
     if args.data_root:
         set_data_root(cfg, args.data_root)
     if args.cfg_options:
-        from transvae.utils.config_validation import check_cfg_options
+        from transvae.engine.config_validation import check_cfg_options
         check_cfg_options(cfg, args.cfg_options)  # a misspelt key would be added and silently ignored
         cfg.merge_from_dict(args.cfg_options)
     # an FSDP training config (its checkpoints are full state dicts) is evaluated by the default runner, unsharded
@@ -295,7 +295,7 @@ def main(argv=None):
     if not torch.cuda.is_available():
         tune_cpu_allocator()  # large activations reuse heap memory (TRANSVAE_MALLOC_MMAP_THRESHOLD_MB=0: off)
     from transvae.engine.checkpoint_io import trusted_checkpoints
-    from transvae.utils.config_validation import config_errors
+    from transvae.engine.config_validation import config_errors
     with trusted_checkpoints(args.trust_checkpoint), config_errors(exit_on_error=True):
         result = run_multi(args, argv) if args.multi else run_single(args, argv)
     shutdown_distributed()

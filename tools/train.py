@@ -55,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> Config:
     """The config after preset, shortcuts and ``--cfg-options`` (no side effects)."""
-    from transvae.utils.config_validation import load_config
+    from transvae.engine.config_validation import load_config
     cfg = load_config(args.config)  # a syntax error names the file and line
     if args.preset:
         try:
@@ -78,7 +78,7 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg.setdefault('randomness', {})['deterministic'] = True
     if args.amp:
         set_amp(cfg, args.amp_dtype)
-    from transvae.utils.config_validation import check_cfg_options, check_top_level_keys
+    from transvae.engine.config_validation import check_cfg_options, check_top_level_keys
     if args.cfg_options:
         check_cfg_options(cfg, args.cfg_options)  # a misspelt key would be added and silently ignored
         cfg.merge_from_dict(args.cfg_options)
@@ -137,7 +137,7 @@ def main(argv=None) -> None:
     if not torch.cuda.is_available():
         tune_cpu_allocator()  # large activations reuse heap memory (TRANSVAE_MALLOC_MMAP_THRESHOLD_MB=0: off)
     from transvae.engine.checkpoint_io import trusted_checkpoints
-    from transvae.utils.config_validation import config_errors
+    from transvae.engine.config_validation import config_errors
     with config_errors(exit_on_error=True):  # misspelt keys / keyword arguments: "did you mean"
         cfg = build_config(args)
         init_cpu_distributed(cfg, args.launcher)  # no-op with CUDA or without a launcher

@@ -162,8 +162,8 @@ def config_errors(exit_on_error: bool = False) -> Iterator[None]:
     (``UntrustedCheckpointError``, ``CheckpointMismatchError``) and a :class:`ConfigSyntaxError` end the process with ``error: <message>`` and exit
     status 1 instead of a traceback.
     """
-    from transvae.engine.checkpoint_compat import CheckpointMismatchError
-    from transvae.engine.checkpoint_io import UntrustedCheckpointError
+    from .checkpoint_compat import CheckpointMismatchError
+    from .checkpoint_io import UntrustedCheckpointError
     try:
         yield
     except (ConfigKeyError, ConfigSyntaxError, CheckpointMismatchError, UntrustedCheckpointError) as e:
