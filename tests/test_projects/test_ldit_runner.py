@@ -105,7 +105,6 @@ def test_fid_of_reference_stats_against_themselves_and_low_rank_path():
 
 def test_fid_tool_report_and_self_fid(setup):
     from projects.lightningdit.lightningdit.evaluation import fid_against, folder_features, reference_statistics
-    from transvae.evaluation.functional.fid import frechet_distance
     ref = setup['tmp'] / 'ref'
     ref.mkdir()
     rng = np.random.default_rng(0)

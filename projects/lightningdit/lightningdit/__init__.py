@@ -4,3 +4,5 @@ Importing this package registers everything into the core ``transvae`` registrie
 ``custom_imports = dict(imports=['projects.lightningdit.lightningdit'])``.
 """
 from . import datasets, evaluation, hooks, models, transport  # noqa: F401  (registration)
+
+__all__ = ['datasets', 'evaluation', 'hooks', 'models', 'transport']
