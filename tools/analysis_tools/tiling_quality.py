@@ -22,10 +22,11 @@ overlap) decodes a latent of each ``--sdvae-sizes`` size; above ``--sdvae-full-u
 ``--sdvae-max-tiles`` tiles run, the time is extrapolated by the tile count and the memory adds the decoded tiles
 and output diffusers keeps (stated).
 
-Example (the README table; ~1 h on a shared 2-core CPU)::
+Example (one of the README table's runs; its CPU minutes depend mostly on the whole-image attention)::
 
     python tools/analysis_tools/tiling_quality.py configs/transvae/transvae-micro_f8d16_1xb16-10min_photos.py \\
-        work_dirs/tiling_model/iter_150.pth --out work_dirs/tiling_quality/report.json
+        CHECKPOINT --quality-sizes 1024 --perf-sizes --tiles 512 --stub-attention-from 1024 --sdvae-sizes \\
+        --out work_dirs/tiling_quality/q1024.json
 """
 from __future__ import annotations
 
