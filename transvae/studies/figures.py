@@ -24,8 +24,8 @@ FIG3B = Study(
               Variant('pe_none', 'pe_none', 0.424, 'no position encoding')],
     expected_order=['pe_rope', 'pe_ape', 'pe_none'],
     claims=[Claim('pe_rope', '<', 'pe_ape', '≈0.357 vs 0.365'), Claim('pe_ape', '<', 'pe_none', '≈0.365 vs 0.424')],
-    paper_note='Paper (PAPER.md §1.7, Fig. 3b, epoch 5): no-PE ≈0.424, APE ≈0.365, RoPE ≈0.357. The same runs give '
-    'Fig. 3(a) (extrapolation, tools/reproduce/test_rope_extrapolation.py).')
+    paper_note='Paper (PAPER.md §1.7, Fig. 3b, epoch 5): no-PE ≈0.424, APE ≈0.365, RoPE ≈0.357. The same runs '
+    'give Fig. 3(a) (extrapolation, tools/reproduce/test_rope_extrapolation.py).')
 
 FIG3C = Study(
     name='single stage -> SeqConv -> multi-stage', figure='Fig. 3(c)',

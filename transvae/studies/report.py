@@ -10,7 +10,7 @@ import json
 import math
 import os.path as osp
 import subprocess
-from typing import Iterable, Optional
+from typing import Iterable
 
 from .logs import CLAIM_METRIC, METRICS, collect, final_stats, last_common_step, stats_at
 from .study import AGREE, DISAGREE, NOT_RESOLVED, REPO, Study, judge_claim
@@ -94,7 +94,8 @@ def report_study(study: Study, root: str, tol: float = 0.03, extra_lines: Iterab
              f'Commit `{git_commit()}`. Final held-out values, mean ± half the seed range over the finished seeds '
              '(a variant with one finished seed has no spread). Claims are judged on the rec loss with LPIPS-vgg '
              f"(the paper's); '≈' = within {tol * 100:.0f}% relative, '≪' = lower by more than 25%.", '',
-             '| variant | paper | seeds done (last val step) | ' + ' | '.join(t for _, t, _ in _TABLE) + ' | train wall (s) |',
+             '| variant | paper | seeds done (last val step) | ' + ' | '.join(t for _, t, _ in _TABLE)
+             + ' | train wall (s) |',
              '|---|---|---|' + '---|' * len(_TABLE) + '---|']
     for v in study.variants:
         r = runs.get(v.label, {})
