@@ -25,8 +25,8 @@ import time
 from typing import Callable
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # fault_drill_lib / _cases beside this file
-
+# fault_drill_cases / fault_drill_lib sit beside this file: a script's own folder is sys.path[0]; the tests add it
+# through pytest's `pythonpath` (pyproject.toml).
 from fault_drill_cases import (drill_configs, drill_corrupt, drill_disk_full, drill_inputs,  # noqa: E402
                                drill_kill_in_write, drill_nan, drill_rank_killed, drill_sigkill_resume, load_test)
 
