@@ -44,7 +44,8 @@ import time
 import torch
 
 IMG_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
-SD_VAE_ARCH = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
+# sample_size=512 as in SD's VAE config: enable_tiling() tiles at sample_size (diffusers' default 32 would give 32-px tiles)
+SD_VAE_ARCH = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, sample_size=512,
                    down_block_types=('DownEncoderBlock2D', ) * 4, up_block_types=('UpDecoderBlock2D', ) * 4)
 
 
