@@ -244,4 +244,6 @@ def build_runner(cfg_path: str, work_dir: str, cfg_options: Optional[dict] = Non
 
 
 def load_ckpt(path: str) -> dict:
-    return torch.load(path, map_location='cpu', weights_only=False)
+    """A checkpoint written by the toolkit, read the way the tools read it (``weights_only=True``, decoded)."""
+    from transvae.engine.checkpoint_io import load_checkpoint_file
+    return load_checkpoint_file(path)
