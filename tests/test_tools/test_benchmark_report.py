@@ -117,10 +117,12 @@ def test_multi_model_cli_two_checkpoints(tmp_path, monkeypatch):
     ck2 = str(tmp_path / 'wd' / 'iter_2.pth')
     ck0 = str(tmp_path / 'init.pth')  # a second checkpoint: the untrained weights
     import torch
+
+    from transvae.engine.checkpoint_io import encode_checkpoint
     sd = tv.load_ckpt(ck2)
     torch.manual_seed(1)
     sd['state_dict'] = {k: torch.randn_like(v) * 0.1 for k, v in sd['state_dict'].items()}
-    torch.save(sd, ck0)
+    torch.save(encode_checkpoint(sd), ck0)  # saved as the toolkit saves, so it loads with weights_only=True
 
     data = tmp_path / 'val2017'
     _write_images(data, 5, bad_index=1)  # --max-images 3 takes files 0, 1, 3: one is unreadable
