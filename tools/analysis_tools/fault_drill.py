@@ -28,7 +28,8 @@ REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 # fault_drill_cases / fault_drill_lib sit beside this file: a script's own folder is sys.path[0]; the tests add it
 # through pytest's `pythonpath` (pyproject.toml).
 from fault_drill_cases import (drill_configs, drill_corrupt, drill_disk_full, drill_inputs,  # noqa: E402
-                               drill_kill_in_write, drill_nan, drill_rank_killed, drill_sigkill_resume, load_test)
+                               drill_kill_in_write, drill_nan, drill_rank_killed, drill_sigkill_resume,
+                               drill_sigkill_resume_fsdp, load_test)
 
 # ---------------------------------------------------------------------------------------------------------------------
 # the drill
@@ -36,6 +37,7 @@ from fault_drill_cases import (drill_configs, drill_corrupt, drill_disk_full, dr
 DRILLS: dict[str, Callable] = {
     'sigkill_resume': lambda ctx: drill_sigkill_resume(ctx, workers=0),
     'sigkill_resume_workers': lambda ctx: drill_sigkill_resume(ctx, workers=2),
+    'sigkill_resume_fsdp': drill_sigkill_resume_fsdp,
     'kill_in_checkpoint_write': drill_kill_in_write,
     'disk_full': drill_disk_full,
     'corrupt_files': drill_corrupt,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Optional
 
 import fault_drill_lib as L
 
@@ -62,6 +63,40 @@ def drill_sigkill_resume(ctx: dict, workers: int = 0) -> dict:
     what = 'num_workers=2, workers reseeded' if workers else 'num_workers=0'
     return _row(f'SIGKILL at a random iteration, then --resume ({what})', ctx['attempts'], ok,
                 'weights + AdamW moments bit-identical to an uninterrupted run')
+
+
+def _fsdp_config(path: str, root: str, iters: int, hooks: Optional[list] = None) -> str:
+    """The drill config on the FSDP strategy (``FlexibleRunner`` + ``TransVAEFSDPStrategy``, full checkpoints)."""
+    L.write_config(path, root, iters=iters, hooks=hooks, extra="\nrunner_type = 'FlexibleRunner'\n")
+    fsdp = osp.join(L.REPO, 'configs', '_base_', 'strategies', 'fsdp.py')
+    with open(path) as f:
+        text = f.read()
+    head, rest = text.split('\n', 1)  # the first line is `_base_ = [runtime]`
+    with open(path, 'w') as f:
+        f.write(head[:-1] + f', {fsdp!r}]\n' + rest)
+    return path
+
+
+def drill_sigkill_resume_fsdp(ctx: dict) -> dict:
+    """2-rank FSDP (gloo): SIGKILL rank 0 after a random iteration, torchrun ends the job, ``--resume`` on 2 ranks;
+    the end state must equal an uninterrupted 2-rank FSDP run's."""
+    iters = 4 if ctx['quick'] else 6
+    root, _ = _images(ctx, 'clean', 24)
+    ref_dir = osp.join(ctx['out'], 'fsdp_ref')
+    cfg = _fsdp_config(ref_dir + '.py', root, iters)
+    if _launch('train', [cfg, '--work-dir', ref_dir], 2, ref_dir + '.log') != 0:
+        raise RuntimeError(f'FSDP reference run failed; see {ref_dir}.log')
+    ref = L.last_state(ref_dir, f'iter_{iters}.pth')
+    ok = 0
+    for a in range(ctx['attempts']):
+        k = ctx['rng'].randint(1, iters - 1)
+        wd = osp.join(ctx['out'], f'sigkill_fsdp_{a}')
+        kcfg = _fsdp_config(wd + '.py', root, iters, hooks=[dict(type='FaultInjectionHook', kill_at_iter=k, rank=0)])
+        rc1 = _launch('train', [kcfg, '--work-dir', wd], 2, wd + '.log')
+        rc2 = _launch('train', [cfg, '--work-dir', wd, '--resume'], 2, wd + '.log')
+        ok += int(rc1 != 0 and rc2 == 0 and L.same_training_state(ref, L.last_state(wd, f'iter_{iters}.pth')))
+    return _row('SIGKILL of rank 0 at a random iteration under FSDP (2 gloo ranks), then --resume', ctx['attempts'],
+                ok, 'weights + AdamW moments bit-identical to an uninterrupted 2-rank FSDP run')
 
 
 def drill_kill_in_write(ctx: dict) -> dict:
