@@ -5,6 +5,6 @@
 _base_ = ['./transvae-l_f16d32_8xb32-100e_in1k.py', '../_base_/strategies/fsdp.py']
 
 # keys of default_runtime.py (see ../_base_/strategies/fsdp.py): only a leaf config can change them
-runner_type = 'FlexibleRunner'
+runner_type = 'TransVAEFlexibleRunner'  # FlexibleRunner + RNG-exact resume
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 model_wrapper_cfg = None  # not read by FlexibleRunner: the strategy wraps the model

@@ -128,7 +128,7 @@ def test_recipe_and_train_tool_guard():
     from mmengine.config import Config
     train = tv.load_tool('train')
     cfg = Config.fromfile(osp.join(tv.REPO, 'configs', 'transvae', 'transvae-l_f16d32_fsdp_8xb32-100e_in1k.py'))
-    assert cfg.runner_type == 'FlexibleRunner' and cfg.strategy.type == 'TransVAEFSDPStrategy'
+    assert cfg.runner_type == 'TransVAEFlexibleRunner' and cfg.strategy.type == 'TransVAEFSDPStrategy'
     assert cfg.strategy.state_dict_cfg == 'full' and cfg.strategy.model_wrapper.use_orig_params
     assert cfg.model.type == 'VAEGAN' and cfg.model.get('discriminator') is None  # stage 1
     train.check_strategy_runner(cfg)
@@ -147,7 +147,7 @@ def test_recipe_and_train_tool_guard():
 CONFIG = '''
 _base_ = [{runtime!r}, {fsdp!r}]
 custom_imports = dict(imports=['tiny_vae_fixtures'], allow_failed_imports=False)
-runner_type = 'FlexibleRunner'
+runner_type = 'TransVAEFlexibleRunner'
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(type='AtomicCheckpointHook', interval=1,
                                                                max_keep_ckpts=3))
 model = {model!r}

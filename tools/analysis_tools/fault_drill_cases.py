@@ -66,8 +66,8 @@ def drill_sigkill_resume(ctx: dict, workers: int = 0) -> dict:
 
 
 def _fsdp_config(path: str, root: str, iters: int, hooks: Optional[list] = None) -> str:
-    """The drill config on the FSDP strategy (``FlexibleRunner`` + ``TransVAEFSDPStrategy``, full checkpoints)."""
-    L.write_config(path, root, iters=iters, hooks=hooks, extra="\nrunner_type = 'FlexibleRunner'\n")
+    """The drill config on the FSDP strategy (``TransVAEFlexibleRunner`` + ``TransVAEFSDPStrategy``, full checkpoints)."""
+    L.write_config(path, root, iters=iters, hooks=hooks, extra="\nrunner_type = 'TransVAEFlexibleRunner'\n")
     fsdp = osp.join(L.REPO, 'configs', '_base_', 'strategies', 'fsdp.py')
     with open(path) as f:
         text = f.read()

@@ -22,20 +22,18 @@ Differences from :class:`mmengine.runner.Runner` (0.10.7), everything else uncha
 """
 from __future__ import annotations
 
-import random
 import time
 import warnings
 from typing import Optional
 
 import mmengine
-import numpy as np
 import torch
 from mmengine.dist import get_rank
 from mmengine.fileio import FileClient, join_path
 from mmengine.hooks import CheckpointHook, EMAHook
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
-from mmengine.runner import IterBasedTrainLoop, Runner
+from mmengine.runner import Runner
 from mmengine.runner.checkpoint import get_state_dict
 from mmengine.runner.checkpoint import save_checkpoint as mm_save_checkpoint
 from mmengine.runner.checkpoint import weights_to_cpu
@@ -47,57 +45,15 @@ from .atomic_io import atomic_write, is_local, nonfinite_tensors
 from .checkpoint_compat import check_checkpoint_fits, config_name_of
 from .checkpoint_io import encode_checkpoint, load_checkpoint_file
 from .hooks.checkpoint_hook import AtomicCheckpointHook
-
-
-def get_rng_state() -> dict:
-    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state['torch'].cpu() if torch.is_tensor(state['torch']) else state['torch'])
-    np.random.set_state(state['numpy'])
-    random.setstate(state['python'])
-    if 'cuda' in state and torch.cuda.is_available():
-        try:
-            torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
-        except Exception:  # noqa: BLE001 - different GPU count
-            pass
-
-
-class _RestoreRNGAfter:
-    """Iterator proxy: after ``n`` items, set the RNG state (then behaves exactly like the wrapped iterator)."""
-
-    def __init__(self, inner, n: int, state: dict) -> None:
-        self._inner, self._n, self._state = inner, n, state
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        item = next(self._inner)
-        if self._state is not None:
-            self._n -= 1
-            if self._n <= 0:
-                set_rng_state(self._state)
-                self._state = None
-        return item
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
+from .rng_state import RNGExactResumeMixin, get_rng_state
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # runner
 # ---------------------------------------------------------------------------------------------------------------------
 @RUNNERS.register_module()
-class TransVAERunner(Runner):
+class TransVAERunner(RNGExactResumeMixin, Runner):
     """mmengine ``Runner`` with atomic checkpoints, a non-finite-weights guard and RNG-exact resume."""
-
-    _pending_rng_state: Optional[dict] = None
-    _loaded_rng_state: Optional[dict] = None
 
     # -- hooks -------------------------------------------------------------------------------------------------------
     def build_logger(self, *args, **kwargs):
@@ -156,32 +112,6 @@ class TransVAERunner(Runner):
                     '(module.decoder.module.*) would not match the checkpoint and a resumed EMA would not load. '
                     "Use ema_type='TrainableEMA' (the default of TransVAEEMAHook).")
 
-    def call_hook(self, fn_name: str, **kwargs) -> None:
-        if fn_name == 'before_val':
-            # validation must not move the training random stream (DataLoader iterators draw a seed from it)
-            self._rng_before_val = get_rng_state()
-        if fn_name == 'before_train_epoch' and self._pending_rng_state is not None:
-            self._arm_rng_restore()
-        super().call_hook(fn_name, **kwargs)
-        if fn_name == 'after_val' and getattr(self, '_rng_before_val', None) is not None:
-            set_rng_state(self._rng_before_val)
-            self._rng_before_val = None
-
-    def _arm_rng_restore(self) -> None:
-        """Restore the saved RNG state where the uninterrupted run was when it saved the checkpoint.
-
-        ``IterBasedTrainLoop`` skips the already-trained batches right after ``before_train_epoch``; the state is
-        restored after the last skipped batch (so the skip's data loading does not consume it). Other loops:
-        restored now, before the epoch's DataLoader iterator is created.
-        """
-        state, self._pending_rng_state = self._pending_rng_state, None
-        loop = self.train_loop
-        skip = int(getattr(loop, '_iter', 0)) if isinstance(loop, IterBasedTrainLoop) else 0
-        if skip > 0 and hasattr(loop, 'dataloader_iterator'):
-            loop.dataloader_iterator = _RestoreRNGAfter(loop.dataloader_iterator, skip, state)
-        else:
-            set_rng_state(state)
-
     # -- resume ------------------------------------------------------------------------------------------------------
     def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False, revise_keys=None):
         # mmengine's Runner.load_checkpoint, plus the safe loader and the architecture check before any weight moves
@@ -196,18 +126,6 @@ class TransVAERunner(Runner):
         self.logger.info(f'Load checkpoint from {filename}')
         self._loaded_rng_state = checkpoint.get('rng_state') if isinstance(checkpoint, dict) else None
         return checkpoint
-
-    def resume(self, filename: str, resume_optimizer: bool = True, resume_param_scheduler: bool = True,
-               map_location='default') -> None:
-        self._loaded_rng_state = None
-        super().resume(filename, resume_optimizer=resume_optimizer, resume_param_scheduler=resume_param_scheduler,
-                       map_location=map_location)
-        if self._loaded_rng_state is not None:
-            if self.world_size > 1 and self._randomness_cfg.get('diff_rank_seed', False):
-                self.logger.warning('diff_rank_seed=True: the saved RNG state is rank 0\'s; not restored.')
-            else:
-                self._pending_rng_state = self._loaded_rng_state
-        self._loaded_rng_state = None
 
     # -- save --------------------------------------------------------------------------------------------------------
     def save_checkpoint(self, out_dir: str, filename: str, file_client_args: Optional[dict] = None,

@@ -14,12 +14,13 @@
 #   optimizer state), loadable by a VAE built from the same config, `tools/test.py` and `transvae.apis`; `--resume`
 #   re-shards them on any number of ranks.
 #
-# The strategy is read only by mmengine's FlexibleRunner. `default_runtime.py` already defines `runner_type` and
-# `default_hooks`, and mmengine forbids one key in two `_base_` files, so the leaf config that lists this file sets
-#     runner_type = 'FlexibleRunner'
+# The strategy is read only by mmengine's FlexibleRunner; TransVAEFlexibleRunner is that runner plus TransVAERunner's
+# RNG-exact resume. `default_runtime.py` already defines `runner_type` and `default_hooks`, and mmengine forbids one
+# key in two `_base_` files, so the leaf config that lists this file sets
+#     runner_type = 'TransVAEFlexibleRunner'
 #     default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))  # atomic `last_checkpoint` pointer
-# (tools/train.py refuses a `strategy` under any other runner instead of silently ignoring it). FlexibleRunner does
-# not read `model_wrapper_cfg` (the strategy wraps the model), nor TransVAERunner's RNG-exact resume. tools/train.py
+# (tools/train.py refuses a `strategy` under a runner that is no FlexibleRunner instead of silently ignoring it).
+# FlexibleRunner does not read `model_wrapper_cfg` (the strategy wraps the model). tools/train.py
 # refuses EMAHook (it would average the per-rank shards) and ReconstructionGridHook (it calls the model outside the
 # FSDP forward, on sharded parameters).
 strategy = dict(
