@@ -11,6 +11,7 @@ import glob
 import json
 import math
 import os.path as osp
+from collections.abc import Iterator
 from typing import Optional
 
 from .study import SeedStats, Variant, seed_stats
@@ -47,25 +48,30 @@ def read_scalars(work_dir: str) -> tuple[list[dict], list[dict]]:
     val: dict[int, dict] = {}
     train: dict[int, dict] = {}
     for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if 'step' not in row:
-                    continue
-                step = int(row['step'])
-                if 'lr' in row or 'loss' in row:
-                    train[step] = row
-                    continue
-                row = {canonical(k): v for k, v in row.items()}
-                for p in _KEEP_PREFIXES:
-                    if f'{p}/rec_l1' in row and f'{p}/rec_lpips' in row:
-                        row[f'{p}/rec_loss'] = num(row[f'{p}/rec_l1']) + num(row[f'{p}/rec_lpips'])
-                if any(k in row for k in METRICS):
-                    val[step] = row
+        for row in read_jsonl(path):
+            if 'step' not in row:
+                continue
+            step = int(row['step'])
+            if 'lr' in row or 'loss' in row:
+                train[step] = row
+                continue
+            row = {canonical(k): v for k, v in row.items()}
+            for p in _KEEP_PREFIXES:
+                if f'{p}/rec_l1' in row and f'{p}/rec_lpips' in row:
+                    row[f'{p}/rec_loss'] = num(row[f'{p}/rec_l1']) + num(row[f'{p}/rec_lpips'])
+            if any(k in row for k in METRICS):
+                val[step] = row
     return [val[k] for k in sorted(val)], [train[k] for k in sorted(train)]
+
+
+def read_jsonl(path: str) -> Iterator[dict]:
+    """The JSON objects of a JSON-lines file, one per line; a line that is not JSON (e.g. cut by a kill) is skipped."""
+    with open(path) as f:
+        for line in f:
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
 
 
 def train_seconds(train_rows: list[dict], log_interval: Optional[int] = None) -> list[tuple[int, float]]:

@@ -6,13 +6,12 @@ seeds, shaded min-max) and returns the Markdown.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os.path as osp
 import subprocess
 from typing import Iterable
 
-from .logs import CLAIM_METRIC, METRICS, collect, final_stats, last_common_step, stats_at
+from .logs import CLAIM_METRIC, METRICS, collect, final_stats, last_common_step, read_jsonl, stats_at
 from .study import AGREE, DISAGREE, NOT_RESOLVED, REPO, Study, judge_claim
 
 _TABLE = (('vgg/rec_loss', 'rec loss (L1 + LPIPS-vgg)', 4), ('alex/rec_loss', 'rec loss (L1 + LPIPS-alex)', 4),
@@ -137,14 +136,9 @@ def driver_lines(root: str) -> list[str]:
     if not osp.isfile(path):
         return []
     out = ['Driver runs (train + in-loop validation; a run that skipped finished variants is shorter):', '']
-    with open(path) as f:
-        for ln in f:
-            try:
-                r = json.loads(ln)
-            except ValueError:
-                continue
-            out.append(f'- {r.get("started")}: {r.get("wall_s", 0):.0f} s, seeds {r.get("seeds")}, variants '
-                       f'{r.get("variants")}, preset {r.get("preset")}, {r.get("max_iters")} iterations of batch '
-                       f'{r.get("batch_size")}; load average {r.get("loadavg_start")} -> {r.get("loadavg_end")} on '
-                       f'{r.get("cpus")} CPUs')
+    for r in read_jsonl(path):
+        out.append(f'- {r.get("started")}: {r.get("wall_s", 0):.0f} s, seeds {r.get("seeds")}, variants '
+                   f'{r.get("variants")}, preset {r.get("preset")}, {r.get("max_iters")} iterations of batch '
+                   f'{r.get("batch_size")}; load average {r.get("loadavg_start")} -> {r.get("loadavg_end")} on '
+                   f'{r.get("cpus")} CPUs')
     return out
