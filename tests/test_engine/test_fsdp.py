@@ -302,3 +302,71 @@ def _clip_worker(rank: int, world: int, port: int) -> None:
 
 def test_sharded_clip_matches_unsharded_gradient():
     mp.spawn(_clip_worker, args=(2, tv.free_port()), nprocs=2, join=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# (d) the full optimizer state a checkpoint holds equals an unsharded AdamW's, and loads back (2 spawned gloo ranks)
+# ---------------------------------------------------------------------------------------------------------------------
+def _optim_state_worker(rank: int, world: int, port: int) -> None:
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', rank=rank, world_size=world)
+    try:
+        from mmengine.optim import OptimWrapper
+
+        from transvae.engine.fsdp import TransVAEFSDPStrategy
+
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 10), Block(10), nn.Linear(10, 3))
+        ref = copy.deepcopy(model)
+        strategy = TransVAEFSDPStrategy(state_dict_cfg='full', model_wrapper=dict(
+            type='MMFullyShardedDataParallel', use_orig_params=True,
+            auto_wrap_policy=dict(type='transvae_block_wrap_policy', block_types=[Block])))
+        strategy.model = strategy._wrap_model(model)
+        strategy.optim_wrapper = OptimWrapper(torch.optim.AdamW(strategy.model.parameters(), lr=1e-2))
+        ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-2)
+        for step in range(3):
+            strategy.model(_batch(rank + 2 * step)).square().mean().backward()
+            strategy.optim_wrapper.step()
+            strategy.optim_wrapper.zero_grad()
+            (sum(ref(_batch(r + 2 * step)).square().mean() for r in range(world)) / world).backward()
+            ref_opt.step()
+            ref_opt.zero_grad()
+
+        saved = strategy.optim_state_dict()  # collective; rank 0 holds the full state
+        if rank == 0:
+            names = dict(ref.named_parameters())
+            assert set(saved['state']) == set(names)
+            for name, state in saved['state'].items():
+                expected = ref_opt.state[names[name]]
+                for key in ('exp_avg', 'exp_avg_sq'):  # the two moments used to come back as one shared buffer
+                    torch.testing.assert_close(state[key], expected[key], rtol=1e-4, atol=1e-8, msg=f'{name} {key}')
+                assert float(state['step']) == 3.0
+
+        # resume: a fresh optimizer loads the file's state re-sharded; each rank's local moments equal the live ones
+        live = {n: {k: v.clone() for k, v in strategy.optim_wrapper.optimizer.state[p].items()}
+                for n, p in strategy.model.named_parameters() if p in strategy.optim_wrapper.optimizer.state}
+        payload = [saved]
+        dist.broadcast_object_list(payload, src=0)
+        strategy.optim_wrapper = OptimWrapper(torch.optim.AdamW(strategy.model.parameters(), lr=1e-2))
+        strategy.load_optim_state_dict(payload[0])
+        for n, p in strategy.model.named_parameters():
+            if n in live and p.numel():
+                for key in ('exp_avg', 'exp_avg_sq'):
+                    assert torch.equal(strategy.optim_wrapper.optimizer.state[p][key], live[n][key]), (n, key)
+    except BaseException:
+        dist.destroy_process_group()
+        raise
+    shutdown_distributed()
+
+
+def test_full_optimizer_state_equals_unsharded_adamw_and_resumes():
+    mp.spawn(_optim_state_worker, args=(2, tv.free_port()), nprocs=2, join=True)
+
+
+def test_aliased_optimizer_states_are_refused():
+    from transvae.engine.fsdp import check_no_aliased_states
+    buf = torch.ones(4)
+    check_no_aliased_states({'state': {'w': dict(step=torch.tensor(1.), exp_avg=torch.ones(4), exp_avg_sq=buf)}})
+    with pytest.raises(RuntimeError, match='exp_avg_sq.*one shared buffer'):
+        check_no_aliased_states({'state': {'w': dict(step=torch.tensor(1.), exp_avg=buf, exp_avg_sq=buf[:])}})

@@ -31,6 +31,7 @@ A config opts in with ``configs/_base_/strategies/fsdp.py`` (``runner_type='Flex
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from typing import Any, Callable, Optional, Union
 
@@ -52,7 +53,7 @@ from .optimizers.sharded_clip import ShardedGradClipMixin
 
 __all__ = ['DEFAULT_BLOCK_TYPES', 'resolve_block_types', 'transvae_block_wrap_policy', 'frozen_submodules',
            'move_unmanaged_states', 'check_fsdp_model', 'TransVAEFSDPStrategy', 'is_fsdp_config',
-           'check_fsdp_config', 'fsdp_config_for_eval']
+           'check_fsdp_config', 'fsdp_config_for_eval', 'check_no_aliased_states']
 
 _SAFE_AMP_TYPES = ('SafeAmpOptimWrapper', 'transvae.SafeAmpOptimWrapper', SafeAmpOptimWrapper)
 
@@ -109,6 +110,13 @@ class TransVAEFSDPStrategy(FSDPStrategy):
         elif isinstance(device, int):
             device = torch.device('cuda', device)
         move_unmanaged_states(model, ignored, torch.device(device))
+        base_osd_cfg = self.optim_state_dict_config
+        if torch.device(device).type == 'cpu' and getattr(base_osd_cfg, 'offload_to_cpu', False):
+            # On CPU the offload is a no-op, and with it FSDP's full optimizer state dict returns every state of a
+            # parameter as a view of ONE reused gather buffer (torch 2.14, gloo, use_orig_params): exp_avg came
+            # back equal to exp_avg_sq, so every resumed FSDP run continued from wrong AdamW moments
+            # (fault_drill.py --only sigkill_resume_fsdp). Without the offload each state is its own tensor.
+            self.optim_state_dict_config = dataclasses.replace(base_osd_cfg, offload_to_cpu=False)
         # mmengine looks registered names up in its root FUNCTIONS registry, which finds a transvae function only
         # by its scoped name ('transvae.xxx'): resolve names here (transvae first, then mmengine's)
         policy = cfg.get('auto_wrap_policy', None)
@@ -131,6 +139,7 @@ class TransVAEFSDPStrategy(FSDPStrategy):
         finally:
             self.model_wrapper = base_cfg
             self.activation_checkpointing = base_ac
+            self.optim_state_dict_config = base_osd_cfg
         units = sum(1 for m in wrapped.modules() if isinstance(m, FullyShardedDataParallel)) - 1
         self.logger.info(f'FSDP: {units} sharded units below the root ({type(model).__name__}); sharding '
                          f'strategy {getattr(wrapped, "sharding_strategy", None)}, device '
@@ -173,6 +182,7 @@ class TransVAEFSDPStrategy(FSDPStrategy):
         plus the wrapper's loss-scaler state where it has one. Collective."""
         wrapper = self.optim_wrapper
         state = FullyShardedDataParallel.optim_state_dict(self.model, wrapper.optimizer)
+        check_no_aliased_states(state)
         scaler = getattr(wrapper, 'loss_scaler', None)
         if scaler is not None:
             state['loss_scaler'] = scaler.state_dict()
@@ -236,6 +246,25 @@ class TransVAEFSDPStrategy(FSDPStrategy):
                 mm_save_checkpoint(checkpoint, filename)
             else:
                 atomic_write(filename, lambda f: torch.save(checkpoint, f))
+
+
+def check_no_aliased_states(optim_state: dict) -> None:
+    """``RuntimeError`` if two states of one parameter (e.g. AdamW's ``exp_avg`` and ``exp_avg_sq``) share memory.
+
+    A gathered optimizer state whose tensors alias one buffer holds one value under several names: saving it would
+    silently write wrong moments (what FSDP's CPU offload of the full optimizer state did; see ``_wrap_model``).
+    """
+    for name, states in (optim_state.get('state') or {}).items():
+        seen: dict = {}
+        for key, value in (states.items() if isinstance(states, dict) else ()):
+            if not torch.is_tensor(value) or value.dim() == 0 or value.numel() == 0:
+                continue  # step counters are scalars; empty shards have no memory to share
+            ptr = (value.untyped_storage().data_ptr(), value.storage_offset())
+            if ptr in seen:
+                raise RuntimeError(
+                    f'FSDP returned the optimizer states {seen[ptr]!r} and {key!r} of {name!r} as one shared buffer; '
+                    'saving them would write wrong values. Set optim_state_dict_config offload_to_cpu=False.')
+            seen[ptr] = key
 
 
 def _sharding_of(model: Optional[nn.Module]) -> tuple[bool, Optional[Any]]:
