@@ -7,7 +7,9 @@ decoded on load (:func:`encode_checkpoint` / :func:`decode_checkpoint`):
 * ``mmengine.logging.HistoryBuffer`` (the message hub's scalars; its pickle calls ``builtins.getattr``, which no
   safe unpickler may allow) -> ``{'__transvae_type__': 'HistoryBuffer', 'log_history': Tensor, ...}``;
 * ``numpy`` arrays (the numpy RNG state) -> ``{'__transvae_type__': 'ndarray', 'data': Tensor, 'dtype': str}``;
-  numpy scalars -> Python numbers.
+  numpy scalars -> Python numbers;
+* in one rank's file of a sharded FSDP checkpoint (``state_dict_cfg='local'``), ``ShardedTensor`` -> its local
+  shards as tensors with their offsets, rebuilt collectively on resume.
 
 :func:`load_checkpoint_file` is the one loader every tool and :func:`transvae.apis.init_model` use (it is also
 mmengine's loader for local paths once this module is imported, so ``load_from`` / ``resume`` go through it). A file
@@ -44,8 +46,13 @@ class UntrustedCheckpointError(pickle.UnpicklingError):
 # encoding of the non-tensor objects mmengine puts into a checkpoint
 # ---------------------------------------------------------------------------------------------------------------------
 def encode_checkpoint(obj: Any) -> Any:
-    """``obj`` with HistoryBuffers, numpy arrays and numpy scalars replaced by tensors / plain data (recursive)."""
+    """``obj`` with HistoryBuffers, numpy arrays / scalars and ShardedTensors replaced by tensors / plain data
+    (recursive)."""
     from mmengine.logging import HistoryBuffer
+    if _is_sharded_tensor(obj):
+        return {TYPE_KEY: 'ShardedTensor', 'size': list(obj.size()),
+                'shards': [{'tensor': s.tensor, 'offsets': list(s.metadata.shard_offsets),
+                            'sizes': list(s.metadata.shard_sizes)} for s in obj.local_shards()]}
     if isinstance(obj, HistoryBuffer):
         log, count = obj.data
         return {TYPE_KEY: 'HistoryBuffer', 'log_history': _encode_array(np.asarray(log)),
@@ -68,6 +75,26 @@ def encode_checkpoint(obj: Any) -> Any:
     return obj
 
 
+def _is_sharded_tensor(obj: Any) -> bool:
+    return type(obj).__name__ == 'ShardedTensor' and type(obj).__module__.startswith('torch.distributed')
+
+
+def _decode_sharded_tensor(obj: dict) -> Any:
+    """Rebuild this rank's part of a ``ShardedTensor`` (an FSDP ``state_dict_cfg='local'`` checkpoint). Collective:
+    every rank decodes its own file, in the same order."""
+    import torch.distributed as dist
+    if not dist.is_available() or not dist.is_initialized():
+        raise ValueError('this is one rank\'s file of a sharded FSDP checkpoint (state_dict_cfg=\'local\'): it can '
+                         'only be resumed by the same number of ranks. For a checkpoint that tools and '
+                         'transvae.apis can read, train with state_dict_cfg=\'full\'.')
+    from torch.distributed._shard.metadata import ShardMetadata
+    from torch.distributed._shard.sharded_tensor import Shard, init_from_local_shards
+    rank = dist.get_rank()
+    shards = [Shard(s['tensor'], ShardMetadata(shard_offsets=list(s['offsets']), shard_sizes=list(s['sizes']),
+                                               placement=f'rank:{rank}/{s["tensor"].device}')) for s in obj['shards']]
+    return init_from_local_shards(shards, *obj['size'])
+
+
 def _is_ordered(obj: Any) -> bool:
     from collections import OrderedDict
     return type(obj) is OrderedDict
@@ -87,6 +114,8 @@ def decode_checkpoint(obj: Any) -> Any:
         kind = obj.get(TYPE_KEY) if all(isinstance(k, str) for k in obj) else None
         if kind == 'ndarray':
             return obj['data'].numpy().astype(obj['dtype'])
+        if kind == 'ShardedTensor':
+            return _decode_sharded_tensor(obj)
         if kind == 'HistoryBuffer':
             from mmengine.logging import HistoryBuffer
             return HistoryBuffer(decode_checkpoint(obj['log_history']), decode_checkpoint(obj['count_history']),

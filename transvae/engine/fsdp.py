@@ -182,7 +182,8 @@ class TransVAEFSDPStrategy(FSDPStrategy):
         plus the wrapper's loss-scaler state where it has one. Collective."""
         wrapper = self.optim_wrapper
         state = FullyShardedDataParallel.optim_state_dict(self.model, wrapper.optimizer)
-        check_no_aliased_states(state)
+        if self._is_full_state_dict():  # (local state dicts hold ShardedTensors, one per state)
+            check_no_aliased_states(state)
         scaler = getattr(wrapper, 'loss_scaler', None)
         if scaler is not None:
             state['loss_scaler'] = scaler.state_dict()
@@ -204,22 +205,21 @@ class TransVAEFSDPStrategy(FSDPStrategy):
 
     def save_checkpoint(self, filename: str, *, save_optimizer: bool = True, save_param_scheduler: bool = True,
                         extra_ckpt: Optional[dict] = None, callback: Optional[Callable] = None) -> None:
-        """As ``FSDPStrategy.save_checkpoint``; with ``state_dict_cfg='full'``, rank 0 refuses non-finite weights
-        (every rank raises) and writes the file atomically. Collective: every rank must call it."""
-        if not self._is_full_state_dict():
-            super().save_checkpoint(filename, save_optimizer=save_optimizer,
-                                    save_param_scheduler=save_param_scheduler, extra_ckpt=extra_ckpt,
-                                    callback=callback)
-            return
+        """As ``FSDPStrategy.save_checkpoint``, but every file is encoded for ``weights_only`` loading
+        (:mod:`~transvae.engine.checkpoint_io`), refused when a weight is non-finite (every rank raises) and written
+        atomically. ``state_dict_cfg='full'``: rank 0 writes ``filename``; ``'local'``: every rank writes its shard
+        to ``filename/rank{r}.pth``. Collective: every rank must call it."""
         import time
 
         import mmengine
         from mmengine.utils import get_git_hash
 
         from .atomic_io import atomic_write, nonfinite_tensors
+        from .checkpoint_io import encode_checkpoint
 
-        checkpoint: dict = {'state_dict': self.model_state_dict()}  # gathered on rank 0 (all ranks take part)
-        bad = nonfinite_tensors(checkpoint['state_dict']) if is_main_process() else []
+        full = self._is_full_state_dict()
+        checkpoint: dict = {'state_dict': self.model_state_dict()}  # full: gathered on rank 0 (all ranks take part)
+        bad = nonfinite_tensors(_local_tensors(checkpoint['state_dict'])) if is_main_process() or not full else []
         if _any_rank(bool(bad)):
             raise RuntimeError(
                 f'Refusing to save checkpoint {filename}: the model has non-finite weights'
@@ -238,14 +238,29 @@ class TransVAEFSDPStrategy(FSDPStrategy):
         checkpoint.update(extra_ckpt)
         if callback is not None:
             callback(checkpoint)
-        if get_rank() == 0:
-            from .checkpoint_io import encode_checkpoint
-            checkpoint = encode_checkpoint(checkpoint)  # loadable with weights_only=True (checkpoint_io)
-            if '://' in str(filename):
-                from mmengine.runner.checkpoint import save_checkpoint as mm_save_checkpoint
-                mm_save_checkpoint(checkpoint, filename)
-            else:
-                atomic_write(filename, lambda f: torch.save(checkpoint, f))
+        if full and get_rank() != 0:
+            return
+        if not full:
+            os.makedirs(filename, exist_ok=True)
+            filename = os.path.join(filename, f'rank{get_rank()}.pth')
+        checkpoint = encode_checkpoint(checkpoint)  # loadable with weights_only=True (checkpoint_io)
+        if '://' in str(filename):
+            from mmengine.runner.checkpoint import save_checkpoint as mm_save_checkpoint
+            mm_save_checkpoint(checkpoint, filename)
+        else:
+            atomic_write(filename, lambda f: torch.save(checkpoint, f))
+
+
+def _local_tensors(state_dict: dict) -> dict:
+    """``state_dict`` with every ``ShardedTensor`` replaced by its local shards (what this rank can check)."""
+    out = {}
+    for name, value in state_dict.items():
+        if hasattr(value, 'local_shards') and callable(value.local_shards):
+            for i, shard in enumerate(value.local_shards()):
+                out[f'{name}[shard {i}]'] = shard.tensor
+        else:
+            out[name] = value
+    return out
 
 
 def check_no_aliased_states(optim_state: dict) -> None:
