@@ -125,3 +125,24 @@ def test_extract_train_split_uses_deterministic_centre_crops(tmp_path):
         x = a[i]['inputs']
         assert x.shape[-2:] == (24, 24) and torch.equal(x, b[i]['inputs'])  # centre crop, no random crop / flip
     assert el.build_dataset(cfg, 'train', resolution=16)[0]['inputs'].shape[-2:] == (16, 16)
+
+
+def test_class_balanced_noise_dataset(tmp_path):
+    from projects.lightningdit.lightningdit.datasets import ClassBalancedNoiseDataset, class_balanced_labels
+    assert torch.bincount(class_balanced_labels(10000, 1000)).tolist() == [10] * 1000  # FID-10K: 10 per class
+    assert class_balanced_labels(5, [2, 7]).tolist() == [2, 7, 2, 7, 2]
+    ds = ClassBalancedNoiseDataset(num_samples=7, latent_shape=(4, 2, 2), num_classes=3, seed=10)
+    assert len(ds) == 7 and [ds[i]['data_samples']['label'] for i in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    item = ds[4]
+    assert item['data_samples'] == dict(label=1, seed=14, index=4) and item['inputs'].shape == (4, 2, 2)
+    assert torch.equal(item['inputs'], torch.randn(4, 2, 2, generator=torch.Generator().manual_seed(14)))
+    write_shards(str(tmp_path / 'few'), sizes=(4,), shape=(4, 2, 2), labels_mod=2)  # labels 0 1 only
+    ds = ClassBalancedNoiseDataset(num_samples=5, latent_shape=(4, 2, 2), num_classes=32,
+                                   classes_from=str(tmp_path / 'few'))
+    assert ds.classes == [0, 1] and [ds[i]['data_samples']['label'] for i in range(5)] == [0, 1, 0, 1, 0]
+    with pytest.raises(ValueError, match='latent_shape'):
+        ClassBalancedNoiseDataset(num_samples=5, latent_shape=(4, 2))
+    with pytest.raises(ValueError, match='num_samples'):
+        ClassBalancedNoiseDataset(num_samples=0, latent_shape=(4, 2, 2))
+    with pytest.raises(IndexError):
+        ds[5]

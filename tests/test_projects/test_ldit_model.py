@@ -155,6 +155,12 @@ def test_fig6_configs_build_at_the_published_size(name, arch, in_ch, depth, d, p
     assert opt.dtype == 'bfloat16' and opt.optimizer.lr == 2e-4 and tuple(opt.optimizer.betas) == (0.9, 0.95)
     assert opt.optimizer.weight_decay == 0 and cfg.custom_hooks[0].momentum == 1e-4
     assert model.guidance.scale == 1.0 and model.sampler.num_steps == 250 and model.sampler.shift == 0.3
+    # the generation-FID test set draws noise of the model's latent shape; the metric decodes with an existing VAE
+    assert tuple(cfg.test_dataloader.dataset.latent_shape) == model.latent_shape
+    assert cfg.test_dataloader.dataset.num_samples == 10000 and cfg.test_report.type == 'GenerationFIDReport'
+    assert osp.isfile(osp.join(osp.dirname(path), '..', '..', '..', cfg.test_evaluator.vae_config))
+    assert cfg.test_evaluator.latent_dir == cfg.train_dataloader.dataset.data_root
     apply_preset(cfg, 'cpu')
     micro = MODELS.build(cfg.model)
-    assert micro.backbone.arch == 'micro' and micro.latent_shape == (16, 16, 16)
+    assert micro.latent_shape == (16, 8, 8) == tuple(cfg.test_dataloader.dataset.latent_shape)
+    assert micro.backbone.num_classes == 21 and micro.backbone.patch_size == 1

@@ -1,5 +1,6 @@
-"""The DiT through the core tools/train.py (2 iterations, checkpoint, exact resume, sample grids) and the FID tool
-(class-balanced samples decoded by a frozen VAE, report, grid; FID of reference statistics against themselves)."""
+"""The DiT through the core tools/train.py (2 iterations, checkpoint, exact resume, sample grids) and its generation
+FID through the core tools/test.py (class-balanced samples decoded by a frozen VAE, report, grid, 2 gloo ranks; FID
+of reference statistics against themselves)."""
 from __future__ import annotations
 
 import json
@@ -45,6 +46,9 @@ custom_hooks = [dict(type='TransVAEEMAHook', momentum=0.1, update_buffers=False,
                 dict(type='LatentSampleGridHook', interval=2, num_images=4, nrow=2, num_steps=2,
                      vae_config={str(vae_cfg)!r}, vae_checkpoint={vae_ckpt!r}, latent_dir={lat!r})]
 default_hooks = dict(checkpoint=dict(interval=2), logger=dict(interval=1))
+test_dataloader = dict(batch_size=3, dataset=dict(num_samples=4, latent_shape=(4, 4, 4), num_classes=3))
+test_evaluator = dict(vae_config={str(vae_cfg)!r}, vae_checkpoint={vae_ckpt!r}, latent_dir={lat!r},
+                      reference={str(tmp / 'ref.npz')!r}, reference_size=8)
 """)
     return dict(tmp=tmp, lat=lat, cfg=str(cfg), vae_cfg=str(vae_cfg), vae_ckpt=vae_ckpt)
 
@@ -53,7 +57,7 @@ def _train(argv):
     tv.load_tool('train').main(argv)
 
 
-def _project_tool(name):
+def _project_tool(name):  # a script of projects/lightningdit/tools
     import importlib.util
     spec = importlib.util.spec_from_file_location(f'ldit_tool_{name}',
                                                   osp.join(ROOT, 'projects', 'lightningdit', 'tools', f'{name}.py'))
@@ -103,52 +107,115 @@ def test_fid_of_reference_stats_against_themselves_and_low_rank_path():
         fid_against(mu, sigma, gen[:, :5])
 
 
-def test_fid_tool_report_and_self_fid(setup):
-    from projects.lightningdit.lightningdit.evaluation import fid_against, folder_features, reference_statistics
-    ref = setup['tmp'] / 'ref'
-    ref.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)).save(ref / f'{i}.png')
-    mu, sigma, info = reference_statistics(str(ref), size=8)
-    assert not info['cached'] and osp.isfile(info['cache'])
-    mu2, sigma2, info2 = reference_statistics(str(ref), size=8)
-    assert info2['cached'] and np.array_equal(mu, mu2) and np.array_equal(sigma, sigma2)
-    assert abs(fid_against(mu, sigma, folder_features(str(ref), 8))) < 1e-6  # the same images: FID ~ 0
-    np.savez(setup['tmp'] / 'ref.npz', mu=mu, sigma=sigma)
-    np.savez(setup['tmp'] / 'bad.npz', m=mu)
-
-    eval_fid = _project_tool('eval_fid')
+def _dit_checkpoint(setup) -> str:
+    """A DiT checkpoint whose samples depend on the weights (the zero initialisation replaced)."""
     from mmengine.config import Config
 
     from transvae.registry import MODELS
-    torch.manual_seed(1)
-    dit = MODELS.build(Config.fromfile(setup['cfg']).model)
-    for m in dit.modules():  # leave the zero initialisation so samples depend on the weights
-        if isinstance(m, torch.nn.Linear):
-            torch.nn.init.normal_(m.weight, std=0.05)
     ckpt = str(setup['tmp'] / 'dit_weights.pth')
-    torch.save({'state_dict': dit.state_dict()}, ckpt)
-    out = str(setup['tmp'] / 'fid')
-    common = [setup['cfg'], ckpt, '--vae-config', setup['vae_cfg'], '--vae-checkpoint', setup['vae_ckpt'],
-              '--latent-dir', setup['lat'], '--num-samples', '4', '--batch-size', '3', '--num-steps', '2',
-              '--device', 'cpu']
-    report = eval_fid.main(common + ['--ref', str(setup['tmp'] / 'ref.npz'), '--report', out + '.md',
-                                     '--out', out + '.json', '--grid', out + '.png'])
-    assert np.isfinite(report['fid']) and report['fid'] > 0
-    saved = json.load(open(out + '.json'))
-    assert saved['num_samples'] == 4 and 'NOT comparable' in saved['warnings'][0]
-    assert 'class-balanced (label i % 3)' in saved['protocol']['samples']
-    assert 'no CFG' in saved['protocol']['guidance']
-    md = open(out + '.md').read()
-    assert '| DiT checkpoint |' in md and 'Warning' in md
-    assert Image.open(out + '.png').size[0] > 8
-    again = eval_fid.main(common + ['--ref', str(ref), '--ref-size', '8', '--batch-size', '4'])
-    # the same seeded samples whatever the batching (up to float rounding flipping a few uint8 pixels); the folder's
-    # cached statistics equal the .npz made from them
-    assert again['fid'] == pytest.approx(report['fid'], rel=2e-3)
+    if not osp.isfile(ckpt):
+        torch.manual_seed(1)
+        dit = MODELS.build(Config.fromfile(setup['cfg']).model)
+        for m in dit.modules():
+            if isinstance(m, torch.nn.Linear):
+                torch.nn.init.normal_(m.weight, std=0.05)
+        torch.save({'state_dict': dit.state_dict()}, ckpt)
+    return ckpt
+
+
+def _reference(setup):
+    """A folder of 3 real images (statistics cached) and the same statistics as an ADM-style .npz."""
+    from projects.lightningdit.lightningdit.evaluation import reference_statistics
+    ref = setup['tmp'] / 'ref'
+    if not ref.is_dir():
+        ref.mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)).save(ref / f'{i}.png')
+        mu, sigma, _ = reference_statistics(str(ref), size=8)
+        np.savez(setup['tmp'] / 'ref.npz', mu=mu, sigma=sigma)
+        np.savez(setup['tmp'] / 'bad.npz', m=mu)
+    return ref
+
+
+def test_reference_statistics_cached_and_self_fid(setup):
+    from projects.lightningdit.lightningdit.evaluation import fid_against, folder_features, reference_statistics
+    ref = _reference(setup)
+    mu, sigma, info = reference_statistics(str(ref), size=8)
+    assert info['cached'] and osp.isfile(info['cache'])  # computed once by _reference, then read from the cache
+    assert abs(fid_against(mu, sigma, folder_features(str(ref), 8))) < 1e-6  # the same images: FID ~ 0
+    os.remove(info['cache'])
+    mu2, sigma2, info2 = reference_statistics(str(ref), size=8)
+    assert not info2['cached'] and np.array_equal(mu, mu2) and np.array_equal(sigma, sigma2)
     with pytest.raises(KeyError, match='mu'):
-        eval_fid.main(common + ['--ref', str(setup['tmp'] / 'bad.npz')])
+        reference_statistics(str(setup['tmp'] / 'bad.npz'))
+    with pytest.raises(FileNotFoundError, match='neither'):
+        reference_statistics(str(setup['tmp'] / 'missing.npz'))
+
+
+def test_generation_fid_through_core_test_tool(setup):
+    """tools/test.py DIT_CONFIG DIT_CKPT: class-balanced samples (predict step), frozen-VAE decode, FID in the
+    registered metric, the GenerationFIDReport layout (Markdown + JSON) and the grid."""
+    ref, ckpt, test = _reference(setup), _dit_checkpoint(setup), tv.load_tool('test')
+    out = str(setup['tmp'] / 'fid')
+    argv = [setup['cfg'], ckpt, '--work-dir', str(setup['tmp'] / 'test_wd')]
+    metrics = test.main(argv + ['--report', out + '.md', '--out', out + '.json',
+                                '--cfg-options', f'test_evaluator.grid_file={out}.png'])
+    assert np.isfinite(metrics['fid']) and metrics['fid'] > 0 and metrics['num_samples'] == 4
+    saved = json.load(open(out + '.json'))
+    (res,) = saved['results'].values()
+    assert res == dict(fid=metrics['fid'], num_samples=4) and saved['schema'].endswith('generation_fid/v1')
+    assert 'NOT comparable' in saved['warnings'][0]
+    assert 'class-balanced over 3 classes (label = i % K)' in saved['protocol']['samples']
+    assert 'no CFG' in saved['protocol']['guidance'] and '2 steps' in saved['protocol']['sampler']
+    assert saved['vae']['checkpoint'] == setup['vae_ckpt'] and saved['protocol']['reference']['kind'] == 'npz'
+    md = open(out + '.md').read()
+    assert md.startswith('# Generation FID report') and '| Model | FID ↓ | N | VAE |' in md and '## Protocol' in md
+    assert f"{metrics['fid']:.3f}" in md and 'sample grid' in md
+    assert Image.open(out + '.png').size == (4 * 8 + 5 * 2, 8 + 2 * 2)  # 4 decoded 8x8 images in a row
+    # the same seeded samples whatever the batching (up to float rounding flipping a few uint8 pixels); the folder's
+    # statistics equal the .npz made from them
+    again = test.main(argv + ['--cfg-options', 'test_dataloader.batch_size=4', f'test_evaluator.reference={ref}'])
+    assert again['fid'] == pytest.approx(metrics['fid'], rel=2e-3)
+    assert again['reference']['kind'] == 'folder'
+    with pytest.raises(ValueError, match='latent_shape'):
+        test.main(argv + ['--cfg-options', 'test_dataloader.dataset.latent_shape=[4,2,2]'])
+
+
+def test_generation_fid_distributed_gloo_equals_single_process(setup):
+    """2 gloo ranks through tools/dist_test.sh: the class-balanced indices split over the ranks give the FID of
+    the single-process run; one report, written by rank 0."""
+    _reference(setup)
+    ckpt = _dit_checkpoint(setup)
+    single = tv.load_tool('test').main([setup['cfg'], ckpt, '--work-dir', str(setup['tmp'] / 'single_wd'),
+                                        '--cfg-options', 'test_dataloader.dataset.num_samples=5'])
+    out = setup['tmp'] / 'dist.json'
+    proc = tv.run_checked(['bash', 'tools/dist_test.sh', setup['cfg'], ckpt, '2', '--work-dir',
+                           str(setup['tmp'] / 'dist_wd'), '--out', str(out), '--cfg-options',
+                           'test_dataloader.dataset.num_samples=5', 'test_dataloader.batch_size=2'],
+                          timeout=240, PYTHON=tv.PYTHON, PORT=tv.free_port())
+    assert proc.stdout.count('metrics: ') == 1
+    (res,) = json.loads(out.read_text())['results'].values()
+    assert res['num_samples'] == 5 and res['fid'] == pytest.approx(single['fid'], rel=2e-3)
+
+
+def test_fid_vs_step_evaluates_checkpoints_through_test_tool(setup):
+    """fid_vs_step.py eval runs tools/test.py on each iter_N.pth: the same FID as a direct run; resumable."""
+    import shutil
+    _reference(setup)
+    run = setup['tmp'] / 'run'
+    run.mkdir()
+    shutil.copy(_dit_checkpoint(setup), run / 'iter_7.pth')
+    direct = tv.load_tool('test').main([setup['cfg'], str(run / 'iter_7.pth'), '--work-dir', str(run / 'direct')])
+    out = str(setup['tmp'] / 'curve.json')
+    argv = ['eval', setup['cfg'], str(run), '--label', 'tiny', '--json', out]
+    curve = _project_tool('fid_vs_step').main(argv)
+    # another process: float rounding of the thread pool moves the 7th digit at most
+    assert curve['points'] == {'7': pytest.approx(direct['fid'], rel=1e-6)} and curve['num_samples'] == 4
+    assert osp.isfile(osp.join(setup['tmp'], 'curve_reports', 'iter_7.json'))
+    with open(run / 'iter_7.pth', 'wb'):  # an unreadable checkpoint now: a step already in the JSON is skipped
+        pass
+    assert _project_tool('fid_vs_step').main(argv)['points'] == curve['points']
 
 
 def test_fid_vs_step_checkpoint_order_and_plot(tmp_path):

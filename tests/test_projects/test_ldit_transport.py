@@ -127,7 +127,14 @@ def test_flow_model_loss_and_seeded_sampling():
     z = model.sample(torch.tensor([0, 1, 2]), seeds=[5, 6, 7])
     z1 = model.sample(torch.tensor([1]), seeds=[6])
     assert z.shape == (3, 4, 4, 4) and torch.allclose(z[1], z1[0], atol=1e-5)
-    preds = model(torch.zeros(2, 4, 4, 4), [dict(label=0, seed=5), dict(label=1, seed=6)], mode='predict')
-    assert torch.allclose(preds[0]['pred_latent'], z[0], atol=1e-5)
+    # predict mode integrates the given noise (ClassBalancedNoiseDataset's seeded noise is initial_noise's)
+    from projects.lightningdit.lightningdit.datasets import ClassBalancedNoiseDataset
+    ds = ClassBalancedNoiseDataset(num_samples=8, latent_shape=(4, 4, 4), num_classes=3, seed=5)
+    items = [ds[0], ds[1]]
+    assert [it['data_samples']['label'] for it in items] == [0, 1]
+    preds = model(torch.stack([it['inputs'] for it in items]), [it['data_samples'] for it in items], mode='predict')
+    assert torch.allclose(preds[0]['pred_latent'], z[0], atol=1e-5) and preds[1]['index'] == 1
+    with pytest.raises(ValueError, match='latent_shape'):
+        model(torch.zeros(1, 4, 2, 2), [dict(label=0)], mode='predict')
     with pytest.raises(KeyError, match='label'):
         model(torch.zeros(1, 4, 4, 4), [dict()], mode='loss')

@@ -25,6 +25,7 @@ _EXTRA_KEYS = {
     'experiment_name', 'auto_scale_lr', 'strategy', 'compile', 'cfg', 'filename', 'text', 'pretty_text', 'vis_backends',
     'gpu_ids', 'dist_params', 'workflow', 'checkpoint_config', 'log_config', 'data_root', 'dataset_type',
     'backend_args', 'train_pipeline', 'test_pipeline', 'val_pipeline', 'model_wrapper_cfg', 'find_unused_parameters',
+    'test_report',  # a report layout registered in FUNCTIONS (transvae.evaluation.protocol.single_report)
 }
 
 

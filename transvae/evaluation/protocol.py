@@ -299,7 +299,16 @@ def _lpips_net_of(evaluator: Any) -> str:
 def single_report(cfg: Any, config: str, checkpoint: Optional[str], metrics: dict, num_images: int,
                   skipped: list[str], tiling: str, command: str, max_images: Optional[int] = None,
                   show_dir: Optional[str] = None) -> dict:
-    """The report of a single-model evaluation on the config's own test set."""
+    """The report of a single-model evaluation on the config's own test set.
+
+    A config with ``test_report = dict(type=NAME, ...)`` gets the report of the layout ``NAME`` registered in
+    ``FUNCTIONS`` (called with these arguments as keywords, e.g. the generation FID of ``projects/lightningdit``).
+    """
+    if cfg.get('test_report', None):
+        from transvae.registry import FUNCTIONS
+        return FUNCTIONS.build(cfg.test_report, default_args=dict(
+            cfg=cfg, config=config, checkpoint=checkpoint, metrics=metrics, num_images=num_images, skipped=skipped,
+            tiling=tiling, command=command, max_images=max_images, show_dir=show_dir))
     ds = cfg.test_dataloader.dataset
     size, crop = describe_pipeline(ds.get('pipeline'))
     label = model_labels([config])[0]

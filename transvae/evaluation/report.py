@@ -207,7 +207,14 @@ def _table(setting: Mapping[str, Any], labels: Sequence[str]) -> list[str]:
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
-    """Markdown: one table per setting, the protocol, the warnings, the models."""
+    """Markdown: one table per setting, the protocol, the warnings, the models.
+
+    A report that names a ``renderer`` (a report layout registered in ``FUNCTIONS`` by a project, e.g. the generation
+    FID of ``projects/lightningdit``) is rendered by it instead.
+    """
+    if report.get('renderer'):
+        from transvae.registry import FUNCTIONS
+        return FUNCTIONS.get(report['renderer'])(report)
     labels = [m['label'] for m in report['models']]
     proto = report.get('protocol', {})
     out = [f"# {report.get('title', 'Reconstruction benchmark')}", '']

@@ -12,5 +12,8 @@ model = dict(
     sampler=dict(type='EulerODESampler', num_steps=250, shift=0.3),
     guidance=dict(type='ClassifierFreeGuidance', scale=1.0, interval_start=0.11))  # scale 1: no CFG (Fig. 6)
 
-train_dataloader = dict(dataset=dict(data_root='data/latents/transvae-l_f8d16_in1k_train256'))
+_latents = 'data/latents/transvae-l_f8d16_in1k_train256'
+train_dataloader = dict(dataset=dict(data_root=_latents))
+test_dataloader = dict(dataset=dict(latent_shape=(16, 32, 32)))
+test_evaluator = dict(vae_config='configs/transvae/transvae-l_f8d16_8xb32-100e_in1k.py', latent_dir=_latents)
 train_cfg = dict(max_iters=200000)

@@ -1,9 +1,11 @@
 """FID of every saved checkpoint of a DiT run, and the FID-vs-step plot next to the paper's Fig. 6 series.
 
 ``python projects/lightningdit/tools/fid_vs_step.py eval CONFIG WORK_DIR --label NAME --json OUT.json
---vae-config C --vae-checkpoint K --latent-dir D --ref REF [eval_fid.py options] [--min-step S] [--max-step S]``
-evaluates ``WORK_DIR/iter_*.pth`` in step order (steps already in ``OUT.json`` are skipped, so it resumes) and
-rewrites ``OUT.json`` after each checkpoint.
+[--gpus G] [--min-step S] [--max-step S] [-- tools/test.py options, e.g. --preset cpu --cfg-options ...]``
+evaluates ``WORK_DIR/iter_*.pth`` in step order with the core ``tools/test.py CONFIG CKPT`` (the config's
+generation-FID test set, metric and report; ``tools/dist_test.sh`` with ``--gpus G > 1``), keeps each checkpoint's
+JSON report in ``OUT_reports/iter_N.json``, and rewrites ``OUT.json`` after each checkpoint; steps already in
+``OUT.json`` are skipped, so it resumes.
 
 ``python projects/lightningdit/tools/fid_vs_step.py plot OUT1.json [OUT2.json ...] --panel a|b|c --png FIG.png``
 draws the runs and the paper's panel.
@@ -13,11 +15,11 @@ import json
 import os
 import os.path as osp
 import re
+import subprocess
 import sys
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..')))  # the repository root
-
-from projects.lightningdit.lightningdit.evaluation import fid_tool  # noqa: E402
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))  # the repository root
+sys.path.insert(0, ROOT)
 
 
 def checkpoints(work_dir: str, min_step: int = 0, max_step: int | None = None) -> list[tuple[int, str]]:
@@ -29,44 +31,55 @@ def checkpoints(work_dir: str, min_step: int = 0, max_step: int | None = None) -
     return sorted(p for p in found if p[0] >= min_step and (max_step is None or p[0] <= max_step))
 
 
-def cmd_eval(argv) -> dict:
-    p = argparse.ArgumentParser(description='FID of every checkpoint of a run')
+def test_command(config: str, ckpt: str, out_json: str, work_dir: str, gpus: int, extra: list[str]) -> list[str]:
+    """The core evaluation of one checkpoint (``tools/test.py``, or ``tools/dist_test.sh`` for ``gpus > 1``)."""
+    args = [config, ckpt, '--work-dir', work_dir, '--out', out_json] + extra
+    if gpus > 1:
+        return ['bash', osp.join(ROOT, 'tools', 'dist_test.sh'), config, ckpt, str(gpus)] + args[2:]
+    return [sys.executable, osp.join(ROOT, 'tools', 'test.py')] + args
+
+
+def cmd_eval(argv: list[str]) -> dict:
+    extra: list[str] = []
+    if '--' in argv:
+        i = argv.index('--')
+        argv, extra = argv[:i], argv[i + 1:]
+    p = argparse.ArgumentParser(description='FID of every checkpoint of a run (through tools/test.py)')
     p.add_argument('config')
     p.add_argument('work_dir')
     p.add_argument('--label', required=True)
     p.add_argument('--json', required=True)
+    p.add_argument('--gpus', type=int, default=1, help='processes per evaluation (tools/dist_test.sh when > 1)')
     p.add_argument('--min-step', type=int, default=0)
     p.add_argument('--max-step', type=int)
-    fid_tool.add_common_args(p)
     args = p.parse_args(argv)
-    fid_tool.init_dist(args.launcher)
-    from mmengine.dist import get_rank
-
-    from projects.lightningdit.lightningdit.evaluation import FrozenLatentDecoder
     result = dict(label=args.label, config=args.config, work_dir=args.work_dir, points={})
     if osp.isfile(args.json):
         with open(args.json, encoding='utf-8') as f:
             result = json.load(f)
-    decoder = FrozenLatentDecoder.from_config(args.vae_config, args.vae_checkpoint, args.latent_dir,
-                                              args.latent_multiplier, args.device, args.vae_preset)
+    reports = osp.splitext(args.json)[0] + '_reports'
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
     for step, path in checkpoints(args.work_dir, args.min_step, args.max_step):
         if str(step) in result['points']:
             continue
-        model = fid_tool.build_dit(args.config, path, args.preset, args.device, args)
-        fid, proto, _ = fid_tool.evaluate(model, decoder, args, progress=False)
-        result['points'][str(step)] = fid
-        result['protocol'] = proto
-        result['num_samples'] = args.num_samples
-        if get_rank() == 0:
-            print(f'{args.label} step {step}: FID-{args.num_samples} = {fid:.3f}', flush=True)
-            os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
-            with open(args.json + '.tmp', 'w', encoding='utf-8') as f:
-                json.dump(result, f, indent=1)
-            os.replace(args.json + '.tmp', args.json)
+        out = osp.join(reports, f'iter_{step}.json')
+        cmd = test_command(args.config, path, out, osp.join(reports, 'work_dir'), args.gpus, extra)
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        with open(out, encoding='utf-8') as f:
+            report = json.load(f)
+        (r,) = report['results'].values()
+        result['points'][str(step)] = r['fid']
+        result['num_samples'] = r['num_samples']
+        result['protocol'] = report['protocol']
+        print(f"{args.label} step {step}: FID-{r['num_samples']} = {r['fid']:.3f}", flush=True)
+        os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
+        with open(args.json + '.tmp', 'w', encoding='utf-8') as f:
+            json.dump(result, f, indent=1)
+        os.replace(args.json + '.tmp', args.json)
     return result
 
 
-def cmd_plot(argv) -> str:
+def cmd_plot(argv: list[str]) -> str:
     from projects.lightningdit.lightningdit.evaluation.paper_fig6 import plot_fid_vs_step
     p = argparse.ArgumentParser(description='plot FID vs step next to the paper')
     p.add_argument('json', nargs='+')

@@ -1,9 +1,8 @@
 from .decoder import FrozenLatentDecoder
-from .generation_fid import (center_crop_image, class_balanced_labels, fid_against, folder_features,
-                             load_reference_npz, reference_statistics)
-from .report import build_report, protocol, render_markdown, write_report
-from .sampling import generate_features
+from .generation_fid import center_crop_image, fid_against, folder_features, load_reference_npz, reference_statistics
+from .generation_fid_metric import GenerationFIDMetric
+from .report import generation_fid_report, generation_protocol, render_generation_fid_report
 
-__all__ = ['FrozenLatentDecoder', 'build_report', 'center_crop_image', 'class_balanced_labels', 'fid_against',
-           'folder_features', 'generate_features', 'load_reference_npz', 'protocol', 'reference_statistics',
-           'render_markdown', 'write_report']
+__all__ = ['FrozenLatentDecoder', 'GenerationFIDMetric', 'center_crop_image', 'fid_against', 'folder_features',
+           'generation_fid_report', 'generation_protocol', 'load_reference_npz', 'reference_statistics',
+           'render_generation_fid_report']

@@ -1,4 +1,4 @@
-"""Generation FID (FID-10K of Fig. 6): class-balanced sampling and reference statistics.
+"""Generation FID (FID-10K of Fig. 6): reference statistics and the distance.
 
 The features are the core's offline Inception-v3 (``transvae.evaluation.functional.fid``); the distance is the
 core's float64 Fréchet distance. Reference statistics come from an ADM-style ``.npz`` (``mu``, ``sigma``) or are
@@ -18,14 +18,6 @@ from torch import Tensor
 from transvae.evaluation.functional.fid import feature_statistics, frechet_distance, get_fid_inception
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.JPEG', '.bmp', '.webp')
-
-
-def class_balanced_labels(num_samples: int, num_classes: int) -> Tensor:
-    """``(N,)`` labels ``i % K``: every class gets ``N // K`` or ``N // K + 1`` samples (10,000 over 1,000 classes:
-    exactly 10 each)."""
-    if num_samples < 1 or num_classes < 1:
-        raise ValueError(f'need num_samples >= 1 and num_classes >= 1, got {num_samples}, {num_classes}')
-    return torch.arange(num_samples, dtype=torch.int64) % num_classes
 
 
 def load_reference_npz(path: str) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,12 @@ class LatentDataPreprocessor(BaseDataPreprocessor):
         return dict(inputs=self.cast_data(inputs).float(), data_samples=samples)
 
 
+def seeded_noise(shape: Sequence[int], seed: int) -> Tensor:
+    """Standard normal noise of ``shape`` (CPU, float32) that depends only on ``seed``: sample ``i`` of an evaluation
+    is the same on any rank and in any batch."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(int(seed)))
+
+
 def labels_of(data_samples: Sequence[dict] | None, n: int, device: torch.device) -> Tensor:
     """``(B,)`` int64 labels of the data samples (``label`` key)."""
     if data_samples is None or len(data_samples) != n:
@@ -78,15 +84,18 @@ class LatentFlowModel(BaseModel):
         return (self.backbone.in_channels, *self.latent_size)
 
     def forward(self, inputs: Tensor, data_samples: Sequence[dict] | None = None, mode: str = 'tensor') -> Any:
-        """``inputs`` ``(B, C, H, W)`` normalised latents; ``data_samples`` dicts with ``label`` (and, for
-        ``predict``, optionally ``seed``). ``tensor`` mode returns the velocity at ``t`` = ``data_samples[i]['t']``
-        (0.5 by default)."""
+        """``loss`` / ``tensor`` mode: ``inputs`` ``(B, C, H, W)`` normalised latents; ``predict`` mode: ``inputs`` is
+        the initial noise ``x0`` (e.g. :func:`seeded_noise` of ``ClassBalancedNoiseDataset``) and each output is the
+        data sample with ``pred_latent`` ``(C, H, W)`` added. ``data_samples``: dicts with ``label``. ``tensor`` mode
+        returns the velocity at ``t`` = ``data_samples[i]['t']`` (0.5 by default)."""
         if mode == 'loss':
             return self.loss(inputs, labels_of(data_samples, inputs.shape[0], inputs.device))
         if mode == 'predict':
+            if tuple(inputs.shape[1:]) != self.latent_shape:
+                raise ValueError(f'predict mode takes the initial noise (B, C, h, w) = (B, {self.latent_shape}), got '
+                                 f'{tuple(inputs.shape)}: the test dataset\'s latent_shape does not match the model')
             labels = labels_of(data_samples, inputs.shape[0], inputs.device)
-            seeds = [s.get('seed') for s in data_samples]
-            z = self.sample(labels, seeds=None if None in seeds else seeds, latent_size=tuple(inputs.shape[-2:]))
+            z = self.sample(labels, noise=inputs)
             return [dict(s, pred_latent=zi) for s, zi in zip(data_samples, z)]
         if mode == 'tensor':
             n = inputs.shape[0]
@@ -114,8 +123,7 @@ class LatentFlowModel(BaseModel):
         device = device or next(self.parameters()).device
         if seeds is None:
             return torch.randn(n, *shape, device=device)
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        return torch.stack([torch.randn(*shape, generator=g) for g in gens]).to(device)
+        return torch.stack([seeded_noise(shape, s) for s in seeds]).to(device)
 
     @torch.no_grad()
     def sample(self, labels: Tensor, seeds: Sequence[int] | None = None, noise: Tensor | None = None,
