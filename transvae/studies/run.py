@@ -101,17 +101,10 @@ def write_overlay(variant: Variant, root: str) -> str:
     return path
 
 
-def _train_script_flags() -> set[str]:
-    with open(osp.join(REPO, 'tools', 'train.py')) as f:
-        return set(re.findall(r"'(--[a-z-]+)'", f.read()))
-
-
 def train_command(config: str, work_dir: str, seed: int, opts: RunOptions, variant: Optional[Variant] = None
                   ) -> list[str]:
     """The command line that trains ``config`` into ``work_dir`` with ``seed`` (always ``--resume auto``)."""
     extra = ['--work-dir', work_dir, '--resume', 'auto', '--seed', str(seed)]
-    if '--trust-checkpoint' in _train_script_flags():  # resuming the study's own checkpoints
-        extra.append('--trust-checkpoint')
     if opts.preset and opts.preset != 'none':
         extra += ['--preset', opts.preset]
     if opts.max_iters:
