@@ -222,3 +222,106 @@ def test_busy_work_dir_is_not_trained_twice(tmp_path, monkeypatch):
         with pytest.raises(run.BusyError):
             run.run_variant(v, 0, root, run.RunOptions(max_iters=2))
         run.run_study(Study('s', 'F', [v]), root, run.RunOptions(seeds=(0,), max_iters=2))  # skipped, no error
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# time to quality: s/it measured interleaved, quality at k x s/it
+def test_step_times_of_the_time_to_quality_variants(tmp_path):
+    """The real micro TransVAE and CNN-VAE configs as the driver trains them, at batch 2: both steps time, the ratio
+    is the ratio of the medians, the parameter counts are the ones the docs state, and a step trains the model."""
+    from transvae.studies.figures import TIME_TO_QUALITY
+    from transvae.studies.speed import STEP_TIMES, StepTimes, build_train_step, measure_step_times, variant_config
+    opts = run.RunOptions(seeds=(0,), preset=None, batch_size=2, cfg_options=['optim_wrapper.optimizer.lr=1e-2'])
+    st = measure_step_times(TIME_TO_QUALITY, str(tmp_path), opts, repeats=2, warmup=1, threads=1)
+    assert set(st.seconds) == {'transvae_micro', 'cnn_micro'} and all(len(v) == 2 for v in st.seconds.values())
+    assert all(t > 0 for v in st.seconds.values() for t in v)
+    med = st.medians()
+    assert med['transvae_micro'] == pytest.approx(sum(st.seconds['transvae_micro']) / 2)  # median of two
+    assert st.ratio('transvae_micro', 'cnn_micro') == pytest.approx(med['transvae_micro'] / med['cnn_micro'])
+    assert len(st.pair_ratios('transvae_micro', 'cnn_micro')) == 2
+    assert (st.batch_size, st.resolution, st.threads) == (2, 64, 1)
+    assert st.params_M['transvae_micro'] == pytest.approx(1.50, abs=0.01)
+    assert st.params_M['cnn_micro'] == pytest.approx(1.39, abs=0.01)  # num_res_blocks=2 applied from the variant
+    back = StepTimes.load(st.save(str(tmp_path / STEP_TIMES)))
+    assert back.medians() == med and 'ratio transvae_micro / cnn_micro' in back.summary()
+    with pytest.raises(KeyError):
+        st.median('nope')
+    with pytest.raises(ValueError):
+        measure_step_times(TIME_TO_QUALITY, str(tmp_path), opts, repeats=0)
+    # the step is the runner's train step: it returns the losses and moves the weights (lr from --cfg-options)
+    cfg = variant_config(TIME_TO_QUALITY.variants[1], str(tmp_path), opts)
+    assert cfg.train_dataloader.batch_size == 2 and cfg.model.arch.num_res_blocks == 2
+    assert cfg.optim_wrapper.optimizer.lr == 1e-2 and cfg.train_cfg.max_iters == 1250
+    step, info = build_train_step(cfg)
+    w = info['model'].decoder.conv_out.weight
+    before = w.detach().clone()
+    log = step()
+    assert {'loss', 'loss_nll', 'loss_kl'} <= set(log) and math.isfinite(float(log['loss'].detach()))
+    assert not torch.equal(before, w.detach()) and info['optim_wrapper'].optimizer.state[w]['step'] == 1
+
+
+def _ttq_runs(root):
+    """Two variants x two seeds: validation every 10 steps up to 40; 'slow' logged 1 s/it, 'fast' 0.5 s/it."""
+    for label, seed, t, q0 in (('fast', 0, 0.5, 10.0), ('fast', 1, 0.5, 11.0), ('slow', 0, 1.0, 12.0),
+                               ('slow', 1, 1.0, 12.0)):
+        wd = run.work_dir_of(root, label, seed)
+        rows = []
+        for s in (10, 20, 30, 40):
+            rows.append({'lr': 1e-4, 'loss': 1.0, 'time': t, 'step': s})
+            rows.append({'psnr': q0 + s / 10, 'lpips': 1 - s / 100, 'step': s})
+        _write_scalars(wd, '20260101_000000', rows)
+        with open(osp.join(wd, run.DONE), 'w') as f:
+            json.dump(dict(max_iters=40, loadavg_end=[3.0, 4.0, 5.5]), f)
+
+
+def test_time_axis_is_iterations_times_measured_step_time(tmp_path, monkeypatch):
+    from transvae.studies import plots
+    from transvae.studies.speed import StepTimes, equal_time, quality_vs_time, time_to_quality_markdown, value_at_step
+    root = str(tmp_path)
+    _ttq_runs(root)
+    study = Study('ttq', 'F', [Variant('fast', 'cnn_vae'), Variant('slow', 'cnn_vae')])
+    runs = logs.collect(study.variants, root)
+    val = runs['fast'][0]['val']
+    assert quality_vs_time(val, 'psnr', 2.0) == [(20.0, 11.0), (40.0, 12.0), (60.0, 13.0), (80.0, 14.0)]
+    assert value_at_step(val, 'psnr', 25) == pytest.approx(12.5) and math.isnan(value_at_step(val, 'psnr', 45))
+    # measured: fast 1 s/it, slow 4 s/it (the logged times say 0.5 and 1.0: they are not used on the time axis)
+    sec = {'fast': 1.0, 'slow': 4.0}
+    horizon, at = equal_time(runs, sec, 'psnr')
+    assert horizon == 40.0  # the fast variant's 40 iterations; the slow one has done 10 by then
+    assert at['fast']['iters'] == 40 and at['fast']['values'] == [14.0, 15.0]
+    assert at['slow']['iters'] == 10 and at['slow']['values'] == [13.0, 13.0]
+    figs = []
+    monkeypatch.setattr(plots, '_save', lambda fig, out: figs.append(fig) or out)
+    plots.plot_time_to_quality(study, runs, str(tmp_path / 'a.png'), sec)
+    top, bottom = figs[0].axes[0], figs[0].axes[2]  # PSNR vs k x s/it; PSNR vs logged wall-clock
+    xs = {ln.get_label(): list(ln.get_xdata()) for ln in top.lines}
+    assert xs['slow s0 (4.000 s/it)'] == pytest.approx([4 * k / 60 for k in (10, 20, 30, 40)])
+    assert xs['fast s1 (1.000 s/it)'] == pytest.approx([k / 60 for k in (10, 20, 30, 40)])
+    logged = {ln.get_label(): list(ln.get_xdata()) for ln in bottom.lines}
+    assert logged['slow s0 (load 5.5)'] == pytest.approx([1.0 * k / 60 for k in (10, 20, 30, 40)])
+    monkeypatch.undo()
+    assert osp.getsize(plots.plot_time_to_quality(study, runs, str(tmp_path / 'b.png'), sec)) > 1000
+    st = StepTimes(seconds={'fast': [1.0, 1.1, 0.9], 'slow': [4.0, 4.2, 3.8]}, params_M={'fast': 1.5, 'slow': 1.4},
+                   batch_size=16, resolution=64, threads=1)
+    md = time_to_quality_markdown(study, runs, st)
+    assert '| slow | 1.400M | 4.0000 | 3.8000 - 4.2000 | 4.000 |' in md
+    assert '| psnr | 0.67 | 40, 14.5000 (14.0000, 15.0000) | 10, 13.0000 (13.0000, 13.0000) |' in md
+    assert '| slow s1 | 40 | 16.0000 | 0.6000 |' in md and '| 1.000 | [3.0, 4.0, 5.5] |' in md
+
+
+def test_time_to_quality_tool_reports_from_a_stored_measurement(tmp_path, capsys):
+    import tiny_vae_fixtures as tv
+
+    from transvae.studies.figures import TIME_TO_QUALITY
+    from transvae.studies.speed import STEP_TIMES, StepTimes
+    root = str(tmp_path)
+    for label in ('transvae_micro', 'cnn_micro'):
+        _write_scalars(run.work_dir_of(root, label, 0), '20260101_000000', [
+            {'lr': 1e-4, 'loss': 1.0, 'time': 2.0, 'step': 10}, {'psnr': 15.0, 'lpips': 0.4, 'step': 10}])
+    StepTimes(seconds={'transvae_micro': [0.5, 0.6], 'cnn_micro': [0.4, 0.4]}, batch_size=16, resolution=64,
+              threads=1).save(osp.join(root, STEP_TIMES))
+    tv.load_tool('reproduce/time_to_quality').main(['--root', root, '--no-train'])
+    out = capsys.readouterr().out
+    assert 'ratio transvae_micro / cnn_micro: 1.375' in out and TIME_TO_QUALITY.name in out
+    assert osp.getsize(osp.join(root, 'time_to_quality.png')) > 1000
+    assert '| transvae_micro s0 | 10 | 15.0000 | 0.4000 |' in open(osp.join(root, 'time_to_quality.md')).read()

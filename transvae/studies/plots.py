@@ -51,27 +51,61 @@ def plot_curves(study: Study, runs: dict, out_png: str,
     return _save(fig, out_png)
 
 
-def plot_time_to_quality(study: Study, runs: dict, out_png: str) -> str:
-    """Held-out PSNR and LPIPS-alex against cumulative training wall-clock (validation excluded), per seed."""
+def _load_label(run: dict) -> str:
+    """``'load 5.9'``: the 15-min load average the driver recorded when the run finished (``''`` if unknown)."""
+    la = (run.get('done') or {}).get('loadavg_end') or []
+    return f'load {num(la[-1]):.1f}' if la else 'load n/a'
+
+
+def plot_time_to_quality(study: Study, runs: dict, out_png: str, step_seconds: Optional[dict[str, float]] = None,
+                         metrics: tuple[str, ...] = ('psnr', 'lpips')) -> str:
+    """Held-out quality against training time, per variant and seed.
+
+    With ``step_seconds`` (``label -> s/it`` measured interleaved in one process, :mod:`.speed`) the top row puts the
+    validation at iteration ``k`` at ``k × s/it``: quality(k) is load-independent (fixed-iteration runs) and the
+    s/it ratio is measured on equal terms. The bottom row (the only one without ``step_seconds``) is the wall-clock
+    the runs logged (mmengine's per-iteration ``time``, validation excluded), which depends on the machine's load;
+    each line names the 15-min load average at the end of its run.
+    """
+    from .speed import equal_time, quality_vs_time
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    names = {'psnr': 'held-out PSNR (dB)', 'lpips': 'held-out LPIPS-alex', 'ssim': 'held-out SSIM',
+             'vgg/rec_loss': 'held-out L1 + LPIPS-vgg'}
+    rows = 2 if step_seconds else 1
+    fig, axes = plt.subplots(rows, len(metrics), figsize=(5.5 * len(metrics), 4.3 * rows), squeeze=False)
     for k, v in enumerate(study.variants):
         for seed, run in sorted(runs.get(v.label, {}).items()):
-            cum = train_seconds(run['train'])
-            pts = [(seconds_at(int(r['step']), cum), r) for r in run['val'] if int(r['step']) > 0]
-            pts = [(t, r) for t, r in pts if math.isfinite(t)]
-            if not pts:
-                continue
-            for ax, m in zip(axes, ('psnr', 'lpips')):
-                ax.plot([t / 60 for t, _ in pts], [num(r.get(m)) for _, r in pts], marker='o', ms=3,
-                        color=f'C{k}', ls='-' if seed == 0 else '--', label=f'{v.label} seed {seed}')
-    for ax, name in zip(axes, ('held-out PSNR (dB)', 'held-out LPIPS-alex')):
-        ax.set_xlabel('training wall-clock (min, validation excluded)')
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.suptitle(study.name)
+            ls = '-' if seed == min(runs[v.label]) else '--'
+            for j, m in enumerate(metrics):
+                if step_seconds and v.label in step_seconds:
+                    pts = quality_vs_time(run['val'], m, step_seconds[v.label])
+                    if pts:
+                        axes[0][j].plot([t / 60 for t, _ in pts], [y for _, y in pts], marker='o', ms=3,
+                                        color=f'C{k}', ls=ls,
+                                        label=f'{v.label} s{seed} ({step_seconds[v.label]:.3f} s/it)')
+                cum = train_seconds(run['train'])
+                logged = [(seconds_at(int(r['step']), cum), num(r.get(m))) for r in run['val'] if int(r['step']) > 0]
+                logged = [(t, y) for t, y in logged if math.isfinite(t) and math.isfinite(y)]
+                if logged:
+                    axes[-1][j].plot([t / 60 for t, _ in logged], [y for _, y in logged], marker='o', ms=3,
+                                     color=f'C{k}', ls=ls, label=f'{v.label} s{seed} ({_load_label(run)})')
+    if step_seconds:
+        for j, m in enumerate(metrics):
+            horizon, _ = equal_time({v.label: runs.get(v.label, {}) for v in study.variants}, step_seconds, m)
+            if math.isfinite(horizon):
+                axes[0][j].axvline(horizon / 60, color='0.5', lw=0.8, ls=':', label='equal time')
+    for i, row in enumerate(axes):
+        for ax, m in zip(row, metrics):
+            measured = bool(step_seconds) and i == 0
+            ax.set_xlabel('iterations × measured s/it (min)' if measured else
+                          'logged training wall-clock under load (min, validation excluded)')
+            ax.set_ylabel(names.get(m, m))
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+    fig.suptitle(study.name + ('\ntop: iterations × s/it measured interleaved in one process; bottom: logged '
+                               'wall-clock (depends on the load)' if step_seconds else
+                               ' (logged wall-clock, under load)'))
     return _save(fig, out_png)
 
 
