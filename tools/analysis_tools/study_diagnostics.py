@@ -1,0 +1,146 @@
+"""Why does a study variant score as it does? Colour vs luminance error, latent SNR, loss shares, parameter counts.
+
+For every ``ROOT/<variant>/seed_<s>/iter_<step>.pth`` of a finished (or running) study this reconstructs the
+held-out photos (``data/sample_photos/val``, short side resized and centre-cropped to ``--crop``, as the studies'
+validation does) with the posterior mean and reports, per checkpoint:
+
+- ``l1``: mean |x - x̂| on [-1, 1] (the L1 term of the claim metric);
+- ``Y l1`` / ``C l1``: the same error split into BT.601 luma Y and chroma (Cb, Cr), each on [0, 1];
+- ``sat``: mean chroma magnitude sqrt(Cb² + Cr²) of the reconstruction over that of the input (1 = full colour,
+  0 = grayscale output);
+- ``cast``: largest |mean over pixels of (x̂ - x)| of one RGB channel, on [0, 1] (a global colour shift);
+- ``SNR``: latent signal-to-noise of the training posterior sample, mean over latent channels of
+  var_{images, positions}(mu) / mean(sigma²) (what the decoder can read through the sampling noise);
+- the logged held-out ``vgg/rec_l1`` / ``vgg/rec_lpips`` at that step and the LPIPS share of the training loss
+  over the 50 iterations up to it.
+
+And once per variant: encoder / decoder parameter counts (the perceptual network excluded)::
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python tools/analysis_tools/study_diagnostics.py \
+        work_dirs/reproduce/fig1 --seeds 0 1 --steps 250 500 750 1000 1250 --out work_dirs/analysis/fig1.md
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import os.path as osp
+import sys
+
+import torch
+from torch import Tensor
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from transvae.studies.logs import num, read_scalars  # noqa: E402
+from transvae.studies.photos import load_model, load_photo, resolve_checkpoint, val_photo_paths  # noqa: E402
+
+_YCC = torch.tensor([[0.299, 0.587, 0.114],  # BT.601 luma
+                     [-0.168736, -0.331264, 0.5],  # Cb
+                     [0.5, -0.418688, -0.081312]])  # Cr
+
+
+def to_ycc(x: Tensor) -> Tensor:
+    """``(B, 3, H, W)`` RGB in [0, 1] -> ``(B, 3, H, W)`` (Y, Cb, Cr), chroma centred on 0."""
+    return torch.einsum('cd,bdhw->bchw', _YCC.to(x), x)
+
+
+def colour_stats(x: Tensor, y: Tensor) -> dict[str, float]:
+    """Colour / luminance error of reconstructions ``y`` of ``x``, both ``(B, 3, H, W)`` in [0, 1]."""
+    if x.shape != y.shape or x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f'expected two equal (B, 3, H, W) batches, got {tuple(x.shape)} and {tuple(y.shape)}')
+    xc, yc = to_ycc(x), to_ycc(y)
+    chroma_x = xc[:, 1:].pow(2).sum(1).sqrt().mean()
+    chroma_y = yc[:, 1:].pow(2).sum(1).sqrt().mean()
+    return {'l1': float((2 * (x - y)).abs().mean()), 'Y l1': float((xc[:, 0] - yc[:, 0]).abs().mean()),
+            'C l1': float((xc[:, 1:] - yc[:, 1:]).abs().mean()),
+            'sat': float(chroma_y / chroma_x.clamp_min(1e-8)),
+            'cast': float((y - x).mean(dim=(0, 2, 3)).abs().max())}
+
+
+def latent_snr(mean: Tensor, logvar: Tensor) -> float:
+    """Mean over latent channels of var(mu) over images and positions / mean posterior variance. ``(B, d, h, w)``."""
+    sig = mean.transpose(0, 1).flatten(1).var(dim=1)  # (d,)
+    noise = logvar.exp().transpose(0, 1).flatten(1).mean(dim=1)  # (d,)
+    return float((sig / noise.clamp_min(1e-30)).mean())
+
+
+def param_counts(model: torch.nn.Module) -> tuple[int, int]:
+    """``(encoder, decoder)`` parameter counts."""
+    return tuple(sum(p.numel() for p in getattr(model, m).parameters()) for m in ('encoder', 'decoder'))
+
+
+@torch.no_grad()
+def checkpoint_row(model: torch.nn.Module, images: Tensor) -> dict[str, float]:
+    """Diagnostics of one model on ``images`` ``(B, 3, H, W)`` in [0, 1] (posterior mean decoded)."""
+    model.eval()
+    post = model.encode(images * 2 - 1)
+    rec = model.decode(post.mode(), out_size=images.shape[-2:]).add(1).div(2).clamp(0, 1)
+    return {**colour_stats(images, rec), 'SNR': latent_snr(post.mean, post.logvar)}
+
+
+def train_lpips_share(train_rows: list[dict], step: int, window: int = 50) -> float:
+    """LPIPS / (L1 + LPIPS) of the logged training terms over the ``window`` iterations up to ``step``."""
+    rows = [r for r in train_rows if step - window < int(r['step']) <= step and 'l1' in r and 'lpips' in r]
+    if not rows:
+        return float('nan')
+    l1 = sum(num(r['l1']) for r in rows)
+    lp = sum(num(r['lpips']) for r in rows)
+    return lp / (l1 + lp)
+
+
+def diagnose(root: str, seeds: list[int], steps: list[int], crop: int) -> str:
+    """The Markdown report for every variant folder of ``root``."""
+    images = torch.stack([load_photo(p, crop)[0] for p in val_photo_paths()])
+    lines = [f'# Diagnostics of `{root}` ({len(images)} held-out photos at {crop}², posterior mean)', '',
+             '| variant | seed | step | l1 | Y l1 | C l1 | sat | cast | SNR | val vgg l1 | val vgg lpips | '
+             'train lpips share |', '|' + '---|' * 12]
+    sizes = []
+    for vdir in sorted(d for d in glob.glob(osp.join(root, '*')) if osp.isdir(d) and not osp.basename(d).startswith('_')):
+        label = osp.basename(vdir)
+        for seed in seeds:
+            wd = osp.join(vdir, f'seed_{seed}')
+            if not osp.isdir(wd):
+                continue
+            val_rows, train_rows = read_scalars(wd)
+            val = {int(r['step']): r for r in val_rows}
+            for step in steps:
+                try:
+                    cfg, ckpt = resolve_checkpoint(wd, step=step)
+                except FileNotFoundError:
+                    continue
+                model = load_model(cfg, ckpt)
+                if not any(s[0] == label for s in sizes):
+                    sizes.append((label, *param_counts(model)))
+                r = checkpoint_row(model, images)
+                v = val.get(step, {})
+                lines.append(f"| {label} | {seed} | {step} | {r['l1']:.3f} | {r['Y l1']:.3f} | {r['C l1']:.3f} | "
+                             f"{r['sat']:.2f} | {r['cast']:.3f} | {r['SNR']:.3g} | {num(v.get('vgg/rec_l1')):.3f} | "
+                             f"{num(v.get('vgg/rec_lpips')):.3f} | {train_lpips_share(train_rows, step):.2f} |")
+                print(lines[-1], flush=True)
+                del model
+    lines += ['', '| variant | encoder params | decoder params | total |', '|---|---|---|---|']
+    lines += [f'| {n} | {e / 1e6:.3f}M | {d / 1e6:.3f}M | {(e + d) / 1e6:.3f}M |' for n, e, d in sizes]
+    return '\n'.join(lines) + '\n'
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('root', help='a study root, e.g. work_dirs/reproduce/fig1')
+    ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    ap.add_argument('--steps', type=int, nargs='+', default=[250, 500, 750, 1000, 1250])
+    ap.add_argument('--crop', type=int, default=128)
+    ap.add_argument('--out', default=None, help='write the Markdown report here too')
+    args = ap.parse_args()
+    if not osp.isdir(args.root):
+        ap.error(f'not a directory: {args.root}')
+    report = diagnose(args.root, args.seeds, args.steps, args.crop)
+    print(report)
+    if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            f.write(report)
+
+
+if __name__ == '__main__':
+    main()
