@@ -240,6 +240,7 @@ def test_step_times_of_the_time_to_quality_variants(tmp_path):
     assert st.ratio('transvae_micro', 'cnn_micro') == pytest.approx(med['transvae_micro'] / med['cnn_micro'])
     assert len(st.pair_ratios('transvae_micro', 'cnn_micro')) == 2
     assert (st.batch_size, st.resolution, st.threads) == (2, 64, 1)
+    assert st.other_cores is None or 0 <= st.other_cores <= (os.cpu_count() or 1)
     assert st.params_M['transvae_micro'] == pytest.approx(1.50, abs=0.01)
     assert st.params_M['cnn_micro'] == pytest.approx(1.39, abs=0.01)  # num_res_blocks=2 applied from the variant
     back = StepTimes.load(st.save(str(tmp_path / STEP_TIMES)))
@@ -325,3 +326,32 @@ def test_time_to_quality_tool_reports_from_a_stored_measurement(tmp_path, capsys
     assert 'ratio transvae_micro / cnn_micro: 1.375' in out and TIME_TO_QUALITY.name in out
     assert osp.getsize(osp.join(root, 'time_to_quality.png')) > 1000
     assert '| transvae_micro s0 | 10 | 15.0000 | 0.4000 |' in open(osp.join(root, 'time_to_quality.md')).read()
+    with pytest.raises(SystemExit):  # another study's runs are trained by its own tool
+        tv.load_tool('reproduce/time_to_quality').main(['--root', root, '--study', 'fig1'])
+
+
+def test_step_time_config_is_the_one_the_run_recorded(tmp_path):
+    """A run's recorded command line (done.json, else driver.log) gives the config that is timed; without a run,
+    the driver's options do."""
+    import shlex
+
+    from transvae.studies.figures import TIME_TO_QUALITY
+    from transvae.studies.speed import recorded_command, variant_config
+    root = str(tmp_path)
+    v = TIME_TO_QUALITY.variants[1]  # cnn_micro: its own cfg_options (num_res_blocks=2)
+    opts = run.RunOptions(seeds=(0,), preset=None, batch_size=4)
+    assert variant_config(v, root, opts).train_dataloader.batch_size == 4  # no run on disk: the options
+    wd = run.work_dir_of(root, v.label, 0)
+    os.makedirs(wd)
+    assert recorded_command(wd) is None
+    cmd = run.train_command(run.write_overlay(v, root), wd, 0, run.RunOptions(batch_size=3, preset=None), v)
+    with open(osp.join(wd, 'driver.log'), 'w') as f:
+        f.write(f'# 2026-01-01 00:00:00 {shlex.join(cmd[:2] + ["old.py"])}\nlog line\n'
+                f'# 2026-01-02 00:00:00 {shlex.join(cmd)}\n11/30 mmengine output\n')
+    assert recorded_command(wd) == cmd[2:]  # the last command of the log
+    cfg = variant_config(v, root, opts)
+    assert cfg.train_dataloader.batch_size == 3 and cfg.model.arch.num_res_blocks == 2
+    assert variant_config(v, root, opts, recorded=False).train_dataloader.batch_size == 4
+    with open(osp.join(wd, run.DONE), 'w') as f:  # done.json wins; a dist_train.sh command drops its GPU count
+        json.dump(dict(command=shlex.join(['bash', 'tools/dist_train.sh', cmd[2], '2', *cmd[3:]])), f)
+    assert recorded_command(wd) == cmd[2:]

@@ -20,6 +20,8 @@ import math
 import os
 import os.path as osp
 import platform
+import re
+import shlex
 import statistics
 import time
 from typing import Any, Callable, Optional, Sequence
@@ -43,6 +45,9 @@ class StepTimes:
         threads: ``torch.get_num_threads()`` during the measurement.
         warmup: untimed steps of every variant before the repeats.
         loadavg_before / loadavg_after: ``os.getloadavg()`` around the measurement.
+        other_cores: CPU cores busy with other processes during the timed steps, on average (``/proc/stat`` busy
+            time minus this process's CPU time, over the wall time; ``None`` where ``/proc/stat`` is missing). The
+            load average lags by minutes; this is what the steps competed with.
         machine: platform and CPU count.
         command: the command that made it.
     """
@@ -54,6 +59,7 @@ class StepTimes:
     warmup: int = 0
     loadavg_before: list[float] = dataclasses.field(default_factory=list)
     loadavg_after: list[float] = dataclasses.field(default_factory=list)
+    other_cores: Optional[float] = None
     machine: str = ''
     command: str = ''
 
@@ -83,8 +89,10 @@ class StepTimes:
             pr = self.pair_ratios(labels[0], b)
             lines.append(f'ratio {labels[0]} / {b}: {self.ratio(labels[0], b):.3f} (per-repeat ratios: median '
                          f'{statistics.median(pr):.3f}, min {min(pr):.3f}, max {max(pr):.3f})')
+        others = 'n/a' if self.other_cores is None else f'{self.other_cores:.2f}'
         lines.append(f'batch {self.batch_size} x 3 x {self.resolution}², {self.threads} thread(s), {self.warmup} '
-                     f'warm-up steps each; load average {self.loadavg_before} -> {self.loadavg_after}; {self.machine}')
+                     f'warm-up steps each; other processes used {others} cores meanwhile (load average '
+                     f'{self.loadavg_before} -> {self.loadavg_after}); {self.machine}')
         return '\n'.join(lines)
 
     def save(self, path: str) -> str:
@@ -103,6 +111,22 @@ class StepTimes:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+def _busy_cpu_seconds() -> Optional[float]:
+    """CPU seconds all processes spent busy since boot (``/proc/stat``), or ``None`` off Linux."""
+    try:
+        with open('/proc/stat') as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    return (user + nice + system + irq + softirq + steal) / os.sysconf('SC_CLK_TCK')
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def _train_tool() -> Any:
     """``tools/train.py`` as a module (its ``parse_args`` / ``build_config`` make the config the driver trains)."""
     spec = importlib.util.spec_from_file_location('_transvae_train_tool', osp.join(REPO, 'tools', 'train.py'))
@@ -113,11 +137,43 @@ def _train_tool() -> Any:
     return mod
 
 
-def variant_config(variant: Variant, root: str, opts: RunOptions, seed: int = 0) -> Any:
-    """The mmengine ``Config`` that the study driver trains ``variant`` with (same overlay, flags and options)."""
+def recorded_command(work_dir: str) -> Optional[list[str]]:
+    """The ``tools/train.py`` arguments a work dir was trained with: ``done.json``'s ``command``, else the last
+    command line in ``driver.log``; ``None`` when neither is there."""
+    from .run import read_done
+    line = (read_done(work_dir) or {}).get('command')
+    if not line:
+        try:
+            with open(osp.join(work_dir, 'driver.log')) as f:
+                heads = [ln for ln in f if re.match(r'# \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ', ln)]
+        except OSError:
+            return None
+        if not heads:
+            return None
+        line = heads[-1].split(' ', 3)[3]
+    cmd = shlex.split(line)
+    if len(cmd) > 4 and cmd[1].endswith('dist_train.sh'):
+        return [cmd[2], *cmd[4:]]  # bash dist_train.sh CONFIG GPUS ARGS...
+    return cmd[2:] if len(cmd) > 2 and cmd[1].endswith('train.py') else None
+
+
+def variant_config(variant: Variant, root: str, opts: RunOptions, seed: int = 0, recorded: bool = True) -> Any:
+    """The mmengine ``Config`` that ``variant`` (seed ``seed``) is trained with.
+
+    With ``recorded`` and a run of that seed on disk, its own recorded command line (:func:`recorded_command`), so
+    the step timed is the one that made the curve; otherwise the command the driver would run with ``opts``. Either
+    is parsed and built by ``tools/train.py`` itself (preset, shortcut flags, ``--cfg-options``).
+    """
+    tool = _train_tool()
+    args = recorded_command(work_dir_of(root, variant.label, seed)) if recorded else None
+    if args is not None:
+        try:
+            return tool.build_config(tool.parse_args(args))
+        except SystemExit:  # a flag tools/train.py no longer has
+            print(f'[speed] {variant.label}: the recorded command no longer parses; using the driver\'s options',
+                  flush=True)
     single = dataclasses.replace(opts, gpus=1, launcher='none')
     cmd = train_command(write_overlay(variant, root), work_dir_of(root, variant.label, seed), seed, single, variant)
-    tool = _train_tool()
     return tool.build_config(tool.parse_args(cmd[2:]))
 
 
@@ -161,20 +217,21 @@ def build_train_step(cfg: Any, seed: int = 0) -> tuple[Callable[[], Any], dict]:
 
 def measure_step_times(study: Study, root: str, opts: RunOptions, repeats: int = 10, warmup: int = 2,
                        threads: Optional[int] = None, labels: Optional[Sequence[str]] = None, seed: int = 0,
-                       command: str = '') -> StepTimes:
+                       command: str = '', recorded: bool = True) -> StepTimes:
     """Seconds per training iteration of a study's variants, interleaved repeat by repeat in this process.
 
     Args:
-        study: the study; every selected variant is built as the driver trains it (``opts``: batch size, preset,
-            ``--cfg-options``).
+        study: the study; every selected variant is built from the command its run of ``seed`` recorded, or as the
+            driver would train it with ``opts`` (batch size, preset, ``--cfg-options``): :func:`variant_config`.
         root: the study root (the overlay configs are written to ``root/_configs``).
         opts: the study's run options.
         repeats: timed steps of every variant (the median is reported).
         warmup: untimed steps of every variant first.
         threads: ``torch.set_num_threads`` (default: leave it).
         labels: the variants to measure (default: all).
-        seed: weights / dataloader seed.
+        seed: weights / dataloader seed, and the run whose recorded command is used.
         command: recorded with the result.
+        recorded: use the runs' recorded commands where there are runs (else always ``opts``).
     """
     import torch
 
@@ -188,19 +245,22 @@ def measure_step_times(study: Study, root: str, opts: RunOptions, repeats: int =
         tune_cpu_allocator()  # as tools/train.py does
     steps, infos = {}, {}
     for v in study.select(labels):
-        steps[v.label], infos[v.label] = build_train_step(variant_config(v, root, opts, seed), seed)
+        steps[v.label], infos[v.label] = build_train_step(variant_config(v, root, opts, seed, recorded), seed)
     shapes = {(i['batch_size'], i['resolution']) for i in infos.values()}
     if len(shapes) != 1:
         raise ValueError(f'the variants train on different batches {shapes}: their step times do not compare')
     (batch_size, resolution), = shapes
     load0 = [round(x, 2) for x in os.getloadavg()]
-    t0 = time.time()
+    busy0, own0, t0 = _busy_cpu_seconds(), _own_cpu_seconds(), time.time()
     seconds = interleaved(steps, repeats, warmup, 'cpu')
-    print(f'[speed] {len(steps)} variants x ({warmup} + {repeats}) steps in {time.time() - t0:.0f} s', flush=True)
+    busy1, own1, wall = _busy_cpu_seconds(), _own_cpu_seconds(), time.time() - t0
+    others = None if busy0 is None or busy1 is None else max(busy1 - busy0 - (own1 - own0), 0.0) / wall
+    print(f'[speed] {len(steps)} variants x ({warmup} + {repeats}) steps in {wall:.0f} s', flush=True)
     return StepTimes(seconds={k: [round(t, 5) for t in v] for k, v in seconds.items()},
                      params_M={k: round(i['params_M'], 4) for k, i in infos.items()}, batch_size=batch_size,
                      resolution=resolution, threads=torch.get_num_threads(), warmup=warmup, loadavg_before=load0,
                      loadavg_after=[round(x, 2) for x in os.getloadavg()],
+                     other_cores=None if others is None else round(others, 3),
                      machine=f'{platform.machine()} {platform.processor() or ""} {os.cpu_count()} CPUs, '
                      f'torch {torch.__version__}'.replace('  ', ' '), command=command)
 
@@ -259,8 +319,9 @@ def time_to_quality_markdown(study: Study, runs: dict[str, dict[int, dict]], st:
         out.append(f'| {k} | {st.params_M.get(k, math.nan):.3f}M | {st.median(k):.4f} | {min(st.seconds[k]):.4f} - '
                    f'{max(st.seconds[k]):.4f} | {st.ratio(k, first):.3f} |')
     out.append(f'\n{len(st.seconds[first]) if first else 0} interleaved repeats after {st.warmup} warm-up steps; '
-               f'batch {st.batch_size} at {st.resolution}², {st.threads} thread(s); load average '
-               f'{st.loadavg_before} -> {st.loadavg_after}; {st.machine}.\n')
+               f'batch {st.batch_size} at {st.resolution}², {st.threads} thread(s); other processes used '
+               f'{"n/a" if st.other_cores is None else f"{st.other_cores:.2f}"} cores meanwhile (load average '
+               f'{st.loadavg_before} -> {st.loadavg_after}); {st.machine}.\n')
     meds = {k: st.median(k) for k in labels}
     out += ['| metric | equal time (min) | ' + ' | '.join(f'{k}: iterations, value (seeds)' for k in labels) + ' |',
             '|---|---|' + '---|' * len(labels)]
