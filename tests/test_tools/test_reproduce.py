@@ -277,7 +277,8 @@ def _ttq_runs(root):
 
 def test_time_axis_is_iterations_times_measured_step_time(tmp_path, monkeypatch):
     from transvae.studies import plots
-    from transvae.studies.speed import StepTimes, equal_time, quality_vs_time, time_to_quality_markdown, value_at_step
+    from transvae.studies.speed import (StepTimes, equal_time, quality_vs_time, time_to_quality_markdown, time_to_reach,
+                                        value_at_step)
     root = str(tmp_path)
     _ttq_runs(root)
     study = Study('ttq', 'F', [Variant('fast', 'cnn_vae'), Variant('slow', 'cnn_vae')])
@@ -308,6 +309,11 @@ def test_time_axis_is_iterations_times_measured_step_time(tmp_path, monkeypatch)
     assert '| slow | 1.400M | 4.0000 | 3.8000 - 4.2000 | 4.000 |' in md
     assert '| psnr | 0.67 | 40, 14.5000 (14.0000, 15.0000) | 10, 13.0000 (13.0000, 13.0000) |' in md
     assert '| slow s1 | 40 | 16.0000 | 0.6000 |' in md and '| 1.000 | [3.0, 4.0, 5.5] |' in md
+    # time to reach the worse final value (fast: mean psnr 14.5 at its step 40; slow passes it at step 25 of 4 s)
+    assert '| psnr | 14.5000 (fast) | 0.67 | 1.67 |' in md
+    assert time_to_reach(runs['slow'], 'psnr', 12.0, 4.0, False) == (40.0, True)  # at the first validation
+    assert time_to_reach(runs['slow'], 'lpips', 0.75, 4.0, True) == (pytest.approx(100.0), False)
+    assert math.isnan(time_to_reach(runs['slow'], 'psnr', 99.0, 4.0, False)[0])
 
 
 def test_time_to_quality_tool_reports_from_a_stored_measurement(tmp_path, capsys):

@@ -306,11 +306,28 @@ def equal_time(runs: dict[str, dict[int, dict]], step_seconds: dict[str, float],
     return horizon, out
 
 
+def time_to_reach(seeds: dict[int, dict], metric: str, target: float, sec_per_iter: float,
+                  lower_is_better: bool) -> tuple[float, bool]:
+    """When the seed-mean validation curve of one variant first reaches ``target``: ``(seconds, at_first)``,
+    linear between validation steps, on the ``k × sec_per_iter`` axis. ``at_first`` is True when the first
+    validation already reached it (the time is then an upper bound); ``(nan, False)`` when it never does."""
+    from .logs import curve
+    pts = [(s, st.mean) for s, st in curve(seeds, metric) if s > 0 and st.n == len(seeds)]
+    better = (lambda y: y <= target) if lower_is_better else (lambda y: y >= target)
+    for i, (s, y) in enumerate(pts):
+        if better(y):
+            if i == 0:
+                return s * sec_per_iter, True
+            s0, y0 = pts[i - 1]
+            return (s0 + (s - s0) * (target - y0) / (y - y0)) * sec_per_iter, False
+    return math.nan, False
+
+
 def time_to_quality_markdown(study: Study, runs: dict[str, dict[int, dict]], st: StepTimes,
                              metrics: Sequence[str] = ('psnr', 'lpips', 'vgg/rec_loss')) -> str:
     """The speed measurement, each variant's quality at equal training time and at its last validation, and the
     logged (load-dependent) seconds per iteration of every run, as Markdown."""
-    from .logs import num, train_seconds
+    from .logs import METRICS, final_stats, num, train_seconds
     labels = [v.label for v in study.variants if v.label in st.seconds]
     first = labels[0] if labels else None
     out = ['| variant | parameters (enc + dec) | s/it (median) | min - max | ratio to ' + str(first) + ' |',
@@ -339,6 +356,21 @@ def time_to_quality_markdown(study: Study, runs: dict[str, dict[int, dict]], st:
             seeds = ', '.join(f'{x:.4f}' for x in vals)
             cells.append(f'{a["iters"]:.0f}, ' + (f'{sum(vals) / len(vals):.4f} ({seeds})' if vals else 'n/a'))
         out.append(f'| {m} | {horizon / 60:.2f} | ' + ' | '.join(cells) + ' |')
+    out += ['', '| metric | target: the worst final seed mean | ' + ' | '.join(f'{k}: time to reach it (min)'
+                                                                   for k in labels) + ' |',
+            '|---|---|' + '---|' * len(labels)]
+    for m in metrics:
+        lower = METRICS.get(m, True)
+        finals = {k: final_stats(runs.get(k, {}), m, finished_only=False).mean for k in labels}
+        finals = {k: x for k, x in finals.items() if math.isfinite(x)}
+        if len(finals) < 2:
+            continue
+        worst = max(finals, key=finals.get) if lower else min(finals, key=finals.get)
+        cells = []
+        for k in labels:
+            t, first = time_to_reach(runs.get(k, {}), m, finals[worst], meds[k], lower)
+            cells.append('not reached' if not math.isfinite(t) else f'{"≤ " if first else ""}{t / 60:.2f}')
+        out.append(f'| {m} | {finals[worst]:.4f} ({worst}) | ' + ' | '.join(cells) + ' |')
     out += ['', '| run | last validation step | ' + ' | '.join(metrics)
             + ' | logged s/it (under load) | load avg at end |',
             '|---|---|' + '---|' * len(metrics) + '---|---|']
