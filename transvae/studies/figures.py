@@ -98,7 +98,8 @@ TIME_TO_QUALITY = Study(
                       cfg_options=['model.arch.num_res_blocks=2'])],
     claims=[Claim('transvae_micro', '<', 'cnn_micro', 'TransVAE converges faster at equal size')],
     paper_note='The paper claims faster convergence than CNN-VAEs (§1, Fig. 1b); here at equal parameter count on '
-    'the main job\'s recipe, with held-out quality against training wall-clock (report: time_to_quality.png).')
+    'the main job\'s recipe, with held-out quality after k iterations at k x the s/it measured interleaved in one '
+    'process (transvae.studies.speed; report: time_to_quality.png / .md).')
 
 STUDIES = {'fig1': FIG1, 'fig3b': FIG3B, 'fig3c': FIG3C, 'fig4a': FIG4A, 'fig4b': FIG4B, 'fig4c': FIG4C,
            'time_to_quality': TIME_TO_QUALITY}
