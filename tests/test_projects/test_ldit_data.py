@@ -146,3 +146,28 @@ def test_class_balanced_noise_dataset(tmp_path):
         ClassBalancedNoiseDataset(num_samples=0, latent_shape=(4, 2, 2))
     with pytest.raises(IndexError):
         ds[5]
+
+
+def test_class_balanced_sampler(tmp_path, monkeypatch):
+    from projects.lightningdit.lightningdit.datasets import ClassBalancedSampler
+    write_shards(str(tmp_path / 'lat'), sizes=(8, 4), shape=(4, 2, 2), labels_mod=12)  # labels 0..11
+    ds = LatentShardDataset(str(tmp_path / 'lat'), use_flip=False)
+    ds.labels = torch.tensor([0] * 9 + [1, 1, 2])  # 9 / 2 / 1 items: unbalanced
+    s = ClassBalancedSampler(ds, num_samples=6000, seed=3)
+    draw = list(s)
+    assert len(draw) == len(s) == 6000 and list(s) == draw  # deterministic for a seed and epoch
+    freq = torch.bincount(ds.labels[draw], minlength=3).double() / len(draw)
+    assert torch.allclose(freq, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.03)  # classes, not items
+    assert torch.bincount(torch.tensor(draw))[:9].min() > 100  # the items of a class uniformly
+    s.set_epoch(1)
+    assert list(s) != draw
+    whole = list(ClassBalancedSampler(ds, num_samples=8, seed=3))
+    monkeypatch.setattr('projects.lightningdit.lightningdit.datasets.class_balanced_sampler.get_dist_info',
+                        lambda: (1, 2))  # rank 1 of 2: every other draw of the same sequence
+    r1 = ClassBalancedSampler(ds, num_samples=7, seed=3)
+    assert len(r1) == 4 and list(r1) == whole[1::2]
+    ds.labels = torch.tensor([0] * 11 + [-1])
+    with pytest.raises(ValueError, match='labelled'):
+        ClassBalancedSampler(ds)
+    with pytest.raises(TypeError, match='labels'):
+        ClassBalancedSampler(list(range(3)))

@@ -163,4 +163,5 @@ def test_fig6_configs_build_at_the_published_size(name, arch, in_ch, depth, d, p
     apply_preset(cfg, 'cpu')
     micro = MODELS.build(cfg.model)
     assert micro.latent_shape == (16, 8, 8) == tuple(cfg.test_dataloader.dataset.latent_shape)
-    assert micro.backbone.num_classes == 21 and micro.backbone.patch_size == 1
+    assert micro.backbone.arch == 'micro' and micro.backbone.num_classes == 21 and micro.backbone.patch_size == 2
+    assert dict(cfg.train_dataloader.sampler) == dict(type='ClassBalancedSampler', num_samples=12800)

@@ -37,10 +37,12 @@ for spec in "$@"; do
     --flip --resolution 256 --rank 0 --world-size 1  # all shards exist: only (re)writes the statistics
   bash tools/dist_train.sh "$DIT_CFG" "$GPUS" --work-dir "$OUT/dit" \
     --cfg-options train_dataloader.dataset.data_root="$OUT/latents" ${EXTRA_TRAIN_ARGS:-}
-  "$PY" -m torch.distributed.run --nproc_per_node="$GPUS" --master_port="${PORT:-29511}" \
-    projects/lightningdit/tools/fid_vs_step.py eval "$DIT_CFG" "$OUT/dit" --label "$NAME" \
-    --json "$OUT/fid_vs_step.json" --vae-config "$VAE_CFG" --vae-checkpoint "$VAE_CKPT" --latent-dir "$OUT/latents" \
-    --ref "$REF" --num-samples "${FID_SAMPLES:-10000}" --min-step "$MIN" --launcher pytorch
+  # FID-10K of every checkpoint through the core tools/dist_test.sh (the config's generation-FID test set and metric)
+  "$PY" projects/lightningdit/tools/fid_vs_step.py eval "$DIT_CFG" "$OUT/dit" --label "$NAME" \
+    --json "$OUT/fid_vs_step.json" --gpus "$GPUS" --min-step "$MIN" -- --cfg-options \
+    test_evaluator.vae_config="$VAE_CFG" test_evaluator.vae_checkpoint="$VAE_CKPT" \
+    test_evaluator.latent_dir="$OUT/latents" test_evaluator.reference="$REF" \
+    test_dataloader.dataset.num_samples="${FID_SAMPLES:-10000}"
   JSONS+=("$OUT/fid_vs_step.json")
 done
 "$PY" projects/lightningdit/tools/fid_vs_step.py plot "${JSONS[@]}" --panel "$PANEL" --png "work_dirs/fig6${PANEL}/fid_vs_step.png"

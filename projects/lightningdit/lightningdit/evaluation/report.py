@@ -81,6 +81,8 @@ def generation_fid_report(cfg: Any, config: str, checkpoint: str | None, metrics
     if _get(ref, 'kind') == 'folder':
         warnings.append('reference statistics from a local image folder, not the ADM ImageNet-256 reference batch.')
     label = osp.splitext(osp.basename(config))[0]
+    if cfg.get('applied_preset', None):
+        label += f" (preset {cfg.applied_preset})"
     extra = {'sample grid': metrics['grid']} if metrics.get('grid') else {}
     return dict(
         schema=SCHEMA, title='Generation FID report', renderer=RENDERER,
