@@ -7,12 +7,14 @@
 #   VAE_CHECKPOINT: a checkpoint of configs/transvae/transvae-micro_f8d16_1xb16-10min_photos.py (the main job,
 #   `bash scripts/run_demo.sh`); default: work_dirs/demo/last_checkpoint. Without one, the main job's training is run
 #   here first (1250 fixed iterations into work_dirs/demo: about 10 more minutes on 2 cores).
-# Env: PYTHON (.venv/bin/python), OMP_NUM_THREADS (default: all cores), FID_CURVE=1 (also the FID of every
+# Env: PYTHON (.venv/bin/python), OMP_NUM_THREADS (default 1), FID_CURVE=1 (also the FID of every
 #   checkpoint and its plot: about 1 more minute per checkpoint), extra tools/test.py options in FID_OPTIONS.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PY=${PYTHON:-.venv/bin/python}
-export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
+# one thread by default: with 2 on the 2-core machine shared with other jobs, the micro DiT's iterations took ~2 s of
+# wall time each instead of 0.2 s
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=work_dirs/lightningdit_cpu
 VAE_CFG=configs/transvae/transvae-micro_f8d16_1xb16-10min_photos.py
 DIT_CFG=projects/lightningdit/configs/lightningdit-b2_transvae-l-f8d16_32xb32-200k_in1k.py
