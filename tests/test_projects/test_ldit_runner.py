@@ -213,6 +213,7 @@ def test_fid_vs_step_evaluates_checkpoints_through_test_tool(setup):
     # another process: float rounding of the thread pool moves the 7th digit at most
     assert curve['points'] == {'7': pytest.approx(direct['fid'], rel=1e-6)} and curve['num_samples'] == 4
     assert osp.isfile(osp.join(setup['tmp'], 'curve_reports', 'iter_7.json'))
+    assert osp.isfile(osp.join(setup['tmp'], 'curve_reports', 'iter_7.png'))  # each checkpoint's own grid
     with open(run / 'iter_7.pth', 'wb'):  # an unreadable checkpoint now: a step already in the JSON is skipped
         pass
     assert _project_tool('fid_vs_step').main(argv)['points'] == curve['points']

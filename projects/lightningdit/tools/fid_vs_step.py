@@ -4,8 +4,8 @@
 [--gpus G] [--min-step S] [--max-step S] [-- tools/test.py options, e.g. --preset cpu --cfg-options ...]``
 evaluates ``WORK_DIR/iter_*.pth`` in step order with the core ``tools/test.py CONFIG CKPT`` (the config's
 generation-FID test set, metric and report; ``tools/dist_test.sh`` with ``--gpus G > 1``), keeps each checkpoint's
-JSON report in ``OUT_reports/iter_N.json``, and rewrites ``OUT.json`` after each checkpoint; steps already in
-``OUT.json`` are skipped, so it resumes.
+JSON report and sample grid in ``OUT_reports/iter_N.{json,png}``, and rewrites ``OUT.json`` after each checkpoint;
+steps already in ``OUT.json`` are skipped, so it resumes.
 
 ``python projects/lightningdit/tools/fid_vs_step.py plot OUT1.json [OUT2.json ...] --panel a|b|c --png FIG.png``
 draws the runs and the paper's panel.
@@ -63,7 +63,8 @@ def cmd_eval(argv: list[str]) -> dict:
         if str(step) in result['points']:
             continue
         out = osp.join(reports, f'iter_{step}.json')
-        cmd = test_command(args.config, path, out, osp.join(reports, 'work_dir'), args.gpus, extra)
+        grid = ['--cfg-options', f"test_evaluator.grid_file={osp.join(reports, f'iter_{step}.png')}"]
+        cmd = test_command(args.config, path, out, osp.join(reports, 'work_dir'), args.gpus, extra + grid)
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
         with open(out, encoding='utf-8') as f:
             report = json.load(f)
