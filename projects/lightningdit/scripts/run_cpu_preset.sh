@@ -8,7 +8,7 @@
 #   `bash scripts/run_demo.sh`); default: work_dirs/demo/last_checkpoint. Without one, the main job's training is run
 #   here first (1250 fixed iterations into work_dirs/demo: about 10 more minutes on 2 cores).
 # Env: PYTHON (.venv/bin/python), OMP_NUM_THREADS (default 1), FID_CURVE=1 (also the FID of every
-#   checkpoint and its plot: about 1 more minute per checkpoint), extra tools/test.py options in FID_OPTIONS.
+#   checkpoint and its plot: 6 checkpoints, about 13 more minutes on the shared 2-core machine), extra tools/test.py options in FID_OPTIONS.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PY=${PYTHON:-.venv/bin/python}

@@ -67,6 +67,7 @@ class GenerationFIDMetric(BaseMetric):
         self.grid_file, self.grid_images, self.grid_nrow = grid_file, grid_images, grid_nrow
         self.decode_batch, self.device = decode_batch, device
         self._decoder: FrozenLatentDecoder | None = None
+        self._feature_device: torch.device | None = None
 
     def _decoder_on(self, device: torch.device) -> FrozenLatentDecoder:
         if self._decoder is None:
@@ -85,6 +86,7 @@ class GenerationFIDMetric(BaseMetric):
                            'ClassBalancedNoiseDataset items)')
         z = torch.stack([s['pred_latent'] for s in data_samples])
         device = torch.device(self.device) if self.device else z.device
+        self._feature_device = device  # folder reference statistics are computed there too
         imgs = self._decoder_on(device)(z, chunk_size=self.decode_batch)  # (B, 3, H, W) in [0, 1]
         u8 = torch.round(imgs * 255).clamp(0, 255).to(torch.uint8)
         feats = get_fid_inception(device)(u8.to(device)).double().cpu().numpy()
@@ -101,7 +103,7 @@ class GenerationFIDMetric(BaseMetric):
                                '(DefaultSampler(round_up=False))')
         feats = np.stack([r['feat'] for r in results])
         mu, sigma, ref_info = reference_statistics(self.reference, self.reference_size, self.reference_cache_dir,
-                                                   str(self.device or 'cpu'))
+                                                   str(self._feature_device or self.device or 'cpu'))
         fid = fid_against(mu, sigma, feats)
         grid = self._save_grid([r['image'] for r in results if r['image'] is not None])
         MMLogger.get_current_instance().info(f'FID-{len(results)} = {fid:.3f} against {self.reference}')
