@@ -49,7 +49,7 @@ def encode_checkpoint(obj: Any) -> Any:
     """``obj`` with HistoryBuffers, numpy arrays / scalars and ShardedTensors replaced by tensors / plain data
     (recursive)."""
     from mmengine.logging import HistoryBuffer
-    if _is_sharded_tensor(obj):
+    if is_sharded_tensor(obj):
         return {TYPE_KEY: 'ShardedTensor', 'size': list(obj.size()),
                 'shards': [{'tensor': s.tensor, 'offsets': list(s.metadata.shard_offsets),
                             'sizes': list(s.metadata.shard_sizes)} for s in obj.local_shards()]}
@@ -75,7 +75,8 @@ def encode_checkpoint(obj: Any) -> Any:
     return obj
 
 
-def _is_sharded_tensor(obj: Any) -> bool:
+def is_sharded_tensor(obj: Any) -> bool:
+    """A ``torch.distributed`` ``ShardedTensor`` (FSDP's local state dicts), without importing that module."""
     return type(obj).__name__ == 'ShardedTensor' and type(obj).__module__.startswith('torch.distributed')
 
 

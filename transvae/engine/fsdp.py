@@ -253,9 +253,10 @@ class TransVAEFSDPStrategy(FSDPStrategy):
 
 def _local_tensors(state_dict: dict) -> dict:
     """``state_dict`` with every ``ShardedTensor`` replaced by its local shards (what this rank can check)."""
+    from .checkpoint_io import is_sharded_tensor
     out = {}
     for name, value in state_dict.items():
-        if hasattr(value, 'local_shards') and callable(value.local_shards):
+        if is_sharded_tensor(value):
             for i, shard in enumerate(value.local_shards()):
                 out[f'{name}[shard {i}]'] = shard.tensor
         else:
