@@ -39,3 +39,31 @@ def test_config_builds_with_cpu_preset(path):
     with torch.no_grad():
         y = model(x, mode='tensor')
     assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def _channels_per_group(cfg: Config) -> list[int]:
+    """Channels per group of every GroupNorm in the config's encoder and decoder (built on the meta device)."""
+    arch = cfg.model.get('arch') or {}
+    with torch.device('meta'):
+        nets = [MODELS.build(cfg.model[k], default_args=arch) for k in ('encoder', 'decoder')]
+    return [m.num_channels // m.num_groups for n in nets for m in n.modules() if isinstance(m, torch.nn.GroupNorm)]
+
+
+@pytest.mark.parametrize('path', FILES + sorted(glob.glob(osp.join(ROOT, 'experiments', '*.py'))),
+                         ids=lambda p: osp.relpath(p, ROOT))
+def test_cpu_preset_keeps_the_paper_group_norm_regime(path):
+    """The micro widths must not turn GroupNorm into InstanceNorm where the paper-size model is not.
+
+    ``GroupNorm(32)`` at 32 channels normalises every channel of every image on its own (its mean colour and
+    contrast are removed); that handicapped every CNN part of the studies until the presets set 8 groups.
+    """
+    cfg = Config.fromfile(path)
+    if cfg.model.type == 'DiffusersAutoencoderKL':
+        pytest.skip('adapter configs load weights from a local diffusers directory')
+    paper = _channels_per_group(cfg)
+    micro = _channels_per_group(apply_preset(Config.fromfile(path), 'cpu'))
+    assert bool(micro) == bool(paper)
+    if paper:
+        assert min(micro) >= min(4, min(paper)), f'{path}: channels per group {micro} at the CPU preset, {paper} at full size'
+    if 'micro' in osp.basename(path):  # a micro-width model file is its own (and the main job's) full size
+        assert min(paper) >= 4, f'{path}: channels per group {paper}'

@@ -3,5 +3,7 @@
 # the reference for the training-step FLOP efficiency in tools/analysis_tools/benchmark.py (--train-step).
 _base_ = ['./cnn-vae-noattn-t_f16d32.py']
 model = dict(
-    arch=dict(base_channels=32, channel_mults=[1, 1, 2, 2], num_res_blocks=1, latent_channels=16),
+    # GroupNorm(8): LDM's 4-16 channels per group at these widths (32 groups at 32 channels would be InstanceNorm).
+    arch=dict(base_channels=32, channel_mults=[1, 1, 2, 2], num_res_blocks=1, latent_channels=16,
+              norm_cfg=dict(type='GN', num_groups=8)),
     rec_loss=dict(perceptual_cfg=dict(net='alex')))

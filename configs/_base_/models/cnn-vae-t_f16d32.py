@@ -8,8 +8,10 @@ model = dict(
     decoder=dict(type='CNNDecoder', up_cfg=dict(type='InterpConvUp')))
 
 # `tools/train.py --preset cpu`: base channels 32, one ResBlock per level (f kept); LPIPS-alex from
-# components/vae_objective.py.
+# components/vae_objective.py. GroupNorm(8) at a quarter of the width keeps LDM's 4-16 channels per group (32 groups
+# at 32 channels would be InstanceNorm: docs/RESULTS.md, "Why some claims disagree").
 model_presets = dict(
     cpu=dict(
         model=dict(
-            arch=dict(base_channels=32, channel_mults=[1, 1, 2, 2, 4], num_res_blocks=1))))
+            arch=dict(base_channels=32, channel_mults=[1, 1, 2, 2, 4], num_res_blocks=1,
+                      norm_cfg=dict(type='GN', num_groups=8)))))

@@ -5,7 +5,8 @@ grayscale after 1250 iterations while TransVAE and the ViT-VAE have colour (docs
 at this scale"). These tests rule out a wiring fault: with weights transferred name by name, our encoder and decoder
 equal diffusers' ``Encoder`` / ``Decoder`` of the same architecture (LDM's ResNet blocks, GroupNorm(32) with eps 1e-6,
 asymmetric-pad strided-conv down, nearest x2 + conv up, single-head attention), on the micro widths themselves and on
-a small attention variant, including the GroupNorm groups at 32 channels (one channel per group there, in both).
+a small attention variant, including the GroupNorm partition: the CPU preset's GroupNorm(8) (diffusers'
+``norm_num_groups=8``) on the micro widths, LDM's GroupNorm(32) (one channel per group at 32 channels) on the other.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ register_all_modules()
 
 #: ``configs/_base_/models/cnn-vae-noattn-t_f16d32.py`` under ``--preset cpu`` (the Fig. 1 / 3c / 4a cnn_vae).
 MICRO = dict(base_channels=32, channel_mults=[1, 1, 2, 2, 4], num_res_blocks=1, latent_channels=32, attn_levels=[],
-             mid_attn=False)
+             mid_attn=False, norm_cfg=dict(type='GN', num_groups=8))
 #: A small LDM layout with stage attention at the lowest level, two ResBlocks per level and mid attention.
 ATTN = dict(base_channels=32, channel_mults=[1, 2], num_res_blocks=2, latent_channels=4, attn_levels=[1],
             mid_attn=True)
@@ -76,6 +77,11 @@ def _name_map(arch: dict) -> dict[str, str]:
     return m
 
 
+def _groups(arch: dict) -> int:
+    """The GroupNorm group count of ``arch`` (LDM's 32 unless its ``norm_cfg`` says otherwise)."""
+    return arch.get('norm_cfg', {}).get('num_groups', 32)
+
+
 def _build_pair(arch: dict, seed: int = 0) -> tuple[nn.Module, nn.Module]:
     """``(ours, reference)``: our encoder / decoder (in an ``nn.ModuleDict``) with the reference's weights."""
     diffusers = pytest.importorskip('diffusers')
@@ -85,7 +91,8 @@ def _build_pair(arch: dict, seed: int = 0) -> tuple[nn.Module, nn.Module]:
     up = tuple('AttnUpDecoderBlock2D' if i in arch['attn_levels'] else 'UpDecoderBlock2D' for i in reversed(range(n)))
     torch.manual_seed(seed)
     ref = diffusers.AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=chs, down_block_types=down,
-                                  up_block_types=up, layers_per_block=arch['num_res_blocks'], norm_num_groups=32,
+                                  up_block_types=up, layers_per_block=arch['num_res_blocks'],
+                                  norm_num_groups=_groups(arch),
                                   latent_channels=arch['latent_channels'], use_quant_conv=False,
                                   use_post_quant_conv=False, mid_block_add_attention=arch['mid_attn']).eval()
     with torch.no_grad():  # non-trivial norm affines and biases, so a swapped or skipped parameter shows
@@ -109,10 +116,10 @@ def _build_pair(arch: dict, seed: int = 0) -> tuple[nn.Module, nn.Module]:
 def test_cnn_vae_equals_diffusers_autoencoder_kl(arch):
     ours, ref = _build_pair(arch)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
-    # The same GroupNorm partition everywhere (at 32 channels: 32 groups, one channel each, in both models).
+    # The same GroupNorm partition everywhere (at 32 channels: 8 groups in the micro preset, 32 in LDM's default).
     gn = [(m.num_channels, m.num_groups) for m in ours.modules() if isinstance(m, nn.GroupNorm)]
     gn_ref = [(m.num_channels, m.num_groups) for m in ref.modules() if isinstance(m, nn.GroupNorm)]
-    assert sorted(gn) == sorted(gn_ref) and (32, 32) in gn
+    assert sorted(gn) == sorted(gn_ref) and (32, _groups(arch)) in gn
     f = 2 ** (len(arch['channel_mults']) - 1)
     x = torch.rand(2, 3, 2 * f, 3 * f) * 2 - 1  # non-square, so a transposed map would show
     with torch.no_grad():

@@ -22,13 +22,13 @@ from .base import DecoderBase, EncoderBase, InitCfg
 class _Level(nn.Module):
     """ResBlocks (each optionally followed by an AttnBlock) at one resolution."""
 
-    def __init__(self, in_ch: int, out_ch: int, num_blocks: int, with_attn: bool) -> None:
+    def __init__(self, in_ch: int, out_ch: int, num_blocks: int, with_attn: bool, norm_cfg: dict) -> None:
         super().__init__()
         self.blocks = nn.ModuleList()
         for j in range(num_blocks):
-            self.blocks.append(ResBlock(in_ch if j == 0 else out_ch, out_ch))
+            self.blocks.append(ResBlock(in_ch if j == 0 else out_ch, out_ch, norm_cfg=norm_cfg))
             if with_attn:
-                self.blocks.append(AttnBlock(out_ch))
+                self.blocks.append(AttnBlock(out_ch, norm_cfg=norm_cfg))
 
     def forward(self, x: Tensor) -> Tensor:
         for blk in self.blocks:
@@ -39,8 +39,9 @@ class _Level(nn.Module):
 class _MidBlock(nn.Sequential):
     """``ResBlock -> [AttnBlock] -> ResBlock`` at the lowest resolution."""
 
-    def __init__(self, ch: int, with_attn: bool) -> None:
-        super().__init__(ResBlock(ch), AttnBlock(ch) if with_attn else nn.Identity(), ResBlock(ch))
+    def __init__(self, ch: int, with_attn: bool, norm_cfg: dict) -> None:
+        attn = AttnBlock(ch, norm_cfg=norm_cfg) if with_attn else nn.Identity()
+        super().__init__(ResBlock(ch, norm_cfg=norm_cfg), attn, ResBlock(ch, norm_cfg=norm_cfg))
 
 
 @MODELS.register_module()
@@ -55,14 +56,17 @@ class CNNEncoder(EncoderBase):
         attn_levels: levels with an AttnBlock after each ResBlock.
         mid_attn: attention in the mid-block.
         down_cfg: down-sampler (LDM's ``StridedConvDown`` keeps the channel count).
+        norm_cfg: every map norm (LDM / diffusers: ``GroupNorm(32)``, diffusers' ``norm_num_groups``; the CPU
+            preset's quarter widths use 8 groups, which keeps LDM's 4-16 channels per group).
     """
 
     def __init__(self, base_channels: int, channel_mults: Sequence[int], num_res_blocks: int,
                  latent_channels: int, attn_levels: Sequence[int] = (), mid_attn: bool = True,
                  down_cfg: dict | None = None, in_channels: int = 3, double_z: bool = True,
-                 init_cfg: InitCfg = None) -> None:
+                 norm_cfg: dict | None = None, init_cfg: InitCfg = None) -> None:
         super().__init__(init_cfg=init_cfg)
         down_cfg = down_cfg or dict(type='StridedConvDown')
+        norm_cfg = norm_cfg or dict(type='GN')
         chs = [base_channels * m for m in channel_mults]
         self.latent_channels = latent_channels
         self.downsample_factor = 2 ** (len(chs) - 1)
@@ -71,12 +75,12 @@ class CNNEncoder(EncoderBase):
         self.downs = nn.ModuleList()
         prev = base_channels
         for i, ch in enumerate(chs):
-            self.levels.append(_Level(prev, ch, num_res_blocks, i in attn_levels))
+            self.levels.append(_Level(prev, ch, num_res_blocks, i in attn_levels, norm_cfg))
             if i < len(chs) - 1:
                 self.downs.append(build_sampler(down_cfg, ch, ch))
             prev = ch
-        self.mid = _MidBlock(prev, mid_attn)
-        self.norm_out = build_norm(dict(type='GN'), prev)
+        self.mid = _MidBlock(prev, mid_attn, norm_cfg)
+        self.norm_out = build_norm(norm_cfg, prev)
         self.act_out = nn.SiLU()
         self.conv_out = nn.Conv2d(prev, (2 if double_z else 1) * latent_channels, 3, padding=1)
 
@@ -96,28 +100,30 @@ class CNNEncoder(EncoderBase):
 
 @MODELS.register_module()
 class CNNDecoder(DecoderBase):
-    """LDM decoder (``num_res_blocks + 1`` ResBlocks per level), mirror of :class:`CNNEncoder`."""
+    """LDM decoder (``num_res_blocks + 1`` ResBlocks per level), mirror of :class:`CNNEncoder` (same arguments)."""
 
     def __init__(self, base_channels: int, channel_mults: Sequence[int], num_res_blocks: int,
                  latent_channels: int, attn_levels: Sequence[int] = (), mid_attn: bool = True,
-                 up_cfg: dict | None = None, out_channels: int = 3, init_cfg: InitCfg = None) -> None:
+                 up_cfg: dict | None = None, out_channels: int = 3, norm_cfg: dict | None = None,
+                 init_cfg: InitCfg = None) -> None:
         super().__init__(init_cfg=init_cfg)
         up_cfg = up_cfg or dict(type='InterpConvUp')
+        norm_cfg = norm_cfg or dict(type='GN')
         chs = [base_channels * m for m in channel_mults]
         self.latent_channels = latent_channels
         self.upsample_factor = 2 ** (len(chs) - 1)
         self.conv_in = nn.Conv2d(latent_channels, chs[-1], 3, padding=1)
-        self.mid = _MidBlock(chs[-1], mid_attn)
+        self.mid = _MidBlock(chs[-1], mid_attn, norm_cfg)
         # levels[k] / ups[k] run from the lowest resolution (k = 0) upwards.
         self.levels = nn.ModuleList()
         self.ups = nn.ModuleList()
         prev = chs[-1]
         for i in range(len(chs) - 1, -1, -1):
-            self.levels.append(_Level(prev, chs[i], num_res_blocks + 1, i in attn_levels))
+            self.levels.append(_Level(prev, chs[i], num_res_blocks + 1, i in attn_levels, norm_cfg))
             prev = chs[i]
             if i > 0:
                 self.ups.append(build_sampler(up_cfg, prev, prev))
-        self.norm_out = build_norm(dict(type='GN'), prev)
+        self.norm_out = build_norm(norm_cfg, prev)
         self.act_out = nn.SiLU()
         self.conv_out = nn.Conv2d(prev, out_channels, 3, padding=1)
 
