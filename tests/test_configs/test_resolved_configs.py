@@ -9,7 +9,6 @@ file) and say in the commit which resolved keys changed and why.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os.path as osp
 import sys
@@ -17,7 +16,7 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from transvae.engine.utils import apply_preset, available_presets
+from transvae.engine.utils import apply_preset, available_presets, config_fingerprint
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 STORE = osp.join(osp.dirname(osp.abspath(__file__)), 'resolved_configs.json')
@@ -29,20 +28,13 @@ def leaf_configs() -> list[str]:
     return sorted(osp.relpath(p, REPO) for p in paths if '_base_' not in osp.relpath(p, REPO).split(osp.sep))
 
 
-def _digest(value) -> str:
-    text = json.dumps(value, sort_keys=True, default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
 def fingerprint(rel_path: str) -> dict[str, dict[str, str]]:
     """``{'': {key: digest}, '<preset>': {key: digest}, ...}`` for one config (path relative to the repo)."""
     path = osp.join(REPO, rel_path)
     cfg = Config.fromfile(path)
-    out = {'': {k: _digest(v) for k, v in cfg.to_dict().items()}}
+    out = {'': config_fingerprint(cfg)}
     for name in available_presets(cfg):
-        merged = Config.fromfile(path)
-        apply_preset(merged, name)
-        out[name] = {k: _digest(v) for k, v in merged.to_dict().items()}
+        out[name] = config_fingerprint(apply_preset(Config.fromfile(path), name))
     return out
 
 

@@ -224,6 +224,29 @@ def test_busy_work_dir_is_not_trained_twice(tmp_path, monkeypatch):
         run.run_study(Study('s', 'F', [v]), root, run.RunOptions(seeds=(0,), max_iters=2))  # skipped, no error
 
 
+def test_a_finished_run_of_another_config_is_refused_not_reported(tmp_path, monkeypatch):
+    """Changing a config (or its preset) after a study ran must not let the driver skip the old run as done."""
+    root = str(tmp_path)
+    monkeypatch.setattr(run.subprocess, 'Popen', lambda *a, **k: (_ for _ in ()).throw(AssertionError('trained')))
+    old, new = Variant('cnn', 'cnn_vae'), Variant('cnn', 'cnn_vae', cfg_options=['model.arch.num_res_blocks=2'])
+    opts = run.RunOptions(max_iters=2)
+    wd = run.work_dir_of(root, 'cnn', 0)
+    os.makedirs(wd)
+    with open(osp.join(wd, run.DONE), 'w') as f:  # a finished run from before fingerprints: accepted as it is
+        json.dump(dict(label='cnn', seed=0, max_iters=2), f)
+    assert run.run_variant(new, 0, root, opts)['label'] == 'cnn' and not osp.exists(osp.join(wd, run.FINGERPRINT))
+    with open(osp.join(wd, run.FINGERPRINT), 'w') as f:  # ... and one that recorded its config
+        json.dump(run.run_fingerprint(run.write_overlay(old, root), 0, opts, old), f)
+    assert run.run_variant(old, 0, root, run.RunOptions(max_iters=2, val_interval=1))['max_iters'] == 2
+    with pytest.raises(run.StaleRunError, match=r'changed: _cli\)'):
+        run.run_variant(new, 0, root, opts)
+    fp = run.run_fingerprint(run.write_overlay(old, root), 0, run.RunOptions(preset=None), old)
+    with pytest.raises(run.StaleRunError, match=r'changed: .*model'):  # the preset changes the resolved model
+        run.check_fingerprint(wd, fp)
+    with pytest.raises(RuntimeError, match='1 run'):  # the study reports it with the failures, after the others
+        run.run_study(Study('s', 'F', [new]), root, run.RunOptions(seeds=(0,), max_iters=2))
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # time to quality: s/it measured interleaved, quality at k x s/it
 def test_step_times_of_the_time_to_quality_variants(tmp_path):

@@ -5,6 +5,8 @@ Everything here works on an :class:`mmengine.Config` and has no side effect beyo
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from typing import Any, Iterator, Optional
 
@@ -63,6 +65,18 @@ def apply_preset(cfg: Config, name: str) -> Config:
         raise KeyError(f"Preset '{name}' is not defined in {cfg.filename}. Available presets: {available}.")
     cfg.applied_preset = name
     return cfg
+
+
+def config_fingerprint(cfg: Config) -> dict[str, str]:
+    """One short sha256 per top-level key of the resolved ``cfg`` (canonical JSON: sorted keys, tuples as lists).
+
+    Two configs train the same thing iff their fingerprints are equal; comparing two names the keys that changed.
+    Used by the resolved-config regression test and by the study runner to refuse a finished run whose config
+    has changed since.
+    """
+    def digest(value: Any) -> str:
+        return hashlib.sha256(json.dumps(value, sort_keys=True, default=repr).encode()).hexdigest()[:12]
+    return {k: digest(v) for k, v in cfg.to_dict().items()}
 
 
 # ---------------------------------------------------------------------------------------------------------------------

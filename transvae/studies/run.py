@@ -7,7 +7,9 @@ Layout under a study root ``ROOT``:
   LPIPS-vgg (prefix ``vgg``); val scalars keyed by iteration);
 - ``ROOT/LABEL/seed_S/``: the work dir of one seed (``--resume auto``), ``driver.log`` and, once finished,
   ``done.json``. A finished (variant, seed) is skipped; an interrupted one resumes from its last checkpoint; a larger
-  ``max_iters`` continues it.
+  ``max_iters`` continues it. ``fingerprint.json`` records what the run trains (the overlay resolved with the preset,
+  per top-level key, and the command-line overrides): when the config has changed since, the driver refuses to
+  skip or resume that work dir (:class:`StaleRunError`) instead of reporting old numbers under the new config.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from typing import Callable, Optional, Sequence
 from .study import REPO, Study, Variant, resolve_config
 
 DONE = 'done.json'
+FINGERPRINT = 'fingerprint.json'
 #: The validation reconstruction losses every study logs: L1 + LPIPS with the paper's VGG and with AlexNet.
 REC_LOSS_METRICS = (dict(type='ReconstructionLossMetric', net='vgg', prefix='vgg'),
                     dict(type='ReconstructionLossMetric', net='alex', prefix='alex'))
@@ -145,6 +148,49 @@ class BusyError(RuntimeError):
     """Another driver is training this (variant, seed) right now."""
 
 
+class StaleRunError(RuntimeError):
+    """A work dir was trained with another config than the variant resolves to now."""
+
+
+def run_fingerprint(overlay: str, seed: int, opts: RunOptions, variant: Optional[Variant] = None) -> dict:
+    """What one (variant, seed) trains: :func:`~transvae.engine.utils.config_fingerprint` of the overlay resolved
+    with ``opts.preset``, plus ``_cli``: the seed, batch size and ``--cfg-options`` of :func:`train_command`."""
+    from mmengine.config import Config
+
+    from transvae.engine.utils import apply_preset, config_fingerprint
+    cfg = Config.fromfile(overlay)
+    if opts.preset and opts.preset != 'none':
+        apply_preset(cfg, opts.preset)
+    fp = config_fingerprint(cfg)
+    # not max_iters / val_interval: a larger max_iters continues a finished run on purpose
+    fp['_cli'] = json.dumps(dict(seed=seed, batch_size=opts.batch_size,
+                                 cfg_options=list(variant.cfg_options if variant else []) + list(opts.cfg_options)),
+                            sort_keys=True)
+    return fp
+
+
+def check_fingerprint(work_dir: str, current: dict) -> None:
+    """Raise :class:`StaleRunError` naming the changed keys when ``work_dir`` holds a run of another config; write
+    ``current`` when it holds none yet. Work dirs from before fingerprints (none stored) are accepted as they are."""
+    path = osp.join(work_dir, FINGERPRINT)
+    try:
+        with open(path) as f:
+            stored = json.load(f)
+    except (OSError, ValueError):
+        if read_done(work_dir) is None:  # a new (or interrupted, pre-fingerprint) run: record what it trains
+            tmp = path + '.tmp'
+            with open(tmp, 'w') as f:
+                json.dump(current, f, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+        return
+    changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    if changed:
+        raise StaleRunError(
+            f'{work_dir} was trained with another config than its variant resolves to now (changed: '
+            f'{", ".join(changed)}); its numbers would be reported under the new config. Move the directory away '
+            f'(e.g. to {osp.basename(work_dir)}.old) to train it again.')
+
+
 @contextlib.contextmanager
 def _exclusive(work_dir: str):
     """Hold ``work_dir/driver.lock`` (an advisory lock): two drivers never train one work dir at once."""
@@ -165,16 +211,21 @@ def run_variant(variant: Variant, seed: int, root: str, opts: RunOptions,
     """Train one (variant, seed) unless done; returns its ``done.json`` record. Raises on a failed child and
     :class:`BusyError` when another driver holds the work dir."""
     work_dir = work_dir_of(root, variant.label, seed)
+    overlay = write_overlay(variant, root)
+    fingerprint = run_fingerprint(overlay, seed, opts, variant)
+    if osp.isdir(work_dir):
+        check_fingerprint(work_dir, fingerprint)
     if not opts.force and is_done(work_dir, opts.max_iters):
         return read_done(work_dir)
     os.makedirs(work_dir, exist_ok=True)
     with _exclusive(work_dir):
-        return _train(variant, seed, root, opts, work_dir, on_line)
+        check_fingerprint(work_dir, fingerprint)
+        return _train(variant, seed, overlay, opts, work_dir, on_line)
 
 
-def _train(variant: Variant, seed: int, root: str, opts: RunOptions, work_dir: str,
+def _train(variant: Variant, seed: int, overlay: str, opts: RunOptions, work_dir: str,
            on_line: Optional[Callable[[str], None]]) -> dict:
-    cmd = train_command(write_overlay(variant, root), work_dir, seed, opts, variant)
+    cmd = train_command(overlay, work_dir, seed, opts, variant)
     env = dict(os.environ, PYTHONUNBUFFERED='1', **{k: str(v) for k, v in opts.env.items()})
     log_path = osp.join(work_dir, 'driver.log')
     t0, last = time.time(), ''
