@@ -87,6 +87,8 @@ def test_report_and_plots_synthetic(tmp_path):
         if label != 'c':  # c is still running
             with open(osp.join(wd, run.DONE), 'w') as f:
                 json.dump(dict(max_iters=10, wall_s=4.0), f)
+    os.makedirs(run.work_dir_of(root, 'c', 1))  # started, killed before its first validation: left out
+    _write_scalars(run.work_dir_of(root, 'a', 0) + '.old', '20260101_000000', [{'psnr': 1.0, 'step': 10}])  # moved aside
     study = Study('syn', 'Fig. X', [Variant('a', 'cnn_vae', 0.18), Variant('b', 'stage_multi', 0.3),
                                     Variant('c', 'cnn_vae')], expected_order=['a', 'b'],
                   claims=[Claim('a', '<', 'b'), Claim('a', '≈', 'b'), Claim('c', '<', 'a')])

@@ -100,17 +100,22 @@ def seconds_at(step: int, cum: list[tuple[int, float]]) -> float:
 
 
 def collect(variants: list[Variant], root: str, seeds: Optional[list[int]] = None) -> dict[str, dict[int, dict]]:
-    """``{label: {seed: {'val': rows, 'train': rows, 'done': record or None}}}`` for the seeds found on disk."""
+    """``{label: {seed: {'val': rows, 'train': rows, 'done': record or None}}}`` for the seeds found on disk.
+
+    Only ``seed_<int>`` directories count (not a ``seed_0.old`` moved aside); an unfinished run that has not
+    validated yet is left out, so it cannot turn a seed mean into NaN."""
     from .run import read_done
     out: dict[str, dict[int, dict]] = {}
     for v in variants:
         runs = {}
         for wd in sorted(glob.glob(osp.join(root, v.label, 'seed_*'))):
-            seed = int(wd.rsplit('_', 1)[1])
-            if seeds is not None and seed not in seeds:
+            tail = osp.basename(wd)[len('seed_'):]
+            if not tail.isdigit() or (seeds is not None and int(tail) not in seeds):
                 continue
             val, train = read_scalars(wd)
-            runs[seed] = dict(val=val, train=train, done=read_done(wd))
+            done = read_done(wd)
+            if val or done is not None:
+                runs[int(tail)] = dict(val=val, train=train, done=done)
         out[v.label] = runs
     return out
 
