@@ -7,10 +7,12 @@ clip coefficient with the one of the full, unsharded gradient.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import os
 import os.path as osp
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -227,15 +229,28 @@ class Block(nn.Module):
         return self.act(self.fc(x))
 
 
+@contextlib.contextmanager
+def gloo_rank(rank: int, world: int, port: int) -> Iterator[None]:
+    """The body of one ``mp.spawn``-ed gloo rank (1 thread). A failure destroys the group and re-raises (the spawn
+    reports it); success ends in :func:`shutdown_distributed` (barrier, destroy, ``os._exit(0)``): a rank can abort in
+    interpreter teardown with gloo's threads attached (SIGABRT, "terminate called without an active exception")."""
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', rank=rank, world_size=world)
+    try:
+        yield
+    except BaseException:
+        dist.destroy_process_group()
+        raise
+    shutdown_distributed()
+
+
 def _batch(rank: int) -> torch.Tensor:
     return torch.randn(4, 6, generator=torch.Generator().manual_seed(10 + rank)) * (1 + 3 * rank)
 
 
 def _clip_worker(rank: int, world: int, port: int) -> None:
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group('gloo', rank=rank, world_size=world)
-    try:
+    with gloo_rank(rank, world, port):
         from mmengine.logging import MessageHub
         from mmengine.optim import OptimWrapper
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -292,12 +307,6 @@ def _clip_worker(rank: int, world: int, port: int) -> None:
             TransVAEFSDPStrategy.mark_sharded_grads(
                 OptimWrapper(optimizer=torch.optim.SGD(fsdp.parameters(), lr=0.1), clip_grad=dict(max_norm=1.0)),
                 fsdp)
-    except BaseException:
-        dist.destroy_process_group()
-        raise
-    # success: barrier, destroy, os._exit(0) -- a rank can abort in interpreter teardown with gloo's threads attached
-    # (SIGABRT, "terminate called without an active exception"; see shutdown_distributed)
-    shutdown_distributed()
 
 
 def test_sharded_clip_matches_unsharded_gradient():
@@ -308,10 +317,7 @@ def test_sharded_clip_matches_unsharded_gradient():
 # (d) the full optimizer state a checkpoint holds equals an unsharded AdamW's, and loads back (2 spawned gloo ranks)
 # ---------------------------------------------------------------------------------------------------------------------
 def _optim_state_worker(rank: int, world: int, port: int) -> None:
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    dist.init_process_group('gloo', rank=rank, world_size=world)
-    try:
+    with gloo_rank(rank, world, port):
         from mmengine.optim import OptimWrapper
 
         from transvae.engine.fsdp import TransVAEFSDPStrategy
@@ -354,10 +360,6 @@ def _optim_state_worker(rank: int, world: int, port: int) -> None:
             if n in live and p.numel():
                 for key in ('exp_avg', 'exp_avg_sq'):
                     assert torch.equal(strategy.optim_wrapper.optimizer.state[p][key], live[n][key]), (n, key)
-    except BaseException:
-        dist.destroy_process_group()
-        raise
-    shutdown_distributed()
 
 
 def test_full_optimizer_state_equals_unsharded_adamw_and_resumes():
@@ -373,10 +375,7 @@ def test_aliased_optimizer_states_are_refused():
 
 
 def _local_ckpt_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    dist.init_process_group('gloo', rank=rank, world_size=world)
-    try:
+    with gloo_rank(rank, world, port):
         from mmengine.optim import OptimWrapper
 
         from transvae.engine.checkpoint_io import load_checkpoint_file
@@ -409,10 +408,6 @@ def _local_ckpt_worker(rank: int, world: int, port: int, out: str) -> None:
             assert torch.equal(p.detach(), q)
         got = [strategy.optim_wrapper.optimizer.state[p]['exp_avg'] for p in strategy.model.parameters() if p.numel()]
         assert all(torch.equal(a, b) for a, b in zip(got, moments))
-    except BaseException:
-        dist.destroy_process_group()
-        raise
-    shutdown_distributed()
 
 
 def test_sharded_checkpoint_saves_safely_and_loads_back(tmp_path):
