@@ -104,6 +104,11 @@ def write_overlay(variant: Variant, root: str) -> str:
     return path
 
 
+def _cfg_options(opts: RunOptions, variant: Optional[Variant]) -> list[str]:
+    """The variant's ``--cfg-options`` then the study's (``train_command`` prepends ``val_interval``)."""
+    return list(variant.cfg_options if variant else []) + list(opts.cfg_options)
+
+
 def train_command(config: str, work_dir: str, seed: int, opts: RunOptions, variant: Optional[Variant] = None
                   ) -> list[str]:
     """The command line that trains ``config`` into ``work_dir`` with ``seed`` (always ``--resume auto``)."""
@@ -117,7 +122,7 @@ def train_command(config: str, work_dir: str, seed: int, opts: RunOptions, varia
     cfg_opts = []
     if opts.val_interval:
         cfg_opts.append(f'train_cfg.val_interval={opts.val_interval}')
-    cfg_opts += list(variant.cfg_options if variant else []) + list(opts.cfg_options)
+    cfg_opts += _cfg_options(opts, variant)
     if cfg_opts:
         extra += ['--cfg-options', *cfg_opts]
     if opts.launcher == 'pytorch' or (opts.gpus > 1 and opts.launcher != 'slurm'):
@@ -163,8 +168,7 @@ def run_fingerprint(overlay: str, seed: int, opts: RunOptions, variant: Optional
         apply_preset(cfg, opts.preset)
     fp = config_fingerprint(cfg)
     # not max_iters / val_interval: a larger max_iters continues a finished run on purpose
-    fp['_cli'] = json.dumps(dict(seed=seed, batch_size=opts.batch_size,
-                                 cfg_options=list(variant.cfg_options if variant else []) + list(opts.cfg_options)),
+    fp['_cli'] = json.dumps(dict(seed=seed, batch_size=opts.batch_size, cfg_options=_cfg_options(opts, variant)),
                             sort_keys=True)
     return fp
 
