@@ -1,7 +1,12 @@
 # SeqConv ablation (Fig. 3c): decoder head -> SeqConv (4 x [x2 nearest, Conv3x3, GN, GELU] + Conv3x3). Reference: patch_embed_conv.py.
 _base_ = ['./patch_embed_conv.py']
-model = dict(decoder=dict(head_cfg=dict(_delete_=True, type='SeqConvUpHead')))
+# At least 4 channels per group in every stage of the head (its last stage has D/16 channels at full resolution;
+# one channel per group would be InstanceNorm there). Set here, not only as the class default, so that a run's
+# config fingerprint records it.
+model = dict(decoder=dict(head_cfg=dict(_delete_=True, type='SeqConvUpHead',
+                                        norm_cfg=dict(type='GN', min_group_channels=4))))
 
 # `--preset cpu` (embed dim 128, a quarter of ViT-VAE-T's): GroupNorm(8) keeps the paper's channels per group in
-# the SeqConvUpHead ramp (32 groups would make its 16- / 32-channel maps InstanceNorm).
-presets = dict(cpu=dict(model=dict(decoder=dict(head_cfg=dict(norm_cfg=dict(type='GN', num_groups=8))))))
+# the first stages of the SeqConvUpHead ramp; the 4-channel floor applies to its 16- / 8-channel stages.
+presets = dict(cpu=dict(model=dict(decoder=dict(head_cfg=dict(
+    norm_cfg=dict(type='GN', num_groups=8, min_group_channels=4))))))

@@ -9,6 +9,7 @@ import torch
 from mmengine.config import Config
 
 from transvae.engine.utils import apply_preset
+from transvae.registry import MODELS
 from transvae.utils.complexity import build_encoder_decoder, count_params
 
 ROOT = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'experiments')
@@ -149,3 +150,39 @@ def test_experiment_config(path):
         moments = enc(torch.randn(1, 3, 32, 32))
         assert moments.shape[-2:] == (2, 2)
         assert dec(moments[:, :moments.shape[1] // 2]).shape == (1, 3, 32, 32)
+
+
+SEQCONV_HEADS = [osp.join(ROOT, n) for n in ('patch_embed_seqconv_dec.py', 'patch_embed_seqconv_dual.py',
+                                             'stage_single.py', 'ffn_single_standard.py', 'ffn_single_dwconv.py',
+                                             'ffn_single_fullconv.py')]
+
+
+@pytest.mark.parametrize('preset', [None, 'cpu'])
+@pytest.mark.parametrize('path', SEQCONV_HEADS, ids=osp.basename)
+def test_seqconv_head_is_never_instance_norm(path, preset):
+    """Every GroupNorm in a shipped SeqConvUpHead holds >= 4 channels per group, at paper width and CPU width.
+
+    Its last stage runs at full resolution on D/16 channels (32 at ViT-VAE-T, 8 at the CPU preset); with one channel
+    per group (GN(32) / GN(8)) that stage was InstanceNorm, and the head lost to pixel shuffle (docs/RESULTS.md).
+    """
+    cfg = _load(path)
+    if preset:
+        apply_preset(cfg, preset)
+    head_cfg = cfg.model.decoder.head_cfg
+    assert head_cfg.type == 'SeqConvUpHead' and head_cfg.norm_cfg.min_group_channels == 4  # seen by the fingerprint
+    dims = cfg.model.arch.embed_dims
+    head = MODELS.build(head_cfg.to_dict(), default_args=dict(in_channels=dims, out_channels=3, patch_size=16))
+    norms = [m for m in head.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == 4 and norms[-1].num_channels == dims // 16  # log2(16) stages, ending at D/16 channels
+    assert min(n.num_channels // n.num_groups for n in norms) >= 4
+
+
+def test_gn_min_group_channels():
+    """``min_group_channels`` caps the groups; the default keeps GN(32)'s behaviour; a bad value is refused."""
+    assert MODELS.build(dict(type='GN', num_features=32)).num_groups == 32
+    assert MODELS.build(dict(type='GN', num_features=32, min_group_channels=4)).num_groups == 8
+    assert MODELS.build(dict(type='GN', num_features=8, num_groups=8, min_group_channels=4)).num_groups == 2
+    assert MODELS.build(dict(type='GN', num_features=24, min_group_channels=5)).num_groups == 4  # divides 24
+    assert MODELS.build(dict(type='GN', num_features=2, min_group_channels=4)).num_groups == 1
+    with pytest.raises(ValueError, match='min_group_channels'):
+        MODELS.build(dict(type='GN', num_features=8, min_group_channels=0))

@@ -47,10 +47,23 @@ class RMSNorm(nn.Module):
 
 @MODELS.register_module('GN')
 class GroupNorm(nn.GroupNorm):
-    """GroupNorm for ``(B, C, H, W)`` maps with ``num_groups`` shrunk to divide ``num_features``."""
+    """GroupNorm for ``(B, C, H, W)`` maps with ``num_groups`` shrunk to divide ``num_features``.
 
-    def __init__(self, num_features: int, num_groups: int = 32, eps: float = 1e-6, affine: bool = True) -> None:
-        super().__init__(gn_groups(num_features, num_groups), num_features, eps=eps, affine=affine)
+    Args:
+        num_features: channels ``C``.
+        num_groups: the most groups to use (the largest divisor of ``C`` not above it is taken).
+        min_group_channels: the fewest channels a group may hold; caps the groups at ``C // min_group_channels``.
+            The default 1 allows one channel per group, which is InstanceNorm: a narrow map normalised by GN(32)
+            (e.g. a 32-channel full-resolution stage of a decoder head) loses its per-image contrast and colour.
+        eps / affine: as for :class:`torch.nn.GroupNorm`.
+    """
+
+    def __init__(self, num_features: int, num_groups: int = 32, eps: float = 1e-6, affine: bool = True,
+                 min_group_channels: int = 1) -> None:
+        if min_group_channels < 1:
+            raise ValueError(f'GN: min_group_channels must be >= 1, got {min_group_channels}')
+        max_groups = min(num_groups, max(1, num_features // min_group_channels))
+        super().__init__(gn_groups(num_features, max_groups), num_features, eps=eps, affine=affine)
 
 
 @MODELS.register_module('LN2d')

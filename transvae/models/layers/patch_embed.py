@@ -120,7 +120,11 @@ class SeqConvUpHead(nn.Module):
         in_channels: token channels ``D``.
         out_channels: image channels.
         patch_size: total up-sampling ``p`` (power of two).
-        norm_cfg / act_cfg: as for :class:`SeqConvPatchEmbed`.
+        norm_cfg: map norm after each conv. The default ``GN`` with ``min_group_channels=4`` keeps at least 4
+            channels per group: the ramp ends at ``D/16`` channels at full resolution (32 at ViT-VAE-T width, 8 at
+            the CPU preset's), which plain GN(32) / GN(8) would normalise one channel at a time (InstanceNorm),
+            and that head lost to the pixel-shuffle one by 9% in Fig. 3(c) (docs/RESULTS.md).
+        act_cfg: as for :class:`SeqConvPatchEmbed`.
         min_channels: floor of the channel ramp.
     """
 
@@ -128,7 +132,7 @@ class SeqConvUpHead(nn.Module):
                  norm_cfg: dict | None = None, act_cfg: dict | None = None, min_channels: int = 8) -> None:
         super().__init__()
         k = _log2_int(patch_size, 'SeqConvUpHead')
-        norm_cfg = norm_cfg or dict(type='GN')
+        norm_cfg = norm_cfg or dict(type='GN', min_group_channels=4)
         self.patch_size = patch_size
         chs = [in_channels] + [max(in_channels // 2 ** (i + 1), min_channels) for i in range(k)]
         layers: list[nn.Module] = []
