@@ -6,15 +6,15 @@ iterations of a fixed-iteration run does not depend on the load, so the time-to-
 (A, B, A, B, ...; the median over the repeats), so that load drift hits all of them alike.
 
 A step is the runner's training step of the variant's study config: the config is built from the very command line
-the study driver trains with (:func:`transvae.studies.run.train_command` parsed by ``tools/train.py``), the model,
-its optimizer wrapper and one batch of the training dataloader through the registries, and the step is
+the study driver trains with (:func:`transvae.studies.run.train_command`, parsed by :mod:`transvae.engine.train_cli`,
+the code of ``tools/train.py``), the model, its optimizer wrapper and one batch of the training dataloader through
+the registries, and the step is
 ``model.train_step(batch, optim_wrapper)``: data preprocessing, forward, the loss with its perceptual term, backward
 and the optimizer update. Data loading (the same loader for every variant) is left out.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -27,7 +27,7 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 from .run import RunOptions, train_command, work_dir_of, write_overlay
-from .study import REPO, Study, Variant
+from .study import Study, Variant
 
 #: File the measurement is stored in under a study root.
 STEP_TIMES = 'step_times.json'
@@ -127,16 +127,6 @@ def _own_cpu_seconds() -> float:
     return t.user + t.system
 
 
-def _train_tool() -> Any:
-    """``tools/train.py`` as a module (its ``parse_args`` / ``build_config`` make the config the driver trains)."""
-    spec = importlib.util.spec_from_file_location('_transvae_train_tool', osp.join(REPO, 'tools', 'train.py'))
-    if spec is None or spec.loader is None:
-        raise ImportError(f'cannot load {osp.join(REPO, "tools", "train.py")}')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def recorded_command(work_dir: str) -> Optional[list[str]]:
     """The ``tools/train.py`` arguments a work dir was trained with: ``done.json``'s ``command``, else the last
     command line in ``driver.log``; ``None`` when neither is there."""
@@ -162,19 +152,20 @@ def variant_config(variant: Variant, root: str, opts: RunOptions, seed: int = 0,
 
     With ``recorded`` and a run of that seed on disk, its own recorded command line (:func:`recorded_command`), so
     the step timed is the one that made the curve; otherwise the command the driver would run with ``opts``. Either
-    is parsed and built by ``tools/train.py`` itself (preset, shortcut flags, ``--cfg-options``).
+    is parsed and built by ``tools/train.py``'s own code (:mod:`transvae.engine.train_cli`: preset, shortcut flags,
+    ``--cfg-options``).
     """
-    tool = _train_tool()
+    from transvae.engine.train_cli import build_config, parse_args
     args = recorded_command(work_dir_of(root, variant.label, seed)) if recorded else None
     if args is not None:
         try:
-            return tool.build_config(tool.parse_args(args))
+            return build_config(parse_args(args))
         except SystemExit:  # a flag tools/train.py no longer has
             print(f'[speed] {variant.label}: the recorded command no longer parses; using the driver\'s options',
                   flush=True)
     single = dataclasses.replace(opts, gpus=1, launcher='none')
     cmd = train_command(write_overlay(variant, root), work_dir_of(root, variant.label, seed), seed, single, variant)
-    return tool.build_config(tool.parse_args(cmd[2:]))
+    return build_config(parse_args(cmd[2:]))
 
 
 def build_train_step(cfg: Any, seed: int = 0) -> tuple[Callable[[], Any], dict]:
