@@ -6,7 +6,7 @@ iterations of a fixed-iteration run does not depend on the load, so the time-to-
 (A, B, A, B, ...; the median over the repeats), so that load drift hits all of them alike.
 
 A step is the runner's training step of the variant's study config: the config is built from the very command line
-the study driver trains with (:func:`transvae.studies.run.train_command`, parsed by :mod:`transvae.engine.train_cli`,
+the study driver trains with (:func:`transvae.studies.run.train_command`, parsed by :mod:`transvae.apis.train_cli`,
 the code of ``tools/train.py``), the model, its optimizer wrapper and one batch of the training dataloader through
 the registries, and the step is
 ``model.train_step(batch, optim_wrapper)``: data preprocessing, forward, the loss with its perceptual term, backward
@@ -152,10 +152,10 @@ def variant_config(variant: Variant, root: str, opts: RunOptions, seed: int = 0,
 
     With ``recorded`` and a run of that seed on disk, its own recorded command line (:func:`recorded_command`), so
     the step timed is the one that made the curve; otherwise the command the driver would run with ``opts``. Either
-    is parsed and built by ``tools/train.py``'s own code (:mod:`transvae.engine.train_cli`: preset, shortcut flags,
+    is parsed and built by ``tools/train.py``'s own code (:mod:`transvae.apis.train_cli`: preset, shortcut flags,
     ``--cfg-options``).
     """
-    from transvae.engine.train_cli import build_config, parse_args
+    from transvae.apis.train_cli import build_config, parse_args
     args = recorded_command(work_dir_of(root, variant.label, seed)) if recorded else None
     if args is not None:
         try:
