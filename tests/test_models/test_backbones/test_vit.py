@@ -61,6 +61,11 @@ def test_seqconv_channel_ramp():
     head = MODELS.build(dict(type='SeqConvUpHead', in_channels=64, out_channels=3, patch_size=16))
     convs = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [32, 16, 8, 8, 3]
+    floored = MODELS.build(dict(type='SeqConvPatchEmbed', embed_dims=64, patch_size=16, min_channels=32))
+    assert [m.out_channels for m in floored.layers if isinstance(m, torch.nn.Conv2d)] == [32, 32, 32, 64]
+    capped = MODELS.build(dict(type='SeqConvPatchEmbed', embed_dims=64, patch_size=4, min_channels=256))
+    assert [m.out_channels for m in capped.layers if isinstance(m, torch.nn.Conv2d)] == [64, 64]
+    assert capped(torch.zeros(1, 3, 8, 8)).shape == (1, 64, 2, 2)
 
 
 def test_ape_interpolation():

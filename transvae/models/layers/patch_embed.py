@@ -62,15 +62,18 @@ class SeqConvPatchEmbed(nn.Module):
         patch_size: total stride ``p`` (power of two).
         norm_cfg: map norm after each conv (``GN`` by default: batch-size independent, unlike DHVT's BN).
         act_cfg: activation after each norm (GELU).
+        min_channels: floor of the channel ramp (at most ``D``); 1, the default, keeps DHVT's halving ramp
+            ``D/2^(k-1)``, e.g. 16 channels in the first stage of a ``D = 128`` micro model against 64 at ``D = 512``.
     """
 
     def __init__(self, in_channels: int = 3, embed_dims: int = 768, patch_size: int = 16,
-                 norm_cfg: dict | None = None, act_cfg: dict | None = None) -> None:
+                 norm_cfg: dict | None = None, act_cfg: dict | None = None, min_channels: int = 1) -> None:
         super().__init__()
         k = _log2_int(patch_size, 'SeqConvPatchEmbed')
         norm_cfg = norm_cfg or dict(type='GN')
         self.patch_size = patch_size
-        chs = [in_channels] + [max(embed_dims // 2 ** (k - 1 - i), 1) for i in range(k)]
+        floor = min(max(min_channels, 1), embed_dims)
+        chs = [in_channels] + [max(embed_dims // 2 ** (k - 1 - i), floor) for i in range(k)]
         layers: list[nn.Module] = []
         for i in range(k):
             layers += [nn.Conv2d(chs[i], chs[i + 1], 3, stride=2, padding=1), build_norm(norm_cfg, chs[i + 1]),
