@@ -122,7 +122,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 # configs and runners
 # ---------------------------------------------------------------------------------------------------------------------
 def _load_config(config: str, args: argparse.Namespace, strict_preset: bool = True) -> Config:
-    from transvae.engine.config_validation import load_config
+    from transvae.engine.config_validation import load_config, merge_cfg_options
     cfg = load_config(config)  # a syntax error names the file and line
     if args.preset:
         try:
@@ -133,10 +133,7 @@ def _load_config(config: str, args: argparse.Namespace, strict_preset: bool = Tr
             warnings.warn(f'{config}: no preset {args.preset!r}; using the config as is')
     if args.data_root:
         set_data_root(cfg, args.data_root)
-    if args.cfg_options:
-        from transvae.engine.config_validation import check_cfg_options
-        check_cfg_options(cfg, args.cfg_options)  # a misspelt key would be added and silently ignored
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     # an FSDP training config (its checkpoints are full state dicts) is evaluated by the default runner, unsharded
     fsdp_config_for_eval(cfg)
     cfg.launcher = args.launcher

@@ -82,10 +82,8 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg.setdefault('randomness', {})['deterministic'] = True
     if args.amp:
         set_amp(cfg, args.amp_dtype)
-    from transvae.engine.config_validation import check_cfg_options, check_top_level_keys
-    if args.cfg_options:
-        check_cfg_options(cfg, args.cfg_options)  # a misspelt key would be added and silently ignored
-        cfg.merge_from_dict(args.cfg_options)
+    from transvae.engine.config_validation import check_top_level_keys, merge_cfg_options
+    merge_cfg_options(cfg, args.cfg_options)
     check_top_level_keys(cfg)
 
     cfg.launcher = args.launcher

@@ -2,7 +2,7 @@
 
 * :func:`check_cfg_options`: a ``--cfg-options`` key whose top-level name is neither in the config nor a key the
   Runner reads (``train_cfgg.max_iters=1``) is an error with a "did you mean" (mmengine would add the key and
-  ignore it).
+  ignore it). :func:`merge_cfg_options` checks, then merges: what ``tools/train.py`` and ``tools/test.py`` call.
 * :func:`check_top_level_keys`: a top-level key of a config file that is not a Runner key but is one typo away from
   one (``optim_wraper``) is an error; other helper variables (``data_root``, ``train_pipeline``) are allowed.
 * :func:`load_config`: a syntax error names the file and the line (mmengine says ``<unknown>``).
@@ -109,6 +109,14 @@ def check_cfg_options(cfg: Any, cfg_options: Optional[dict]) -> None:
         if top not in known:
             raise ConfigKeyError(f"--cfg-options {key}: the config has no key '{top}' and the Runner reads none, so "
                                  f'the option would be ignored.{_suggest(top, known)}')
+
+
+def merge_cfg_options(cfg: Any, cfg_options: Optional[dict]) -> None:
+    """Merge ``--cfg-options`` into ``cfg`` after :func:`check_cfg_options` (a misspelt key is refused, not added)."""
+    if not cfg_options:
+        return
+    check_cfg_options(cfg, cfg_options)
+    cfg.merge_from_dict(cfg_options)
 
 
 def check_top_level_keys(cfg: Any) -> None:
