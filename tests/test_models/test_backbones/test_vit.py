@@ -66,6 +66,8 @@ def test_seqconv_channel_ramp():
     capped = MODELS.build(dict(type='SeqConvPatchEmbed', embed_dims=64, patch_size=4, min_channels=256))
     assert [m.out_channels for m in capped.layers if isinstance(m, torch.nn.Conv2d)] == [64, 64]
     assert capped(torch.zeros(1, 3, 8, 8)).shape == (1, 64, 2, 2)
+    with pytest.raises(ValueError, match='min_channels'):
+        MODELS.build(dict(type='SeqConvPatchEmbed', embed_dims=64, patch_size=16, min_channels=0))
 
 
 def test_ape_interpolation():

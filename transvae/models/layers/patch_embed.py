@@ -72,7 +72,9 @@ class SeqConvPatchEmbed(nn.Module):
         k = _log2_int(patch_size, 'SeqConvPatchEmbed')
         norm_cfg = norm_cfg or dict(type='GN')
         self.patch_size = patch_size
-        floor = min(max(min_channels, 1), embed_dims)
+        if min_channels < 1:
+            raise ValueError(f'SeqConvPatchEmbed: min_channels must be >= 1, got {min_channels}')
+        floor = min(min_channels, embed_dims)
         chs = [in_channels] + [max(embed_dims // 2 ** (k - 1 - i), floor) for i in range(k)]
         layers: list[nn.Module] = []
         for i in range(k):
