@@ -1,7 +1,17 @@
-"""Image decoding that never raises: any file PIL cannot fully decode yields ``None`` (the dataset skips it)."""
+"""Image decoding that never raises: any file PIL cannot fully decode yields ``None`` (the dataset skips it).
+
+Images too large to decode (decompression bombs: a 165 KB PNG can declare 12000 x 12000 pixels, 430 MB as RGB) are
+refused from the header, before any pixel is decoded: :func:`check_image_pixels` compares the header's ``width x
+height`` with a pixel limit (``max_pixels``, default :data:`DEFAULT_MAX_PIXELS`, PIL's own default threshold). The
+limit is an argument (``LoadImageRGB(max_pixels=...)``, ``decode_image_rgb(path, max_pixels=...)``,
+``transvae.apis.reconstruct(..., max_pixels=...)``), never PIL's process-wide ``Image.MAX_IMAGE_PIXELS``, which this
+module reads but does not change. PIL's own check still runs inside ``Image.open`` with the global: an image above
+twice that global is refused by PIL too (:class:`ImageTooLargeError` says so and how to raise it).
+"""
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from typing import Optional
 
@@ -13,6 +23,38 @@ from transvae.registry import TRANSFORMS
 
 # Modes whose alpha channel is composited on white.
 _ALPHA_MODES = ('RGBA', 'LA', 'PA', 'RGBa', 'La')
+
+#: Default pixel limit (``width * height``) of :func:`decode_image_rgb` / :class:`LoadImageRGB`: PIL's default
+#: ``Image.MAX_IMAGE_PIXELS`` (``2**30 // 4 // 3``, about 9459 x 9459, 256 MiB as uint8 RGB), fixed here so that a
+#: process that changed PIL's global does not change what the datasets accept.
+DEFAULT_MAX_PIXELS: int = 89_478_485
+
+
+class ImageTooLargeError(ValueError):
+    """An image whose header declares more pixels than the limit allows; raised before any pixel is decoded."""
+
+
+def check_image_pixels(size: tuple[int, int], max_pixels: Optional[int], source: str,
+                       hint: str = 'max_pixels=...') -> None:
+    """Refuse an image of ``size = (width, height)`` above ``max_pixels`` (``None``: no limit).
+
+    Args:
+        size: ``(width, height)`` as in PIL's ``Image.size`` (read from the header, nothing decoded).
+        max_pixels: the limit on ``width * height``; ``None`` disables the check.
+        source: the file or object named in the message.
+        hint: how the caller raises the limit, quoted in the message.
+
+    Raises:
+        ImageTooLargeError: naming the file, its size, the limit and ``hint``.
+    """
+    if max_pixels is None:
+        return
+    w, h = int(size[0]), int(size[1])
+    if w * h > max_pixels:
+        raise ImageTooLargeError(
+            f'image too large to decode: {source} is {w}x{h} = {w * h:,} pixels, above the limit of {max_pixels:,} '
+            f'pixels (a decompression-bomb guard; decoding would take about {w * h * 3 / 2**20:,.0f} MiB as RGB). '
+            f'If the file is trusted, raise the limit with {hint} (None disables it).')
 
 
 def _to_uint8_gray(arr: np.ndarray, bits: Optional[int] = None) -> np.ndarray:
@@ -69,13 +111,46 @@ def pil_to_rgb_array(img: Image.Image, background: tuple[int, int, int] = (255, 
     return np.ascontiguousarray(arr)
 
 
-def decode_image_rgb(path: str) -> np.ndarray:
+def _validate_max_pixels(max_pixels: Optional[int]) -> Optional[int]:
+    if max_pixels is None:
+        return None
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, float, np.integer, np.floating)) \
+            or not max_pixels >= 1 or not np.isfinite(max_pixels):
+        raise ValueError(f'max_pixels must be a positive number of pixels or None (no limit), got {max_pixels!r}')
+    return int(max_pixels)
+
+
+def _pil_bomb_error(path: str, err: Exception, max_pixels: Optional[int], hint: str) -> ImageTooLargeError:
+    """Our message for PIL's own ``DecompressionBombError`` (above twice its global ``Image.MAX_IMAGE_PIXELS``)."""
+    m = re.search(r'\((\d+) pixels\)', str(err))
+    pixels = int(m.group(1)) if m else None
+    if pixels is not None and max_pixels is not None and pixels > max_pixels:
+        return ImageTooLargeError(
+            f'image too large to decode: {path!r} is {pixels:,} pixels, above the limit of {max_pixels:,} pixels '
+            f'(a decompression-bomb guard). If the file is trusted, raise the limit with {hint} and PIL\'s '
+            f'process-wide PIL.Image.MAX_IMAGE_PIXELS (now {Image.MAX_IMAGE_PIXELS}), which refuses it too.')
+    return ImageTooLargeError(
+        f'image too large to decode: {path!r} is refused by PIL\'s own decompression-bomb check ({err}); '
+        f'max_pixels={max_pixels} allows it, but PIL\'s process-wide PIL.Image.MAX_IMAGE_PIXELS must be raised too '
+        'to decode such a file.')
+
+
+def decode_image_rgb(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+                     hint: str = 'decode_image_rgb(path, max_pixels=...)') -> np.ndarray:
     """Fully decode ``path`` to a uint8 RGB array, applying the EXIF orientation.
 
+    Args:
+        path: the image file.
+        max_pixels: refuse images whose header declares more than this many pixels (``width * height``), before
+            decoding; ``None``: no limit of ours (PIL's global ``Image.MAX_IMAGE_PIXELS`` check still applies).
+        hint: how the caller raises ``max_pixels``, for the error message.
+
     Raises:
+        ImageTooLargeError: the image is above ``max_pixels`` (or above twice PIL's global limit).
         OSError / ValueError / ...: on empty, truncated, corrupt or non-image files. A PIL warning about a
             truncated file is turned into an ``OSError``.
     """
+    max_pixels = _validate_max_pixels(max_pixels)
     if os.path.getsize(path) == 0:
         raise OSError('empty file')
     saved = ImageFile.LOAD_TRUNCATED_IMAGES
@@ -83,7 +158,12 @@ def decode_image_rgb(path: str) -> np.ndarray:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
-            with Image.open(path) as img:
+            try:
+                opened = Image.open(path)  # reads the header only (and runs PIL's own bomb check)
+            except Image.DecompressionBombError as e:
+                raise _pil_bomb_error(path, e, max_pixels, hint) from e
+            with opened as img:
+                check_image_pixels(img.size, max_pixels, repr(path), hint)  # before any pixel is decoded
                 img.load()  # force the full decode: Image.open only reads the header
                 img = ImageOps.exif_transpose(img)
                 arr = pil_to_rgb_array(img)
@@ -105,8 +185,9 @@ class LoadImageRGB(BaseTransform):
     and CMYK files are converted to RGB. Decoding is complete (``img.load()``), so truncated files are caught here
     rather than in the model.
 
-    Any failure (missing, empty, truncated, corrupt or non-image file) returns ``None`` -- it never raises -- and
-    writes the reason to ``results['decode_error']`` for the dataset's warning.
+    Any failure (missing, empty, truncated, corrupt or non-image file, or one whose header declares more than
+    ``max_pixels`` pixels: checked before decoding) returns ``None`` -- it never raises -- and writes the reason to
+    ``results['decode_error']`` for the dataset's warning; the dataset skips and counts it.
 
     Required keys: ``img_path``. Added keys: ``img`` (uint8 ``(H, W, 3)``), ``img_shape`` and ``ori_shape``
     (``(H, W)``).
@@ -115,10 +196,14 @@ class LoadImageRGB(BaseTransform):
         cache_mb: keep decoded images in memory, per process, up to this many MiB (first come, never evicted), for
             small sets re-read every few iterations (the bundled photos). Cached arrays are read-only: later
             transforms must copy, never write in place. Use with ``num_workers=0`` or persistent workers.
+        max_pixels: skip files whose header declares more than this many pixels (``width * height``), before
+            decoding them; the default :data:`DEFAULT_MAX_PIXELS` (about 9459 x 9459) bounds one decode to 256 MiB
+            of RGB. ``None`` disables the limit (PIL's global ``Image.MAX_IMAGE_PIXELS`` check still applies).
     """
 
-    def __init__(self, cache_mb: float = 0.0) -> None:
+    def __init__(self, cache_mb: float = 0.0, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> None:
         super().__init__()
+        self.max_pixels = _validate_max_pixels(max_pixels)
         self.cache_bytes = int(cache_mb * 2**20)
         self._cache: dict[str, np.ndarray] = {}
         self._cached_bytes = 0
@@ -128,7 +213,7 @@ class LoadImageRGB(BaseTransform):
         img = self._cache.get(path)
         if img is None:
             try:
-                img = decode_image_rgb(path)
+                img = decode_image_rgb(path, self.max_pixels, hint='LoadImageRGB(max_pixels=...) in the pipeline')
             except Exception as e:  # noqa: BLE001 -- every decode failure is a skip, by design
                 results['decode_error'] = f'{type(e).__name__}: {e}'
                 return None
@@ -142,4 +227,4 @@ class LoadImageRGB(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(cache_mb={self.cache_bytes / 2**20:g})'
+        return f'{self.__class__.__name__}(cache_mb={self.cache_bytes / 2**20:g}, max_pixels={self.max_pixels})'
