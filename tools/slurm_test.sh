@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Usage: tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args...]
-# Env: GPUS (8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS (""), PYTHON (python).
+# Env: GPUS (8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS (""), PYTHON (.venv/bin/python when present,
+# else python), PREFLIGHT (1; 0 skips the config / data check of tools/dist_preflight.py).
 set -x
 PARTITION=$1
 JOB_NAME=$2
@@ -14,6 +15,11 @@ PY_ARGS=${@:5}
 # $PYTHON, else the repository's .venv python when there is one, else python on PATH
 if [ -z "${PYTHON}" ] && [ -x "$(dirname $0)/../.venv/bin/python" ]; then PYTHON="$(dirname $0)/../.venv/bin/python"; fi
 PYTHON=${PYTHON:-python}
+# pre-flight in one process (PREFLIGHT=0 skips it): the config resolves and its data folders exist, else one line
+# before any task is queued (tools/dist_preflight.py)
+if [ "${PREFLIGHT:-1}" != 0 ]; then
+  PYTHONPATH="$(dirname $0)/..":$PYTHONPATH $PYTHON "$(dirname "$0")/dist_preflight.py" test "$CONFIG" "$CHECKPOINT" "${@:5}" || exit $?
+fi
 
 PYTHONPATH="$(dirname $0)/..":$PYTHONPATH \
 srun -p ${PARTITION} \

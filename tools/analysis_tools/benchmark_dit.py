@@ -1,12 +1,17 @@
 """LightningDiT training throughput: images/s of a full training step and its fraction of the matmul peak (MFU).
 
-``python tools/analysis_tools/benchmark_dit.py [--archs B/1 XL/1] [--in-channels 32] [--latent-size 16]
+``.venv/bin/python tools/analysis_tools/benchmark_dit.py [--archs B/1 XL/1] [--in-channels 32] [--latent-size 16]
 [--batch-size 32] [--amp bfloat16] [--repeats 10] [--warmup 3] [--json OUT.json]``
 
 A step is the flow-matching loss of ``LatentFlowModel`` (logit-normal t, MSE + cosine velocity loss), backward and
 AdamW. FLOPs are analytic (``dit_forward_flops``, matmuls only) times 3 for forward + backward; the peak is the best
 square-matmul rate measured on the same device in the step's dtype (bf16 with ``--amp bfloat16`` on CUDA, fp32 on
 CPU unless ``--amp``). Run from the repository root (``PYTHONPATH=.``).
+
+The device is CUDA; without a CUDA device the tool refuses (one ``error:`` line, exit 2) instead of falling back to
+the CPU, where the B/1 and XL/1 steps need tens of GB and hours. A CPU run is explicit: ``--device cpu``, and it is
+bounded by ``--cpu-max-gb`` (a memory estimate of the step, checked before anything is built), e.g.
+``--device cpu --archs micro --in-channels 16 --latent-size 16 --batch-size 16``.
 """
 from __future__ import annotations
 
@@ -31,9 +36,48 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--amp', choices=['bfloat16', 'float16'], help='autocast dtype (default: fp32)')
     p.add_argument('--repeats', type=int, default=10)
     p.add_argument('--warmup', type=int, default=3)
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--device', default=None,
+                   help='cuda (default; refused without a CUDA device) or cpu (explicit, bounded by --cpu-max-gb)')
+    p.add_argument('--cpu-max-gb', type=float, default=8.0,
+                   help='with --device cpu: refuse a step whose estimated memory exceeds this many GB (default 8)')
     p.add_argument('--json', help='write the results here')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_device(p, args)
+    return args
+
+
+def estimate_step_gb(arch: str, args: argparse.Namespace) -> float:
+    """A rough upper estimate (GB) of one fp32 training step of ``arch``: weights, gradients and AdamW's two moments
+    (16 bytes per parameter; ~18 width² per block: attention, SwiGLU, adaLN) plus the activations kept for backward
+    (~40 floats per token and channel per block)."""
+    from projects.lightningdit.lightningdit.models.lightningdit import ARCHS
+    depth, width, _heads, patch = ARCHS[arch]
+    tokens = args.batch_size * (args.latent_size // patch) ** 2
+    params = depth * 18 * width ** 2 + width * args.num_classes
+    return (16 * params + 4 * 40 * tokens * width * depth) / 1e9
+
+
+def check_device(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Resolve ``--device``: CUDA unless ``cpu`` is asked for; no silent CPU fallback; a CPU run is bounded."""
+    if args.device is None or str(args.device).startswith('cuda'):
+        if not torch.cuda.is_available():
+            parser.exit(2, f'error: no CUDA device (torch {torch.__version__}): the DiT step benchmark of '
+                        f'{" ".join(args.archs)} needs a GPU; for a bounded CPU run pass --device cpu '
+                        '(e.g. --archs micro --in-channels 16 --latent-size 16 --batch-size 16)\n')
+        args.device = args.device or 'cuda'
+        return
+    if args.device != 'cpu':
+        parser.exit(2, f'error: --device must be cuda, cuda:N or cpu, got {args.device!r}\n')
+    try:
+        need = {a: estimate_step_gb(a, args) for a in args.archs}
+    except (ImportError, KeyError, TypeError):
+        return  # an unknown arch: the model build names it
+    too_big = {a: gb for a, gb in need.items() if gb > args.cpu_max_gb}
+    if too_big:
+        parts = ', '.join(f'{a} ~{gb:.0f} GB' for a, gb in too_big.items())
+        parser.exit(2, f'error: --device cpu: the training step of {parts} at batch {args.batch_size} exceeds '
+                    f'--cpu-max-gb {args.cpu_max_gb:g}; use a GPU, a smaller --batch-size / --archs micro, or raise '
+                    '--cpu-max-gb\n')
 
 
 def bench_arch(arch: str, args: argparse.Namespace, peak_gflops: float) -> dict:

@@ -3,13 +3,17 @@
 # the bf16 table of TransVAE-T/B/L f16d32 and L f8d16 vs SD-VAE at 256-2048² (batch 1 and 8), fp32 rows at 256²
 # for the ratio to the CPU run, tiled decode memory at 4096², and the micro training step.
 # Usage: bash tools/analysis_tools/benchmark_gpu.sh [OUT_DIR]   (default work_dirs/benchmark/gpu)
-# Needs: the repo's venv (torch with CUDA), optional `pip install diffusers` for the SD-VAE rows.
+# Needs: the repo's venv (.venv/bin/python, or $PYTHON; torch with CUDA), optional `pip install diffusers` for the SD-VAE rows.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-work_dirs/benchmark/gpu}
 mkdir -p "$OUT"
-PY=${PYTHON:-python}
-$PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
+# $PYTHON, else the repository's .venv python when there is one, else python3 on PATH
+if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; fi
+PY=${PYTHON:-python3}
+$PY -c "import sys, torch; torch.cuda.is_available() or sys.exit('error: no CUDA device (torch ' + torch.__version__
+    + '); this benchmark needs a GPU, see tools/analysis_tools/benchmark.py for the CPU table')
+print(torch.cuda.get_device_name())"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt" || true
 
 M=configs/_base_/models

@@ -1,7 +1,7 @@
 """Fig. 4(a) (multi-stage) / 4(b) (``--single-stage``): the Conv-FFN ablation; study in transvae.studies.figures.
 
-    python tools/reproduce/ablate_conv_ffn.py                 # micro CPU run: 2 seeds x the main job's images
-    python tools/reproduce/ablate_conv_ffn.py --preset none --gpus 8 --max-iters 25025 --batch-size 0  # paper scale
+    .venv/bin/python tools/reproduce/ablate_conv_ffn.py  # micro CPU run: 2 seeds x the main job's images
+    .venv/bin/python tools/reproduce/ablate_conv_ffn.py --preset none --gpus 8 --max-iters 25025 --batch-size 0  # paper
 
 Outputs under ``--root`` (default ``work_dirs/reproduce/conv_ffn[_single]``): ``LABEL/seed_S/`` work dirs,
 ``curves.png``, ``results.csv``, ``results.md``. Re-running skips finished runs and resumes interrupted ones.

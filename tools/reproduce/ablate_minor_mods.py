@@ -1,6 +1,6 @@
 """Fig. 4(c): Q/K RMSNorm and the DC path on the multi-stage + FullConv-FFN model.
 
-    python tools/reproduce/ablate_minor_mods.py
+    .venv/bin/python tools/reproduce/ablate_minor_mods.py
 
 The paper's differences are ~1% of the loss: expect "not resolved" unless the seed spread is smaller.
 """

@@ -1,6 +1,6 @@
 """Fig. 3(c): single-stage ViT-w-RoPE -> SeqConv (Enc / Dec / Dual) -> multi-stage, with the CNN-VAE reference.
 
-    python tools/reproduce/ablate_multistage.py [--only vit_rope seqconv_dual ...] [--seeds 0 1]
+    .venv/bin/python tools/reproduce/ablate_multistage.py [--only vit_rope seqconv_dual ...] [--seeds 0 1]
 
 Outputs under ``--root`` (default ``work_dirs/reproduce/multistage``). ``stage_single.py`` builds the same model as
 ``patch_embed_seqconv_dual.py``, so it is not trained twice.

@@ -1,7 +1,7 @@
 """Fig. 3(b): position encoding of the ViT-VAE-T (learnable APE vs 2D RoPE vs none); its checkpoints feed Fig. 3(a).
 
-    python tools/reproduce/ablate_position_encoding.py
-    python tools/reproduce/test_rope_extrapolation.py --root work_dirs/reproduce/position_encoding   # Fig. 3(a)
+    .venv/bin/python tools/reproduce/ablate_position_encoding.py
+    .venv/bin/python tools/reproduce/test_rope_extrapolation.py --root work_dirs/reproduce/position_encoding  # 3(a)
 """
 from transvae.studies.cli import study_main
 from transvae.studies.figures import FIG3B

@@ -1,6 +1,6 @@
 """Reproduce PAPER.md Table 2 (a)/(b) for a model pair trained with and without the VF loss.
 
-``python tools/reproduce/analyze_vf_loss.py --with CONFIG CKPT --without CONFIG CKPT --data-root DATA
+``.venv/bin/python tools/reproduce/analyze_vf_loss.py --with CONFIG CKPT --without CONFIG CKPT --data-root DATA
 --work-dir DIR [--num-samples 10000] [--runs 10] [--probe-epochs 90] [--pool gap] [--preset cpu]``
 
 For each model: extract posterior means of the train split (for the probe, with h-flips) and of the val / test split

@@ -5,7 +5,7 @@ and the config that was trained (the dumped ``<name>.py`` in the work dir, so ``
 ``--params-from config`` counts the paper-scale experiment config instead). Parameters (encoder + decoder) come from
 ``transvae.utils.complexity.count_params_meta(cfg)`` on the meta device.
 
-    python tools/reproduce/plot_scaling_curves.py --root work_dirs/reproduce/scaling
+    .venv/bin/python tools/reproduce/plot_scaling_curves.py --root work_dirs/reproduce/scaling
 
 Writes ``ROOT/scaling.png`` (PSNR | val loss | the paper's Fig. 5b PSNR for reference), ``ROOT/scaling.csv``,
 ``ROOT/scaling.md`` and ``ROOT/epoch_curves.png`` (Fig. 5a: per-epoch mean of the training reconstruction loss

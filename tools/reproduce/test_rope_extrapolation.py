@@ -4,7 +4,7 @@ Reads the Fig. 3(b) study's work dirs (``--root``, variants ``pe_rope`` and ``pe
 explicit ``--ckpt LABEL=WORKDIR_OR_PTH`` pairs. Photos smaller than a crop are upscaled (counted in the table),
 larger ones are not downscaled; every image is reconstructed whole.
 
-    python tools/reproduce/test_rope_extrapolation.py --root work_dirs/reproduce/position_encoding
+    .venv/bin/python tools/reproduce/test_rope_extrapolation.py --root work_dirs/reproduce/position_encoding
 
 Writes under ``--out`` (default ``ROOT/extrapolation``): ``psnr.md``, ``psnr.csv`` (mean PSNR / SSIM per model,
 seed and resolution; seed mean and spread) and ``picture.png`` (one photo at ``--picture-resolutions``, rows =

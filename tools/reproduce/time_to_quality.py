@@ -6,10 +6,10 @@ on the machine's load, the logged wall-clock does: the figure puts quality(k) at
 training iteration of both models measured in one process, interleaved (transvae.studies.speed). Measure on a quiet
 machine (pause other jobs); the logged wall-clock curves are kept in the bottom row, labelled with their load.
 
-    python tools/reproduce/time_to_quality.py --seeds 0 1 --threads 1       # train, measure s/it (once), plot
-    python tools/reproduce/time_to_quality.py --speed-only --threads 1      # only measure s/it -> step_times.json
-    python tools/reproduce/time_to_quality.py --no-train                    # plot what the work dirs hold
-    python tools/reproduce/time_to_quality.py --study fig1 --root work_dirs/reproduce/fig1 --no-train \
+    .venv/bin/python tools/reproduce/time_to_quality.py --seeds 0 1 --threads 1  # train, measure s/it (once), plot
+    .venv/bin/python tools/reproduce/time_to_quality.py --speed-only --threads 1  # only measure s/it -> step_times.json
+    .venv/bin/python tools/reproduce/time_to_quality.py --no-train  # plot what the work dirs hold
+    .venv/bin/python tools/reproduce/time_to_quality.py --study fig1 --root work_dirs/reproduce/fig1 --no-train \
         --only transvae cnn_vae --threads 1 --out work_dirs/reproduce/time_to_quality/fig1_pair   # finished runs
 
 The step timed is the one each variant's seed-0 run recorded (done.json / driver.log), else the one the driver

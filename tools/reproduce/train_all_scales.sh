@@ -8,7 +8,7 @@
 #        PRESET=none tools/reproduce/train_all_scales.sh --gpus 8                        # paper scale, dist_train.sh
 #        FILTER='transvae_*' tools/reproduce/train_all_scales.sh                          # a subset (shell glob)
 # Env: ROOT (work_dirs/reproduce/scaling), PRESET (cpu; 'none' = paper scale), FILTER (*), PYTHON (the repo .venv).
-# Then: python tools/reproduce/plot_scaling_curves.py --root $ROOT
+# Then: .venv/bin/python tools/reproduce/plot_scaling_curves.py --root $ROOT
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"

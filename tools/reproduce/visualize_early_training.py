@@ -4,7 +4,7 @@ Trains (or reuses) the three variants of ``transvae.studies.figures.FIG1`` for e
 ``--ckpt-every`` iterations (all kept), reports them (curves.png / results.md with the claims) and draws
 ``early_training_grid.png`` (rows = model x step of seed 0, columns = held-out photos).
 
-    python tools/reproduce/visualize_early_training.py --seeds 0 1 --steps 250 500 1250
+    .venv/bin/python tools/reproduce/visualize_early_training.py --seeds 0 1 --steps 250 500 1250
 """
 import argparse
 import os.path as osp

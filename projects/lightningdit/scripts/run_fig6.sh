@@ -12,14 +12,30 @@
 # --batch-size through EXTRA_TRAIN_ARGS).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+usage() { echo "usage: bash projects/lightningdit/scripts/run_fig6.sh PANEL GPUS IMAGENET_ROOT REF_NPZ NAME=VAE_CONFIG[:VAE_CKPT] ..." >&2; }
+if [ $# -lt 5 ]; then usage; echo "error: run_fig6.sh needs PANEL GPUS IMAGENET_ROOT REF_NPZ and at least one NAME=VAE_CONFIG" >&2; exit 2; fi
 PANEL=$1; GPUS=$2; DATA=$3; REF=$4; shift 4
-PY=${PYTHON:-.venv/bin/python}
+# $PYTHON, else the repository's .venv python when there is one, else python3 on PATH
+if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; fi
+PY=${PYTHON:-python3}
+# check every input before hours of extraction and training: one line naming what is missing
+[[ "$GPUS" =~ ^[1-9][0-9]*$ ]] || { echo "error: run_fig6.sh: GPUS must be a positive integer, got '$GPUS'" >&2; exit 2; }
+[ -d "$DATA/train" ] || { echo "error: run_fig6.sh: ImageNet training folder not found: $DATA/train" >&2; exit 2; }
+[ -e "$REF" ] || { echo "error: run_fig6.sh: FID reference not found: $REF (the ADM VIRTUAL_imagenet256_labeled.npz or a folder of real images)" >&2; exit 2; }
+for spec in "$@"; do
+  [[ "$spec" == *=* ]] || { echo "error: run_fig6.sh: expected NAME=VAE_CONFIG[:VAE_CKPT], got '$spec'" >&2; exit 2; }
+  REST=${spec#*=}; VCFG=${REST%%:*}
+  [ -f "$VCFG" ] || { echo "error: run_fig6.sh: VAE config not found: $VCFG (in '$spec')" >&2; exit 2; }
+  if [[ "$REST" == *:* ]] && [ ! -f "${REST#*:}" ]; then
+    echo "error: run_fig6.sh: VAE checkpoint not found: ${REST#*:} (in '$spec')" >&2; exit 2
+  fi
+done
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
 case $PANEL in
   a) DIT_CFG=projects/lightningdit/configs/lightningdit-b2_transvae-l-f8d16_32xb32-200k_in1k.py; MIN=60000 ;;
   b) DIT_CFG=projects/lightningdit/configs/lightningdit-b1_transvae-l-f16d32_32xb32-200k_in1k.py; MIN=40000 ;;
   c) DIT_CFG=projects/lightningdit/configs/lightningdit-xl1_transvae-l-f16d32_32xb32-100k_in1k.py; MIN=40000 ;;
-  *) echo "PANEL must be a, b or c"; exit 2 ;;
+  *) echo "error: run_fig6.sh: PANEL must be a, b or c, got '$PANEL'" >&2; exit 2 ;;
 esac
 JSONS=()
 for spec in "$@"; do
@@ -27,12 +43,19 @@ for spec in "$@"; do
   [[ "$REST" == *:* ]] && VAE_CKPT=${REST#*:}
   OUT=work_dirs/fig6${PANEL}/$NAME
   mkdir -p "$OUT"
-  # latents of the training set: one process per GPU, shard i on rank i % GPUS
+  # latents of the training set: one process per GPU, shard i on rank i % GPUS; every child's exit status is checked
+  # (a bare `wait` returns 0 whatever the children did)
+  PIDS=()
   for ((r = 0; r < GPUS; r++)); do
     CUDA_VISIBLE_DEVICES=$r "$PY" tools/extract_latents.py "$VAE_CFG" "$VAE_CKPT" --out "$OUT/latents" \
       --data-root "$DATA" --split train --flip --resolution 256 --rank $r --world-size "$GPUS" &
+    PIDS+=($!)
   done
-  wait
+  FAILED=0
+  for ((r = 0; r < GPUS; r++)); do
+    if ! wait "${PIDS[$r]}"; then echo "error: run_fig6.sh: latent extraction of $NAME, rank $r failed" >&2; FAILED=1; fi
+  done
+  [ "$FAILED" = 0 ] || exit 1
   "$PY" tools/extract_latents.py "$VAE_CFG" "$VAE_CKPT" --out "$OUT/latents" --data-root "$DATA" --split train \
     --flip --resolution 256 --rank 0 --world-size 1  # all shards exist: only (re)writes the statistics
   bash tools/dist_train.sh "$DIT_CFG" "$GPUS" --work-dir "$OUT/dit" \

@@ -134,14 +134,16 @@ def test_vgg_proxy_pretrained_loads_offline():
 def test_dinov2_from_local_file(tmp_path):
     timm = pytest.importorskip('timm')
     from safetensors.torch import save_file
+    missing = DINOv2(weights_path=str(tmp_path / 'missing.safetensors'))  # lazy: built for inference without it
+    assert missing.out_channels == 1024 and not missing.is_built
     with pytest.raises(FileNotFoundError, match='Nothing is downloaded'):
-        DINOv2(weights_path=str(tmp_path / 'missing.safetensors'))
+        missing.build()  # training starts (VFLoss.train) or the first forward
     arch = 'vit_small_patch14_dinov2.lvd142m'  # same code path as ViT-L, smaller
     src = timm.create_model(arch, pretrained=False, img_size=224, num_classes=0, depth=1)
     path = str(tmp_path / 'w.safetensors')
     save_file({k: v.contiguous() for k, v in src.state_dict().items()}, path)
     with pytest.raises(RuntimeError, match='missing keys'):  # depth-1 file vs a 2-block model
-        DINOv2(weights_path=path, arch=arch, model_kwargs=dict(depth=2))
+        DINOv2(weights_path=path, arch=arch, model_kwargs=dict(depth=2)).build()
     torch.save(src.state_dict(), str(tmp_path / 'w.pth'))  # weights_only torch file
     m = DINOv2(weights_path=str(tmp_path / 'w.pth'), arch=arch, model_kwargs=dict(depth=1))
     src.eval()

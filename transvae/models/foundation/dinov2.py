@@ -49,8 +49,15 @@ class DINOv2(FrozenFoundationModel):
         strict: require every key to match.
         model_kwargs: extra ``timm.create_model`` arguments (e.g. ``depth`` for tests).
 
+    The network is built lazily (:class:`FrozenFoundationModel`): ``__init__`` reads only the architecture (on the meta
+    device, no weights), and the file is loaded by :meth:`build` (the VF loss calls it when training starts) or at
+    the first forward, so a model built for inference (``init_model``, ``tools/extract_latents.py``,
+    ``tools/test.py``) does not need the weights, which only the VF loss of training uses.
+
     Raises:
-        FileNotFoundError: ``weights_path`` is missing (nothing is downloaded).
+        FileNotFoundError: at :meth:`build` / the first forward, ``weights_path`` is missing (nothing is
+            downloaded).
+        RuntimeError: at the same point, the file's keys do not fit ``arch`` (``strict``).
 
     Shapes:
         ``(B, 3, H, W)`` in ``[-1, 1]`` -> ``(B, embed_dim, img_size/14, img_size/14)`` (1024 x 16 x 16 for ViT-L).
@@ -62,30 +69,44 @@ class DINOv2(FrozenFoundationModel):
     def __init__(self, weights_path: str, arch: str = 'vit_large_patch14_dinov2.lvd142m', img_size: int = 224,
                  imagenet_norm: bool = False, strict: bool = True, model_kwargs: dict | None = None) -> None:
         super().__init__()
-        if not weights_path or not os.path.isfile(weights_path):
-            raise FileNotFoundError(
-                f'DINOv2 weights not found at {weights_path!r}. Nothing is downloaded: export the timm model '
-                f'{arch!r} once where the internet is reachable, e.g. `safetensors.torch.save_file(timm.create_model('
-                f'"{arch}", pretrained=True).state_dict(), "checkpoints/dinov2_vitl14.safetensors")`, and point '
-                '`weights_path` at it -- or use the offline proxy `dict(type="VGG16Proxy")` (not the paper).')
         import timm
-        from timm.models.vision_transformer import checkpoint_filter_fn
-        net = timm.create_model(arch, pretrained=False, img_size=img_size, num_classes=0, **(model_kwargs or {}))
-        state = checkpoint_filter_fn(load_weights_file(weights_path), net)
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        unexpected = [k for k in unexpected if not k.startswith('head')]
-        if strict and (missing or unexpected):
-            raise RuntimeError(f'DINOv2 weights {weights_path}: missing keys {missing[:10]}, unexpected keys '
-                               f'{unexpected[:10]} (of {len(missing)} / {len(unexpected)})')
+        if not weights_path:
+            raise ValueError('DINOv2: weights_path is empty; point it at a local .safetensors / torch file of '
+                             f'{arch!r} (nothing is downloaded)')
         self.arch = arch
         self.weights_path = weights_path
         self.img_size = img_size
         self.imagenet_norm = imagenet_norm
-        self.out_channels = net.embed_dim
+        self.strict = strict
+        self.model_kwargs = dict(model_kwargs or {})
+        with torch.device('meta'):  # the architecture only: no memory, no weights, no file
+            shape = timm.create_model(arch, pretrained=False, img_size=img_size, num_classes=0, **self.model_kwargs)
+        self.out_channels = shape.embed_dim
         self.name = f'{arch} ({weights_path})'
-        self._set_net(net)
+        self._set_lazy_net()
         self.register_buffer('mean', torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def _build_net(self) -> torch.nn.Module:
+        """The timm network with the local weights (called once, by :meth:`build` or the first forward)."""
+        arch, weights_path = self.arch, self.weights_path
+        if not os.path.isfile(weights_path):
+            raise FileNotFoundError(
+                f'DINOv2 weights not found at {weights_path!r} (needed by the VF loss for training only). Nothing is '
+                f'downloaded: export the timm model {arch!r} once where the internet is reachable, e.g. '
+                f'`safetensors.torch.save_file(timm.create_model("{arch}", pretrained=True).state_dict(), '
+                '"checkpoints/dinov2_vitl14.safetensors")`, and point `weights_path` at it -- or use the offline '
+                'proxy `dict(type="VGG16Proxy")` (not the paper).')
+        import timm
+        from timm.models.vision_transformer import checkpoint_filter_fn
+        net = timm.create_model(arch, pretrained=False, img_size=self.img_size, num_classes=0, **self.model_kwargs)
+        state = checkpoint_filter_fn(load_weights_file(weights_path), net)
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        unexpected = [k for k in unexpected if not k.startswith('head')]
+        if self.strict and (missing or unexpected):
+            raise RuntimeError(f'DINOv2 weights {weights_path}: missing keys {missing[:10]}, unexpected keys '
+                               f'{unexpected[:10]} (of {len(missing)} / {len(unexpected)})')
+        return net
 
     def extract(self, x: Tensor) -> Tensor:
         x = F.interpolate(x, size=(self.img_size, self.img_size), mode='bilinear', align_corners=False)

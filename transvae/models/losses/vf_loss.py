@@ -75,6 +75,10 @@ class VFLoss(nn.Module):
         eps: denominator epsilon of the adaptive weight (1e-4).
 
     The projection ``proj`` is a registered submodule, so its weight is in the generator optimizer and the checkpoint.
+    A foundation network that needs a weight file (DINOv2) is built lazily: by :meth:`train` ``(True)`` while the
+    projection is trainable (training starts: the Runner calls ``model.train()`` before the first step, so a missing
+    file is an error there) or at the first forward; never for a model built for inference (``eval()``) or one whose
+    VF loss is frozen (stage 2 with a frozen encoder).
     """
 
     def __init__(self, in_channels: int, foundation_cfg: dict, loss_weight: float = 0.1, cos_margin: float = 0.5,
@@ -90,6 +94,14 @@ class VFLoss(nn.Module):
         self.max_weight = max_weight
         self.eps = eps
         self._announced = False
+
+    def train(self, mode: bool = True) -> 'VFLoss':
+        """Set the mode; training with a trainable projection builds a lazy foundation network (fails early)."""
+        super().train(mode)
+        build = getattr(self.foundation, 'build', None)  # FrozenFoundationModel.build (a stand-in may lack it)
+        if mode and callable(build) and any(p.requires_grad for p in self.proj.parameters()):
+            build()
+        return self
 
     @property
     def log_key(self) -> str:
