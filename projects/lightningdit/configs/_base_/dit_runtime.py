@@ -18,7 +18,10 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=200000)
 custom_hooks = [dict(type='TransVAEEMAHook', momentum=1e-4, update_buffers=False, priority='ABOVE_NORMAL')]
 default_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=10000, max_keep_ckpts=-1, save_last=True),
-    logger=dict(type='LoggerHook', interval=100))
+    logger=dict(type='LoggerHook', interval=100),
+    # the data's latent shape / labels must match model.latent_size, backbone.in_channels and num_classes: refused
+    # before the first step or sample (a dict entry, so overriding custom_hooks cannot drop it)
+    latent_check=dict(type='LatentDataCheckHook'))
 
 # The ImageNet latents of tools/extract_latents.py --split train --flip (deterministic centre crops + stored h-flip).
 train_dataloader = dict(

@@ -7,11 +7,7 @@ shards one after another (shuffled order, shuffled items within each shard) so r
 from __future__ import annotations
 
 import bisect
-import json
 import math
-import os
-import os.path as osp
-import re
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -22,28 +18,16 @@ from safetensors import safe_open
 from torch.utils.data import Dataset, Sampler
 
 from transvae.registry import DATA_SAMPLERS, DATASETS
+from transvae.utils import latent_shards as shards_io
+from transvae.utils.latent_shards import LatentFileError
 
 from .normalization import STATS_FILE, LatentNormalizer
 
-SHARD_PATTERN = re.compile(r'^latents_(\d{5})\.safetensors$')
-
 
 def list_shards(latent_dir: str) -> list[str]:
-    """The shard files of ``latent_dir`` in index order; raises when the folder or a shard is missing."""
-    if not osp.isdir(latent_dir):
-        raise FileNotFoundError(f'latent folder {latent_dir} does not exist (write it with tools/extract_latents.py)')
-    found = sorted((int(m.group(1)), f) for f in os.listdir(latent_dir) if (m := SHARD_PATTERN.match(f)))
-    if not found:
-        raise FileNotFoundError(f'no latents_XXXXX.safetensors shard in {latent_dir}')
-    with safe_open(osp.join(latent_dir, found[0][1]), framework='pt') as f:
-        meta = json.loads((f.metadata() or {}).get('json', '{}'))
-    expected = int(meta.get('num_shards', found[-1][0] + 1))
-    missing = sorted(set(range(expected)) - {i for i, _ in found})
-    if missing:
-        names = ', '.join(f'latents_{i:05d}.safetensors' for i in missing[:5])
-        raise FileNotFoundError(f'{latent_dir}: {len(missing)} of {expected} shards missing ({names}'
-                                f'{", ..." if len(missing) > 5 else ""}); finish tools/extract_latents.py first')
-    return [osp.join(latent_dir, f) for _, f in found]
+    """The shard files of ``latent_dir`` in index order; raises when the folder or a shard is missing
+    (:func:`transvae.utils.latent_shards.list_shards` with ``complete=True``)."""
+    return shards_io.list_shards(latent_dir, complete=True)
 
 
 @DATASETS.register_module()
@@ -76,26 +60,17 @@ class LatentShardDataset(Dataset):
         shape = tuple(latent_shape) if latent_shape is not None else None
         first = 'the configured latent_shape'
         total = 0
-        for path in self.shards:
+        for path in self.shards:  # headers only (the format's one validation: transvae.utils.latent_shards)
+            info = shards_io.check_shard(path, latent_shape=shape, require_flip=use_flip, expected_from=first)
+            if shape is None:
+                shape, first = info.latent_shape, path  # every other shard must have the first one's shape
             with safe_open(path, framework='pt') as f:
-                keys = set(f.keys())
-                for key in ('latents', 'labels'):
-                    if key not in keys:
-                        raise KeyError(f'{path} has no {key!r} tensor (keys: {sorted(keys)})')
-                if use_flip and 'latents_flip' not in keys:
-                    raise KeyError(f'{path} has no latents_flip: extract with --flip, or set use_flip=False')
-                s = f.get_slice('latents').get_shape()
-                if shape is None:
-                    shape, first = tuple(s[1:]), path
-                elif tuple(s[1:]) != shape:
-                    raise ValueError(f'{path} holds latents of shape {tuple(s[1:])}, but {first} has {shape}: '
-                                     'every shard must come from the same VAE and resolution')
-                lab = f.get_tensor('labels')
-                if lab.shape[0] != s[0]:
-                    raise ValueError(f'{path}: {s[0]} latents but {lab.shape[0]} labels')
+                lab = f.get_tensor('labels').long()
             self.starts.append(total)
-            total += s[0]
+            total += info.num_items
             labels.append(lab)
+        if shape is None:
+            raise FileNotFoundError(f'no latents in {data_root}')
         self.latent_shape = shape
         self.labels = torch.cat(labels)
         self._len = total
@@ -104,9 +79,8 @@ class LatentShardDataset(Dataset):
             if lo < 0 or hi >= num_classes:
                 raise ValueError(f'{data_root}: labels span [{lo}, {hi}], the model has num_classes={num_classes} '
                                  '(-1 = unlabelled images: extract from a dataset with class folders)')
-        self.normalizer = LatentNormalizer.from_dir(data_root, latent_multiplier, stats_file) if latent_norm else None
-        if self.normalizer is not None and self.normalizer.num_channels != shape[0]:
-            raise ValueError(f'statistics have {self.normalizer.num_channels} channels, latents have {shape[0]}')
+        self.normalizer = LatentNormalizer.from_dir(data_root, latent_multiplier, stats_file,
+                                                    num_channels=shape[0]) if latent_norm else None
 
     def __len__(self) -> int:
         return self._len
@@ -136,7 +110,11 @@ class LatentShardDataset(Dataset):
         k = bisect.bisect_right(self.starts, idx) - 1
         j = idx - self.starts[k]
         flipped = bool(self.use_flip and torch.rand(()) < 0.5)
-        z = self._handle(self.shards[k]).get_slice('latents_flip' if flipped else 'latents')[j:j + 1][0].float()
+        key = 'latents_flip' if flipped else 'latents'
+        z = self._handle(self.shards[k]).get_slice(key)[j:j + 1][0].float()
+        if not bool(torch.isfinite(z).all()):
+            raise LatentFileError(f'{self.shards[k]}: {key} of item {j} (dataset index {idx}) are not finite (NaN / '
+                                  'Inf); re-extract this shard with tools/extract_latents.py')
         if self.normalizer is not None:
             z = self.normalizer.normalize(z)
         return dict(inputs=z, data_samples=dict(label=int(self.labels[idx]), index=idx, flipped=flipped))

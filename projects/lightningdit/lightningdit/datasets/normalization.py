@@ -1,6 +1,7 @@
 """Channel normalisation of latents by the dataset statistics stored beside the shards."""
 from __future__ import annotations
 
+import math
 import os.path as osp
 
 import torch
@@ -32,18 +33,20 @@ class LatentNormalizer:
         return self.mean.shape[0]
 
     @classmethod
-    def from_dir(cls, latent_dir: str, multiplier: float = 1.0, stats_file: str = STATS_FILE) -> 'LatentNormalizer':
-        """Load ``mean`` / ``std`` from ``latent_dir/stats_file`` (a clear error when it is missing)."""
-        from safetensors.torch import load_file
+    def from_dir(cls, latent_dir: str, multiplier: float = 1.0, stats_file: str = STATS_FILE,
+                 num_channels: int | None = None) -> 'LatentNormalizer':
+        """Load ``mean`` / ``std`` from ``latent_dir/stats_file``, validated by the shard format's reader
+        (:func:`transvae.utils.latent_shards.load_stats`: keys, dtype, shape, finite, ``num_channels`` when given);
+        a missing or malformed file is an error naming it."""
+        from transvae.utils.latent_shards import load_stats
         path = stats_file if osp.isabs(stats_file) else osp.join(latent_dir, stats_file)
         if not osp.isfile(path):
             raise FileNotFoundError(
                 f'latent statistics {path} not found: tools/extract_latents.py writes them once every shard exists '
                 '(re-run it on the same --out to finish), or set latent_norm=False to train on raw latents')
-        stats = load_file(path)
-        missing = {'mean', 'std'} - set(stats)
-        if missing:
-            raise KeyError(f'{path} lacks {sorted(missing)} (has {sorted(stats)})')
+        stats = load_stats(path, num_channels=num_channels)
+        if not math.isfinite(float(multiplier)) or float(multiplier) <= 0:
+            raise ValueError(f'latent_multiplier must be a finite number > 0, got {multiplier!r}')
         return cls(stats['mean'], stats['std'], multiplier)
 
     def _check(self, z: Tensor) -> None:

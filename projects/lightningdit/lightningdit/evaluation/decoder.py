@@ -28,12 +28,29 @@ class FrozenLatentDecoder(nn.Module):
                     latent_multiplier: float = 1.0, device: str | torch.device = 'cpu',
                     preset: str | None = None) -> 'FrozenLatentDecoder':
         """Load the VAE of ``config`` (``checkpoint`` ``None`` / ``'none'``: a model that loads its own weights, e.g.
-        the diffusers adapter) and the statistics stored in ``latent_dir``."""
+        the diffusers adapter) and the statistics stored in ``latent_dir`` (validated, with the VAE's channel count).
+
+        The checkpoint is read with ``weights_only=True`` unless the enclosing
+        :func:`~transvae.engine.checkpoint_io.trusted_checkpoints` block (the tools' ``--trust-checkpoint``) allows
+        more; a VAE with a NaN / Inf weight is refused (it would decode every sample to black).
+        """
         from transvae.apis import init_model
+        from transvae.engine.checkpoint_io import load_weights
         ckpt = None if checkpoint in (None, '', 'none', 'None') else checkpoint
-        vae = init_model(config, ckpt, device=device, preset=preset)
-        norm = LatentNormalizer.from_dir(latent_dir, latent_multiplier) if latent_dir else None
-        return cls(vae, norm)
+        vae = init_model(config, None, device='cpu', preset=preset)
+        if ckpt is not None:  # trusted=None: the tool's --trust-checkpoint (trusted_checkpoints) decides
+            load_weights(vae, ckpt, config_name=str(config), allow_partial=False,
+                         tool_hint='the VAE of the DiT evaluation: vae_config={config!r}, vae_checkpoint={ckpt!r}')
+        bad = [n for n, t in list(vae.named_parameters()) + list(vae.named_buffers())
+               if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        if bad:
+            raise ValueError(f'VAE checkpoint {checkpoint}: {len(bad)} weight tensor(s) are not finite (NaN / Inf), '
+                             f'first {bad[0]!r}: every decoded sample would be black')
+        channels = getattr(vae, 'latent_channels', None)
+        norm = LatentNormalizer.from_dir(latent_dir, latent_multiplier,
+                                         num_channels=int(channels) if isinstance(channels, int) else None) \
+            if latent_dir else None
+        return cls(vae.to(device).eval(), norm)
 
     def train(self, mode: bool = True) -> 'FrozenLatentDecoder':
         return super().train(False)
@@ -42,10 +59,19 @@ class FrozenLatentDecoder(nn.Module):
     def forward(self, z: Tensor, chunk_size: int = 16) -> Tensor:
         """``(B, C, h, w)`` normalised latents -> ``(B, 3, H, W)`` float images in ``[0, 1]``."""
         device = next(self.vae.parameters()).device
+        bad = ~torch.isfinite(z.reshape(z.shape[0], -1)).all(dim=1)
+        if bool(bad.any()):
+            raise ValueError(f'{int(bad.sum())} of {z.shape[0]} generated latents are not finite (NaN / Inf; first: '
+                             f'row {int(bad.nonzero()[0])}): the DiT weights or the sampling settings (guidance scale, '
+                             'sampler) diverged; refusing to decode them (they would be black images)')
         out = []
         for chunk in torch.split(z, chunk_size):
             chunk = chunk.to(device).float()
             if self.normalizer is not None:
                 chunk = self.normalizer.denormalize(chunk)
-            out.append(((self.vae.decode(chunk).float().clamp(-1, 1) + 1) / 2).cpu())
+            img = self.vae.decode(chunk).float()
+            if not bool(torch.isfinite(img).all()):
+                raise ValueError('the VAE decoded finite latents to non-finite images (NaN / Inf): refusing them '
+                                 '(they would be black images in the FID)')
+            out.append(((img.clamp(-1, 1) + 1) / 2).cpu())
         return torch.cat(out)

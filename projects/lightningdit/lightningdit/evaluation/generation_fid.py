@@ -15,23 +15,30 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from transvae.evaluation.functional.fid import feature_statistics, frechet_distance, get_fid_inception
+from transvae.evaluation.functional.fid import (FIDInceptionV3, feature_statistics, frechet_distance,
+                                                get_fid_inception, load_fid_statistics)
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.JPEG', '.bmp', '.webp')
 
 
-def load_reference_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(mu (2048,), sigma (2048, 2048))`` from an ADM-style reference ``.npz`` (keys ``mu`` and ``sigma``)."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'reference statistics {path} not found')
-    with np.load(path) as f:
-        missing = {'mu', 'sigma'} - set(f.files)
-        if missing:
-            raise KeyError(f'{path} has no {sorted(missing)} (keys: {f.files}); an ADM reference batch has mu / sigma')
-        mu, sigma = f['mu'].astype(np.float64), f['sigma'].astype(np.float64)
-    if mu.ndim != 1 or sigma.shape != (mu.size, mu.size):
-        raise ValueError(f'{path}: mu {mu.shape} and sigma {sigma.shape} are not (D,) and (D, D)')
-    return mu, sigma
+def load_reference_npz(path: str, dim: int | None = FIDInceptionV3.num_features) -> tuple[np.ndarray, np.ndarray]:
+    """``(mu (2048,), sigma (2048, 2048))`` from an ADM-style reference ``.npz`` (keys ``mu`` and ``sigma``), validated
+    by the core reader :func:`transvae.evaluation.functional.fid.load_fid_statistics` (a ``.npy``, a truncated file,
+    missing keys, wrong dtypes or shapes, NaN: an error naming the file)."""
+    return load_fid_statistics(path, dim=dim)
+
+
+def check_reference(ref: str, dim: int | None = FIDInceptionV3.num_features) -> dict:
+    """Check a FID reference before anything is sampled: an ``.npz`` is read and validated (it is small), a folder
+    must hold images (their statistics are computed, or read from the cache, at the end). Returns a description."""
+    if not ref:
+        raise ValueError('no FID reference given: an ADM .npz with mu / sigma or a folder of real images')
+    if osp.isfile(ref):
+        load_reference_npz(ref, dim)
+        return dict(kind='npz', path=osp.abspath(ref))
+    if not osp.isdir(ref):
+        raise FileNotFoundError(f'FID reference {ref} is neither an .npz file nor a folder of images')
+    return dict(kind='folder', path=osp.abspath(ref), num_images=len(list_images(ref)))
 
 
 def center_crop_image(img: Image.Image, size: int) -> Image.Image:

@@ -66,14 +66,34 @@ class GenerationFIDMetric(BaseMetric):
         self.reference, self.reference_size, self.reference_cache_dir = reference, reference_size, reference_cache_dir
         self.grid_file, self.grid_images, self.grid_nrow = grid_file, grid_images, grid_nrow
         self.decode_batch, self.device = decode_batch, device
-        self._decoder: FrozenLatentDecoder | None = None
         self._feature_device: torch.device | None = None
+        self._check_inputs()
+        # loaded now, when the test loop is built: a missing, untrusted, mismatched or non-finite VAE checkpoint and
+        # malformed latent statistics are refused before the first sample is drawn, not after the sampling
+        self._decoder: FrozenLatentDecoder = FrozenLatentDecoder.from_config(
+            self.vae_config, self.vae_checkpoint, self.latent_dir, self.latent_multiplier, 'cpu', self.vae_preset)
+
+    def _check_inputs(self) -> None:
+        """Every input file of the evaluation exists and is well-formed, and the grid can be written."""
+        from transvae.utils.output_paths import check_outputs
+
+        from .generation_fid import check_reference
+        if not osp.isfile(self.vae_config):
+            raise FileNotFoundError(f'GenerationFIDMetric: vae_config {self.vae_config} not found')
+        ckpt = self.vae_checkpoint
+        if ckpt not in (None, '', 'none', 'None') and '://' not in str(ckpt) and not osp.isfile(ckpt):
+            raise FileNotFoundError(f'GenerationFIDMetric: vae_checkpoint {ckpt} not found (set it with '
+                                    '--cfg-options test_evaluator.vae_checkpoint=PATH)')
+        if self.latent_dir and not osp.isdir(self.latent_dir):
+            raise FileNotFoundError(f'GenerationFIDMetric: latent_dir {self.latent_dir} not found (the latent folder '
+                                    'whose latents_stats.safetensors the DiT was trained with)')
+        check_reference(self.reference)
+        check_outputs({'test_evaluator.grid_file': self.grid_file},
+                      {'FID reference': self.reference, 'VAE config': self.vae_config, 'VAE checkpoint': ckpt,
+                       'latent folder': self.latent_dir})
 
     def _decoder_on(self, device: torch.device) -> FrozenLatentDecoder:
-        if self._decoder is None:
-            self._decoder = FrozenLatentDecoder.from_config(self.vae_config, self.vae_checkpoint, self.latent_dir,
-                                                            self.latent_multiplier, device, self.vae_preset)
-        return self._decoder
+        return self._decoder.to(device)
 
     @torch.no_grad()
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:

@@ -8,6 +8,7 @@ import torch
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from torch import Tensor
 
+from transvae.engine.config_validation import ConfigValueError
 from transvae.registry import MODELS
 
 
@@ -108,6 +109,9 @@ class LatentFlowModel(BaseModel):
 
     def loss(self, x1: Tensor, labels: Tensor) -> dict[str, Tensor]:
         """One flow-matching loss evaluation on data latents ``x1`` ``(B, C, H, W)`` with labels ``(B,)``."""
+        if tuple(x1.shape[1:]) != self.latent_shape:  # LatentDataCheckHook refuses this before the first step
+            raise ConfigValueError(f'training latents of shape {tuple(x1.shape[1:])}, the DiT is configured for '
+                                   f'{self.latent_shape} (model.backbone.in_channels, model.latent_size)')
         x0 = torch.randn_like(x1)
         t = self.timesteps.sample(x1.shape[0], device=x1.device)
         xt = self.path.interpolate(x0, x1, t)

@@ -8,6 +8,11 @@ from torch import Tensor
 
 from transvae.registry import MODELS
 
+from .settings import check_number
+
+#: largest accepted guidance scale: the published CFG scales are 1.5-10; far above, samples leave the data range
+MAX_SCALE = 100.0
+
 Model = Callable[..., Tensor]  # model(x, t, y, force_drop=None) -> v
 
 
@@ -21,12 +26,16 @@ class ClassifierFreeGuidance:
     guides only the first 3 channels), every channel is guided.
 
     Args:
-        scale: guidance scale ``s`` (1.0 = no guidance).
-        interval_start: guidance only for ``t >= interval_start`` (0.0 = everywhere).
+        scale: guidance scale ``s`` (1.0 = no guidance), finite, in ``[0, MAX_SCALE]`` (0: unconditional samples).
+        interval_start: guidance only for ``t >= interval_start`` (0.0 = everywhere), in ``[0, 1]``.
     """
 
     def __init__(self, scale: float = 1.0, interval_start: float = 0.0) -> None:
-        self.scale, self.interval_start = float(scale), float(interval_start)
+        # validated at build: inf / NaN would turn every sample into NaN (black images, FID ~ 670, exit 0)
+        self.scale = check_number('model.guidance.scale', scale, low=0.0, high=MAX_SCALE,
+                                  hint=' (1.0 = no guidance; LightningDiT uses 6.7-10)')
+        self.interval_start = check_number('model.guidance.interval_start', interval_start, low=0.0, high=1.0,
+                                           hint=' (guidance only for t >= interval_start)')
 
     @property
     def enabled(self) -> bool:

@@ -6,7 +6,10 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from transvae.engine.config_validation import ConfigValueError
 from transvae.registry import MODELS
+
+from .settings import check_number
 
 VelocityFn = Callable[[Tensor, Tensor], Tensor]  # (x (B, ...), t (B,)) -> v (B, ...)
 
@@ -30,9 +33,12 @@ class _ODESampler:
     250 points, i.e. 249 steps; set 249 here to reproduce it exactly)."""
 
     def __init__(self, num_steps: int = 250, shift: float = 0.3) -> None:
-        if num_steps < 1:
-            raise ValueError(f'num_steps must be >= 1, got {num_steps}')
-        self.num_steps, self.shift = int(num_steps), float(shift)
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+            raise ConfigValueError(f'model.sampler.num_steps={num_steps!r}: expected an integer >= 1')
+        # a NaN shift would silently fall back to the uniform grid (``shift > 0`` is False)
+        self.num_steps = num_steps
+        self.shift = check_number('model.sampler.shift', shift, hint=' (< 1: more steps near the noise; <= 0 or 1: '
+                                                                      'uniform grid)')
 
     def nfe(self) -> int:
         """Velocity evaluations per sample (CFG doubles the batch of each, not their number)."""
