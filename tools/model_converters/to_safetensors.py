@@ -2,9 +2,10 @@
 
 ``python tools/model_converters/to_safetensors.py CKPT [OUT] [--trust-checkpoint] [--force]``
 
-* ``CKPT``: a transvae / mmengine ``.pth`` (its ``state_dict``) or a plain state dict. A file that needs arbitrary
-  unpickling (e.g. written before transvae saved checkpoints safely) is refused unless ``--trust-checkpoint``: use
-  it only for files you wrote or trust, since unpickling can run code.
+* ``CKPT``: a transvae / mmengine ``.pth`` (its ``state_dict``) or a plain state dict, a local path or a URL
+  (downloaded and verified as every remote checkpoint, ``transvae.engine.remote_checkpoint``). A file that needs
+  arbitrary unpickling (e.g. written before transvae saved checkpoints safely) is refused unless
+  ``--trust-checkpoint``: use it only for files you wrote or trust, since unpickling can run code.
 * ``OUT`` (default ``CKPT`` with ``.safetensors``): the weights, plus metadata ``transvae_meta`` (JSON: config file,
   experiment name, iteration, config text) that ``transvae.apis.init_model`` and the tools use to name the config
   a checkpoint was trained with. Written atomically; an existing file is kept unless ``--force``.
@@ -31,16 +32,27 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from transvae.engine.checkpoint_io import UntrustedCheckpointError, export_safetensors, load_checkpoint_file
+    if '://' in args.checkpoint and not args.out:
+        raise SystemExit('error: give OUT (a local .safetensors path) when CKPT is a URL')
     out = args.out or osp.splitext(args.checkpoint)[0] + '.safetensors'
     if not out.endswith('.safetensors'):
         raise SystemExit(f'error: the output must end in .safetensors, got {out!r}')
     if osp.exists(out) and not args.force:
         raise SystemExit(f'error: {out} exists (use --force to overwrite)')
+    from transvae.utils.output_paths import OutputPathError, check_outputs
+    try:  # never over the input (even with --force, through a symlink or a hard link), and writable
+        check_outputs({'OUT': out}, {'checkpoint': args.checkpoint})
+    except OutputPathError as e:
+        raise SystemExit(f'error: {e}') from None
+    from transvae.engine.checkpoint_compat import CheckpointFileError
     try:
         ckpt = load_checkpoint_file(args.checkpoint, trusted=args.trust_checkpoint)
-    except (UntrustedCheckpointError, FileNotFoundError) as e:
+    except (UntrustedCheckpointError, CheckpointFileError, FileNotFoundError) as e:
         raise SystemExit(f'error: {e}') from None
-    n = export_safetensors(ckpt, out)
+    try:
+        n = export_safetensors(ckpt, out)
+    except TypeError as e:  # a state-dict entry that is not a tensor
+        raise SystemExit(f'error: {args.checkpoint}: {e}; only tensors can be exported') from None
     print(f'{n} tensors -> {out}', flush=True)
     return 0
 
