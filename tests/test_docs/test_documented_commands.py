@@ -141,7 +141,7 @@ def test_dist_train_preflight_names_a_misspelt_option():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='a CUDA device is present: the GPU commands would run')
-def test_gpu_benchmarks_without_cuda_refuse_in_one_line():
+def test_gpu_benchmarks_without_cuda_refuse_in_one_line(tmp_path):
     """`benchmark_dit.py --archs B/1 XL/1 --amp bfloat16` fell back to the CPU and was killed at 24 GB; now one line.
     `benchmark_gpu.sh` ran plain `python`: with no python on PATH it must still find the project's interpreter."""
     proc = _run([PY, 'tools/analysis_tools/benchmark_dit.py', '--archs', 'B/1', 'XL/1', '--amp', 'bfloat16'], 60)
@@ -152,10 +152,11 @@ def test_gpu_benchmarks_without_cuda_refuse_in_one_line():
     if not osp.isfile(osp.join(REPO, '.venv', 'bin', 'python')):
         pytest.skip('no .venv here: benchmark_gpu.sh falls back to python3 on PATH')
     bash = shutil.which('bash')
-    proc = _run([bash, 'tools/analysis_tools/benchmark_gpu.sh', '/nonexistent/out'], 60,
+    proc = _run([bash, 'tools/analysis_tools/benchmark_gpu.sh', str(tmp_path / 'out')], 60,
                 env={'PATH': '/usr/bin:/bin', 'PYTHON': ''})  # no `python` (nor the venv) on PATH
     assert 'command not found' not in proc.stderr
     _assert_one_line_error(proc, 'no CUDA device')
+    assert not (tmp_path / 'out').exists()  # refused before writing anything
 
 
 def test_dit_benchmark_documented_cpu_command_runs(tmp_path):

@@ -7,13 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-work_dirs/benchmark/gpu}
-mkdir -p "$OUT"
 # $PYTHON, else the repository's .venv python when there is one, else python3 on PATH
 if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; fi
 PY=${PYTHON:-python3}
 $PY -c "import sys, torch; torch.cuda.is_available() or sys.exit('error: no CUDA device (torch ' + torch.__version__
     + '); this benchmark needs a GPU, see tools/analysis_tools/benchmark.py for the CPU table')
 print(torch.cuda.get_device_name())"
+mkdir -p "$OUT"  # only once a GPU is there: a refused run leaves nothing behind
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt" || true
 
 M=configs/_base_/models
