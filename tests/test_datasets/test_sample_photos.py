@@ -141,3 +141,52 @@ def test_configs_paper_scale():
     assert inet.train_dataloader.dataset.pipeline[1].size == inet.train_dataloader.dataset.pipeline[2].size == 256
     coco = Config.fromfile(os.path.join(REPO, 'configs', '_base_', 'datasets', 'coco.py'))
     assert 'train_dataloader' not in coco and coco.test_dataloader.dataset.data_prefix == 'val2017'
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ownership: the builder rebuilds only a folder it made (issue 20, item 0; tests/reliability/test_user_data_root.py)
+# ---------------------------------------------------------------------------------------------------------------------
+def _tree(root):
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(d, name)
+            st = os.lstat(p)
+            out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns, open(p, 'rb').read() if name in files else b'')
+    return out
+
+
+def test_marker_written_and_only_marked_folders_rebuilt(photos, tmp_path):
+    import shutil
+
+    from transvae.datasets import DataRootError
+    from transvae.datasets.sample_photos import MARKER, check_sample_photos_root
+    assert os.path.isfile(os.path.join(photos['root'], MARKER))
+    # a marked, stale copy (one file changed) with a file the user added: refused, nothing touched
+    root = str(tmp_path / 'sample_photos')
+    shutil.copytree(photos['root'], root)
+    with open(os.path.join(root, photos['files'][0]['path']), 'ab') as f:
+        f.write(b'garbage')
+    with open(os.path.join(root, 'train', 'my_cat.jpg'), 'wb') as f:
+        f.write(b'\xff\xd8 not really a jpeg')
+    before = _tree(root)
+    with pytest.raises(DataRootError, match=r"also holds files transvae did not write \(e.g. 'train/my_cat.jpg'\)"):
+        prepare_sample_photos(root)
+    assert _tree(root) == before and sorted(os.listdir(tmp_path)) == ['sample_photos']
+    # without the user's file it may be rebuilt (the concurrency test above rebuilds one); a folder built before the
+    # marker existed (a manifest of the builder's format) counts as the builder's
+    os.remove(os.path.join(root, 'train', 'my_cat.jpg'))
+    check_sample_photos_root(root, rebuild=True)
+    os.remove(os.path.join(root, MARKER))
+    check_sample_photos_root(root, rebuild=True)
+    os.remove(os.path.join(root, 'manifest.json'))  # neither marker nor manifest: not provably ours
+    with pytest.raises(DataRootError, match='holds files transvae did not write'):
+        check_sample_photos_root(root, rebuild=True)
+    # a missing or empty folder may be claimed; a file may not
+    check_sample_photos_root(str(tmp_path / 'new'))
+    os.mkdir(tmp_path / 'empty')
+    check_sample_photos_root(str(tmp_path / 'empty'), rebuild=True)
+    (tmp_path / 'afile').write_text('x')
+    with pytest.raises(DataRootError, match='is not a folder'):
+        prepare_sample_photos(str(tmp_path / 'afile'))
+    assert (tmp_path / 'afile').read_text() == 'x'

