@@ -11,7 +11,14 @@ Several models side by side, on datasets x resolutions (one Runner test loop per
         --datasets imagenet=data/imagenet/val coco=data/coco/val2017 --resolutions 256 512 1024 \\
         [--max-images N] --report report.md --out report.json
 
-``CKPT`` may be omitted (or ``none``) for adapters that load their own weights (``DiffusersAutoencoderKL``).
+``CKPT`` may be omitted (or ``none``) for models that load their own weights (``DiffusersAutoencoderKL``'s
+``pretrained_path``, a ``Pretrained`` ``init_cfg``). A model that would be evaluated with random initial weights is
+refused unless ``--random-weights`` is given (``tools/test.py CONFIG --random-weights``); the report then says so in
+its title, its JSON (``weights``, ``random_weights``) and its first warning.
+
+Output paths (``--out``, ``--report``, ``--show-dir``, ``--work-dir``) are checked before anything is built
+(:func:`transvae.utils.output_paths.check_outputs`): an output that is the config, a checkpoint or lies inside a
+data root, or that cannot be written (read-only folder), is an ``error:`` within seconds, not after the evaluation.
 Dataset layouts come from the name's prefix: ``imagenet*`` (class sub-folders of the val split), ``coco*`` (flat
 val2017 folder), ``photos*`` (the bundled photo set, its ``val`` split), anything else: ``ImageFolderDataset``
 with ``layout='auto'``. Each resolution R: resize short side to R (bicubic) + centre crop RxR, posterior mean; the
@@ -55,6 +62,8 @@ from transvae.evaluation import report as rp
 from transvae.evaluation.layouts import parse_datasets
 from transvae.utils import register_all_modules
 from transvae.utils.allocator import tune_cpu_allocator
+from transvae.utils.cli_types import non_negative_int, positive_int
+from transvae.utils.output_paths import check_outputs
 
 
 def _tile_arg(value: str) -> str:
@@ -68,7 +77,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Test (evaluate) transvae checkpoints; several models x datasets x resolutions with --models',
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', nargs='?', help='config file path (single-model mode)')
-    parser.add_argument('checkpoint', nargs='?', help='checkpoint file (single-model mode; "none": no checkpoint)')
+    parser.add_argument('checkpoint', nargs='?',
+                        help='checkpoint file (single-model mode; omitted or "none": the model\'s own weights, '
+                        'or random ones with --random-weights)')
+    parser.add_argument('--random-weights', action='store_true',
+                        help='evaluate a model without a checkpoint even though its weights are then the random '
+                        'initialisation (refused otherwise); the report says so')
     parser.add_argument('--work-dir', help='directory for the test logs')
     parser.add_argument('--out', help='write the metrics / the JSON report to this file')
     parser.add_argument('--report', help='write a Markdown report (tables, protocol, warnings) to this file')
@@ -83,13 +97,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--datasets', nargs='+', metavar='NAME=PATH',
                         help='evaluation sets; layout by name prefix: imagenet (class sub-folders), coco (flat '
                         'val2017), photos (bundled photos), else auto')
-    parser.add_argument('--resolutions', nargs='+', type=int, metavar='R',
+    parser.add_argument('--resolutions', nargs='+', type=positive_int, metavar='R',
                         help='resize short side to R (bicubic) + centre crop RxR, for each R')
-    parser.add_argument('--max-images', type=int, metavar='N',
+    parser.add_argument('--max-images', type=positive_int, metavar='N',
                         help='evaluate at most N images per dataset (evenly spaced over the sorted files; the '
                         'bundled photos: the first N)')
-    parser.add_argument('--batch-size', type=int, help='test batch size per process (default: the config\'s)')
-    parser.add_argument('--num-workers', type=int, help='test dataloader workers (default: the config\'s)')
+    parser.add_argument('--batch-size', type=positive_int,
+                        help='test batch size per process (default: the config\'s)')
+    parser.add_argument('--num-workers', type=non_negative_int,
+                        help='test dataloader workers (default: the config\'s)')
     parser.add_argument('--lpips-net', choices=['alex', 'vgg'], default='alex',
                         help='LPIPS backbone of the multi-model evaluator (default alex)')
     parser.add_argument('--tile', type=_tile_arg, default='none', metavar='{none,auto,N}',
@@ -102,17 +118,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='allow a checkpoint that needs arbitrary unpickling (it can run code)')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument('--local_rank', '--local-rank', type=non_negative_int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.multi = bool(args.models or args.datasets or args.resolutions)
-    if not args.multi and not (args.config and args.checkpoint):
+    if not args.multi and not args.config:
         parser.error('give CONFIG CHECKPOINT, or --models CFG[:CKPT] ... (with --datasets / --resolutions)')
     if args.multi and args.checkpoint is None and args.config and not args.models:
         parser.error('CONFIG without CHECKPOINT: use --models CFG[:CKPT]')
-    if args.max_images is not None and args.max_images <= 0:
-        parser.error('--max-images must be positive')
-    if args.resolutions and any(r <= 0 for r in args.resolutions):
-        parser.error('--resolutions must be positive')
+    if args.random_weights and pr.none_ckpt(args.checkpoint) is not None:
+        parser.error(f'--random-weights evaluates without a checkpoint, but CHECKPOINT {args.checkpoint} was given: '
+                     'drop one of the two')
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -122,7 +137,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 # configs and runners
 # ---------------------------------------------------------------------------------------------------------------------
 def _load_config(config: str, args: argparse.Namespace, strict_preset: bool = True) -> Config:
-    from transvae.engine.config_validation import load_config, merge_cfg_options
+    from transvae.engine.config_validation import check_config_values, load_config, merge_cfg_options
     cfg = load_config(config)  # a syntax error names the file and line
     if args.preset:
         try:
@@ -134,6 +149,7 @@ def _load_config(config: str, args: argparse.Namespace, strict_preset: bool = Tr
     if args.data_root:
         set_data_root(cfg, args.data_root)
     merge_cfg_options(cfg, args.cfg_options)
+    check_config_values(cfg)  # test_dataloader.batch_size=0 / 'ten': an error naming the key, before the runner
     # an FSDP training config (its checkpoints are full state dicts) is evaluated by the default runner, unsharded
     fsdp_config_for_eval(cfg)
     cfg.launcher = args.launcher
@@ -172,6 +188,28 @@ def apply_tiling(model, tile: str, mode: str = 'exact') -> str:
     msg = (f'--tile {tile} requested but {type(m).__name__} has no enable_tiling(): evaluated WITHOUT tiling')
     warnings.warn(msg)
     return msg
+
+
+def check_output_paths(args: argparse.Namespace, work_dir: str, models: list[tuple[str, Any]],
+                       data_roots: list[tuple[str, str]]) -> None:
+    """Refuse ``--out`` / ``--report`` / ``--show-dir`` / the work dir when one is an input (config, checkpoint),
+    lies inside a data root or cannot be written: before any model, dataset or evaluation (``OutputPathError``).
+
+    Args:
+        args: the parsed arguments.
+        work_dir: the (root) work dir of the test logs.
+        models: ``(config, checkpoint or None)`` of every evaluated model.
+        data_roots: ``(name, path)`` of every dataset read.
+    """
+    inputs: dict[str, Any] = {}
+    for i, (config, ckpt) in enumerate(models):
+        tag = '' if len(models) == 1 else f' of model {i + 1}'
+        inputs[f'config{tag}'] = config
+        inputs[f'checkpoint{tag}'] = pr.none_ckpt(ckpt)
+    for name, root in data_roots:
+        inputs[f'data root ({name})'] = root
+    check_outputs({'--out': args.out, '--report': args.report, '--show-dir': args.show_dir, '--work-dir': work_dir},
+                  inputs, dirs=['--show-dir', '--work-dir'])
 
 
 def build_runner(cfg: Config):
@@ -214,7 +252,15 @@ def _command(argv) -> str:
 # the two modes
 # ---------------------------------------------------------------------------------------------------------------------
 def run_single(args: argparse.Namespace, argv=None) -> dict:
+    from transvae.engine.utils import dataset_roots
     cfg = build_config(args)
+    try:  # before anything is built: random weights only on purpose, outputs that destroy no input
+        weights = pr.check_weights(cfg.get('model', None), args.checkpoint, args.random_weights, args.config)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
+    check_output_paths(args, cfg.work_dir, [(args.config, args.checkpoint)], dataset_roots(cfg))
+    if is_main_process():
+        print(f"weights: {weights['detail']}", flush=True)
     pr.strip_training_modules(cfg)  # VF foundation model / discriminator are not needed to evaluate reconstructions
     metrics, n, skipped, tiling, runner = run_test(cfg, args.launcher, args.tile, args.tile_mode)
     try:  # DDP's DefaultSampler pads with duplicates up to a multiple of the world size
@@ -225,7 +271,7 @@ def run_single(args: argparse.Namespace, argv=None) -> dict:
         print('metrics: ' + json.dumps(metrics, sort_keys=True), flush=True)
         if args.report or args.out:
             report = pr.single_report(cfg, args.config, args.checkpoint, metrics, n, skipped, tiling, _command(argv),
-                                      max_images=args.max_images, show_dir=args.show_dir)
+                                      max_images=args.max_images, show_dir=args.show_dir, weights=weights)
             legacy = dict(config=args.config, checkpoint=args.checkpoint, metrics=metrics)
             rp.write_report(report, args.report, args.out, json_extra=legacy)
             if args.report:
@@ -248,6 +294,12 @@ def run_multi(args: argparse.Namespace, argv=None) -> dict:
     cfgs = [_load_config(c, args, strict_preset=False) for c, _ in specs]
     settings = pr.expand_settings(cfgs[0].test_dataloader.dataset, datasets, list(args.resolutions or []),
                                   args.max_images, args.preset)
+    try:  # before anything is built: random weights only on purpose, outputs that destroy no input
+        weights = {label: pr.check_weights(c.get('model', None), ckpt, args.random_weights and ckpt is None,
+                                           cfg_path) for label, (cfg_path, ckpt), c in zip(labels, specs, cfgs)}
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
+    check_output_paths(args, root_wd, specs, [(s.name, s.path) for s in settings if s.path])
 
     results: dict[tuple, dict] = {}
     counts: dict[tuple, tuple[int, list[str]]] = {}
@@ -276,7 +328,7 @@ def run_multi(args: argparse.Namespace, argv=None) -> dict:
     report = pr.multi_report(models, settings, results, counts, lpips_net=args.lpips_net,
                              tiling='; '.join(sorted(tiling_lines)), command=_command(argv),
                              max_images=args.max_images, removed=removed_any, preset=args.preset,
-                             show_dir=args.show_dir)
+                             show_dir=args.show_dir, weights=weights)
     if is_main_process():
         rp.write_report(report, args.report, args.out)
         if args.report:

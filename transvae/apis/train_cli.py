@@ -4,6 +4,14 @@ Order of config changes: ``--preset`` first, then the shortcut flags (``--data-r
 ``--max-iters``/``--epochs``, ``--resolution``, ``--seed``, ``--deterministic``, ``--amp``), then ``--cfg-options``
 (the most explicit wins). Kept in the package (not in the script) so that other code builds exactly the config a
 training command trains, e.g. :func:`transvae.studies.speed.variant_config` from a study's recorded command line.
+
+Checks before the runner is built: every numeric option has an argparse type (:mod:`transvae.utils.cli_types`: a
+zero or negative ``--max-iters`` / ``--batch-size`` / ``--epochs`` / ``--resolution`` is a usage error, exit 2), the
+well-known numeric config keys hold numbers (:func:`~transvae.engine.config_validation.check_config_values`), and the
+work dir is no input (:func:`transvae.utils.output_paths.check_outputs`). ``--resume`` is checked against the
+checkpoint (:mod:`transvae.engine.resume_checks`): another model config is refused unless
+``--resume-allow-config-change``; a finished run prints "nothing to train" and exits 0; a checkpoint past the end of
+the schedule or a weights-only export exits 1 with the reason.
 """
 # Checkpoints load with torch.load(weights_only=True) (transvae.engine.checkpoint_io); --trust-checkpoint opts in to
 # arbitrary unpickling for a file you trust.
@@ -21,37 +29,45 @@ from transvae.engine.utils import (apply_preset, init_cpu_distributed, set_amp, 
                                    set_max_iters, set_resolution, shutdown_distributed)
 from transvae.utils import register_all_modules
 from transvae.utils.allocator import tune_cpu_allocator
+from transvae.utils.cli_types import non_negative_int, positive_float, positive_int
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The arguments of ``tools/train.py`` (``argv`` defaults to ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(description='Train a transvae model')
     parser.add_argument('config', help='config file path')
-    parser.add_argument('--work-dir', help='directory for logs and checkpoints (default: work_dirs/<config name>)')
+    parser.add_argument('--work-dir', help='directory for logs and checkpoints (default: the config\'s work_dir, '
+                        'else work_dirs/<config name>, or work_dirs/<config name>_<preset> with --preset)')
     parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='auto|PATH',
-                        help='resume from the latest checkpoint in work_dir (no value or "auto") or from PATH')
+                        help='resume from the latest checkpoint in work_dir (no value or "auto") or from PATH; '
+                        'refused when the checkpoint was trained with another model config')
+    parser.add_argument('--resume-allow-config-change', action='store_true',
+                        help='with --resume: resume even though the model config differs from the one the '
+                        'checkpoint was trained with (the differing keys are logged)')
     parser.add_argument('--amp', action='store_true', help='mixed precision (SafeAmpOptimWrapper)')
     parser.add_argument('--amp-dtype', choices=['bfloat16', 'float16'], default=None,
                         help='autocast dtype (default bfloat16 on CPU and bf16-capable GPUs, else float16)')
     parser.add_argument('--preset', help='merge cfg.presets[PRESET] into the config (e.g. cpu)')
     parser.add_argument('--data-root', help='data_root of the train/val/test datasets')
-    parser.add_argument('--batch-size', type=int, help='per-GPU training batch size')
+    parser.add_argument('--batch-size', type=positive_int, help='per-GPU training batch size')
     group = parser.add_mutually_exclusive_group()
-    group.add_argument('--max-iters', type=int, help='train for this many iterations (IterBasedTrainLoop)')
-    group.add_argument('--epochs', type=int, help='train for this many epochs (EpochBasedTrainLoop)')
-    parser.add_argument('--resolution', type=int, help='crop/resize size of the train and val pipelines')
-    parser.add_argument('--seed', type=int, help='random seed')
+    group.add_argument('--max-iters', type=positive_int, help='train for this many iterations (IterBasedTrainLoop)')
+    group.add_argument('--epochs', type=positive_int, help='train for this many epochs (EpochBasedTrainLoop)')
+    parser.add_argument('--resolution', type=positive_int, help='crop/resize size of the train and val pipelines')
+    parser.add_argument('--seed', type=non_negative_int, help='random seed')
     parser.add_argument('--deterministic', action='store_true', help='deterministic cuDNN / algorithms')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. optim_wrapper.optimizer.lr=1e-4 (applied last)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='allow resuming / loading a checkpoint that needs arbitrary unpickling (can run code)')
-    parser.add_argument('--resume-lr', type=float, metavar='LR',
+    parser.add_argument('--resume-lr', type=positive_float, metavar='LR',
                         help='with --resume: scale every learning rate (optimizer and schedulers) so that the first '
                         "param group's base lr becomes LR (a run aborted by the non-finite guard)")
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument('--local_rank', '--local-rank', type=non_negative_int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.resume_allow_config_change and args.resume is None:
+        parser.error('--resume-allow-config-change needs --resume')
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -68,13 +84,14 @@ def build_config(args: argparse.Namespace) -> Config:
             raise SystemExit(f'error: {e.args[0]}') from None
     if args.data_root:
         set_data_root(cfg, args.data_root)
-    if args.batch_size:
+    # `is not None`, never truthiness: a 0 that reached here must fail loudly below, not be dropped
+    if args.batch_size is not None:
         cfg.train_dataloader.batch_size = args.batch_size
-    if args.max_iters:
+    if args.max_iters is not None:
         set_max_iters(cfg, args.max_iters)
-    if args.epochs:
+    if args.epochs is not None:
         set_epochs(cfg, args.epochs)
-    if args.resolution:
+    if args.resolution is not None:
         set_resolution(cfg, args.resolution)
     if args.seed is not None:
         cfg.setdefault('randomness', {})['seed'] = args.seed
@@ -82,9 +99,10 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg.setdefault('randomness', {})['deterministic'] = True
     if args.amp:
         set_amp(cfg, args.amp_dtype)
-    from transvae.engine.config_validation import check_top_level_keys, merge_cfg_options
+    from transvae.engine.config_validation import check_config_values, check_top_level_keys, merge_cfg_options
     merge_cfg_options(cfg, args.cfg_options)
     check_top_level_keys(cfg)
+    check_config_values(cfg)  # max_iters='ten', batch_size=-1: an error naming the key, before the runner
 
     cfg.launcher = args.launcher
     if args.work_dir is not None:
@@ -102,7 +120,18 @@ def build_config(args: argparse.Namespace) -> Config:
         if args.resume is None:
             raise SystemExit('error: --resume-lr needs --resume')
         cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [dict(type='ResumeLRHook', lr=args.resume_lr)]
+    if getattr(args, 'resume_allow_config_change', False):
+        cfg.resume_allow_config_change = True  # read by transvae.engine.resume_checks
     return cfg
+
+
+def check_train_outputs(cfg: Config, config_path: str) -> None:
+    """Refuse a work dir that is the config file, lies inside a data root or cannot be written (before the runner)."""
+    from transvae.engine.utils import dataset_roots
+    from transvae.utils.output_paths import check_outputs
+    inputs = {'config': config_path}
+    inputs.update({f'data root of {where}': root for where, root in dataset_roots(cfg)})
+    check_outputs({'--work-dir': cfg.work_dir}, inputs, dirs=['--work-dir'])
 
 
 def build_runner(cfg: Config) -> Runner:
@@ -142,11 +171,18 @@ def main(argv: list[str] | None = None) -> None:
         tune_cpu_allocator()  # large activations reuse heap memory (TRANSVAE_MALLOC_MMAP_THRESHOLD_MB=0: off)
     from transvae.engine.checkpoint_io import trusted_checkpoints
     from transvae.engine.config_validation import config_errors
+    from transvae.engine.resume_checks import RunFinished
     with config_errors(exit_on_error=True):  # misspelt keys / keyword arguments: "did you mean"
         cfg = build_config(args)
+        check_train_outputs(cfg, args.config)
         init_cpu_distributed(cfg, args.launcher)  # no-op with CUDA or without a launcher
         runner = build_runner(cfg)
         with trusted_checkpoints(args.trust_checkpoint):
-            runner.train()
+            try:
+                runner.train()
+            except RunFinished as e:  # --resume of a finished run: say so, exit 0 (re-running is harmless)
+                from mmengine.dist import is_main_process
+                if is_main_process():
+                    print(str(e), flush=True)
     shutdown_distributed()
 

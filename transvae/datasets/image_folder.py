@@ -73,7 +73,8 @@ class ImageFolderDataset(BaseDataset):
 
     ``<root>`` is ``data_root`` joined with ``data_prefix``. Scanned layouts are sorted by path (deterministic).
 
-    Skipping: when the pipeline returns ``None`` (a corrupt / truncated / empty / non-image file), in train mode
+    Skipping: when the pipeline returns ``None`` (a corrupt / truncated / empty / non-image file, or one whose header
+    declares more pixels than ``LoadImageRGB(max_pixels=...)`` allows: refused before decoding), in train mode
     another index is drawn (NumPy's seeded global RNG, known-bad files excluded); in test mode ``None`` is returned
     (no duplicated image; use ``collate_fn=dict(type='skip_none_collate')``). Each skip is warned once per file per
     process and counted in ``num_skipped`` (this process only); the paths travel to the main process in

@@ -6,6 +6,10 @@
 * :func:`check_top_level_keys`: a top-level key of a config file that is not a Runner key but is one typo away from
   one (``optim_wraper``) is an error; other helper variables (``data_root``, ``train_pipeline``) are allowed.
 * :func:`load_config`: a syntax error names the file and the line (mmengine says ``<unknown>``).
+* :func:`check_config_values`: a well-known numeric key (:data:`NUMERIC_KEYS`: ``train_cfg.max_iters``, a
+  dataloader's ``batch_size``, an optimizer's ``lr``, ...) holding a non-number or an out-of-range number
+  (``--cfg-options train_cfg.max_iters=ten``, ``train_dataloader.batch_size=-1``) is an error naming the key, before
+  the Runner is built.
 * :func:`config_errors`: the ``TypeError`` of a misspelt nested keyword (``optimizer=dict(type='AdamW', lrr=...)``)
   is re-raised with the accepted argument names and a "did you mean", as an unknown ``type`` gets.
 """
@@ -26,6 +30,7 @@ _EXTRA_KEYS = {
     'gpu_ids', 'dist_params', 'workflow', 'checkpoint_config', 'log_config', 'data_root', 'dataset_type',
     'backend_args', 'train_pipeline', 'test_pipeline', 'val_pipeline', 'model_wrapper_cfg', 'find_unused_parameters',
     'test_report',  # a report layout registered in FUNCTIONS (transvae.evaluation.protocol.single_report)
+    'resume_allow_config_change',  # tools/train.py --resume-allow-config-change (transvae.engine.resume_checks)
 }
 
 
@@ -130,6 +135,89 @@ def check_top_level_keys(cfg: Any) -> None:
             raise ConfigKeyError(f"config key '{key}' is read by nothing (the Runner would ignore it).{hint}")
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# numeric values
+# ---------------------------------------------------------------------------------------------------------------------
+class ConfigValueError(ValueError):
+    """A config value of the wrong type or range (a non-number where a number is required, a zero batch size)."""
+
+
+#: kind -> (test, what is expected); ``bool`` is not a number here (``max_iters=True`` is a mistake)
+_KINDS: dict[str, tuple[Any, str]] = {
+    'positive_int': (lambda v: _is_int(v) and v >= 1, 'a positive integer (>= 1)'),
+    'non_negative_int': (lambda v: _is_int(v) and v >= 0, 'a non-negative integer (>= 0)'),
+    'interval': (lambda v: _is_int(v) and (v >= 1 or v == -1), 'a positive integer, or -1 (never)'),
+    'positive_float': (lambda v: _is_real(v) and v > 0, 'a positive finite number (> 0)'),
+    'non_negative_float': (lambda v: _is_real(v) and v >= 0, 'a non-negative finite number (>= 0)'),
+}
+
+_LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+#: (dotted key, kind): the numeric keys every tool reads; ``*`` matches any one key (the generator / discriminator
+#: wrappers of a multi-optimizer ``optim_wrapper``). A key that is absent or ``None`` is not checked.
+NUMERIC_KEYS: tuple[tuple[str, str], ...] = (
+    ('train_cfg.max_iters', 'positive_int'),
+    ('train_cfg.max_epochs', 'positive_int'),
+    ('train_cfg.val_interval', 'positive_int'),
+    ('train_cfg.val_begin', 'non_negative_int'),
+    *((f'{dl}.batch_size', 'positive_int') for dl in _LOADERS),
+    *((f'{dl}.num_workers', 'non_negative_int') for dl in _LOADERS),
+    ('optim_wrapper.optimizer.lr', 'positive_float'),
+    ('optim_wrapper.optimizer.weight_decay', 'non_negative_float'),
+    ('optim_wrapper.accumulative_counts', 'positive_int'),
+    ('optim_wrapper.clip_grad.max_norm', 'positive_float'),
+    ('optim_wrapper.*.optimizer.lr', 'positive_float'),
+    ('optim_wrapper.*.optimizer.weight_decay', 'non_negative_float'),
+    ('optim_wrapper.*.accumulative_counts', 'positive_int'),
+    ('optim_wrapper.*.clip_grad.max_norm', 'positive_float'),
+    ('default_hooks.checkpoint.interval', 'interval'),
+    ('default_hooks.checkpoint.max_keep_ckpts', 'interval'),
+    ('default_hooks.logger.interval', 'positive_int'),
+    ('randomness.seed', 'non_negative_int'),
+)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    import math
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _lookup(node: Any, parts: list[str], prefix: str) -> Iterator[tuple[str, Any]]:
+    """``(dotted key, value)`` of every match of ``parts`` under ``node`` (``*``: any key)."""
+    if not parts:
+        yield prefix, node
+        return
+    if not hasattr(node, 'keys'):  # a dict, a ConfigDict or the Config itself
+        return
+    head, rest = parts[0], parts[1:]
+    keys = [k for k in node.keys() if hasattr(node[k], 'keys')] if head == '*' else (
+        [head] if head in node.keys() else [])
+    for k in keys:
+        yield from _lookup(node[k], rest, f'{prefix}.{k}' if prefix else str(k))
+
+
+def check_config_values(cfg: Any) -> None:
+    """Refuse a value of :data:`NUMERIC_KEYS` that is not a number of the required kind.
+
+    Args:
+        cfg: the resolved config (after presets, shortcuts and ``--cfg-options``).
+
+    Raises:
+        ConfigValueError: naming the key, the value and what is expected (the first offender).
+    """
+    for pattern, kind in NUMERIC_KEYS:
+        ok, expected = _KINDS[kind]
+        for key, value in _lookup(cfg, pattern.split('.'), ''):
+            if value is None:
+                continue
+            if not ok(value):
+                raise ConfigValueError(f'config key {key} = {value!r}: expected {expected} (set it in the config or '
+                                       f'with --cfg-options {key}=...).')
+
+
 _UNEXPECTED = re.compile(r"(?:(\w+)\.)?__init__\(\) got an unexpected keyword argument '(\w+)'")
 
 
@@ -167,15 +255,21 @@ def enrich_unknown_kwarg(err: TypeError) -> Optional[TypeError]:
 def config_errors(exit_on_error: bool = False) -> Iterator[None]:
     """Re-raise a misspelt-keyword ``TypeError`` with a "did you mean".
 
-    With ``exit_on_error`` (the tools) that error, a :class:`ConfigKeyError` and the checkpoint refusals
-    (``UntrustedCheckpointError``, ``CheckpointMismatchError``) and a :class:`ConfigSyntaxError` end the process with ``error: <message>`` and exit
-    status 1 instead of a traceback.
+    With ``exit_on_error`` (the tools) that error, a :class:`ConfigKeyError`, a :class:`ConfigValueError`, the
+    checkpoint refusals (``UntrustedCheckpointError``, ``CheckpointMismatchError``), a refused resume
+    (``ResumeError``), a refused output path (``OutputPathError``), an unusable data root (``DataRootError``) and a
+    :class:`ConfigSyntaxError` end the process with ``error: <message>`` and exit status 1 instead of a traceback.
     """
+    from transvae.datasets.errors import DataRootError
+    from transvae.utils.output_paths import OutputPathError
+
     from .checkpoint_compat import CheckpointMismatchError
     from .checkpoint_io import UntrustedCheckpointError
+    from .resume_checks import ResumeError
     try:
         yield
-    except (ConfigKeyError, ConfigSyntaxError, CheckpointMismatchError, UntrustedCheckpointError) as e:
+    except (ConfigKeyError, ConfigSyntaxError, ConfigValueError, CheckpointMismatchError, UntrustedCheckpointError,
+            OutputPathError, ResumeError, DataRootError) as e:
         if exit_on_error:
             raise SystemExit(f'error: {e}') from None
         raise

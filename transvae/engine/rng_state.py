@@ -59,12 +59,22 @@ class RNGExactResumeMixin:
     The runner stores the loaded checkpoint's ``rng_state`` in ``_loaded_rng_state`` (from ``load_checkpoint`` or an
     ``after_load_checkpoint`` hook call); :meth:`resume` turns it into a pending restore that the next
     ``before_train_epoch`` arms.
+
+    It is also where a resume is checked (:func:`~transvae.engine.resume_checks.check_resume`): the
+    ``after_load_checkpoint`` call of a resume (both runners make it before any weight is restored) refuses a
+    weights-only file, a changed model config and a finished schedule.
     """
 
     _pending_rng_state: Optional[dict] = None
     _loaded_rng_state: Optional[dict] = None
+    _resuming_from: Optional[str] = None
 
     def call_hook(self, fn_name: str, **kwargs) -> None:
+        if fn_name == 'after_load_checkpoint' and self._resuming_from is not None:
+            from .resume_checks import check_resume
+            filename, self._resuming_from = self._resuming_from, None  # once per resume
+            loop = self._train_loop if not isinstance(self._train_loop, dict) else None
+            check_resume(kwargs.get('checkpoint'), filename, self.cfg, loop, self.logger)
         if fn_name == 'before_val':
             # validation must not move the training random stream (DataLoader iterators draw a seed from it)
             self._rng_before_val = get_rng_state()
@@ -92,7 +102,11 @@ class RNGExactResumeMixin:
 
     def resume(self, filename: str, *args, **kwargs) -> None:
         self._loaded_rng_state = None
-        super().resume(filename, *args, **kwargs)
+        self._resuming_from = str(filename)
+        try:
+            super().resume(filename, *args, **kwargs)
+        finally:
+            self._resuming_from = None
         if self._loaded_rng_state is not None:
             if self.world_size > 1 and self._randomness_cfg.get('diff_rank_seed', False):
                 self.logger.warning('diff_rank_seed=True: the saved RNG state is rank 0\'s; not restored.')

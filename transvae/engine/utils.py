@@ -102,8 +102,50 @@ def _datasets_of(cfg: Config, loader: str) -> list[dict]:
     return list(_leaf_datasets(dl['dataset']))
 
 
+def _dataset_class(type_: Any) -> Optional[type]:
+    """The registered dataset class a config ``type`` names (``None`` when not registered here)."""
+    if isinstance(type_, type):
+        return type_
+    if not isinstance(type_, str):
+        return None
+    import transvae.datasets  # noqa: F401 -- registers the dataset classes
+    from transvae.registry import DATASETS
+    try:
+        return DATASETS.get(type_)
+    except KeyError:
+        return None
+
+
+def dataset_roots(cfg: Config) -> list[tuple[str, str]]:
+    """``(dataloader, data_root)`` of every train / val / test leaf dataset with a non-empty ``data_root`` (the
+    inputs an output path must stay out of; ``'.'`` and ``''`` are not listed)."""
+    out = []
+    for loader in _DATALOADERS:
+        for ds in _datasets_of(cfg, loader):
+            root = ds.get('data_root', None)
+            if isinstance(root, str) and root.strip() not in ('', '.', './') and (loader, root) not in out:
+                out.append((loader, root))
+    return out
+
+
 def set_data_root(cfg: Config, data_root: str) -> None:
-    """Set ``data_root`` of every train / val / test dataset (and the top-level ``data_root`` variable)."""
+    """Set ``data_root`` of every train / val / test dataset (and the top-level ``data_root`` variable).
+
+    Before changing anything, every dataset class that can say whether it may use a folder (a static
+    ``check_data_root(data_root)``, e.g. ``SamplePhotosDataset``, which builds the bundled photos only into an empty
+    or its own folder) is asked; reads only.
+
+    Raises:
+        transvae.datasets.DataRootError: a dataset refuses ``data_root`` (the message names the folder and what to do).
+    """
+    checked: set[type] = set()
+    for loader in _DATALOADERS:
+        for ds in _datasets_of(cfg, loader):
+            cls = _dataset_class(ds.get('type'))
+            check = getattr(cls, 'check_data_root', None)
+            if cls is not None and cls not in checked and callable(check):
+                checked.add(cls)
+                check(data_root)
     for loader in _DATALOADERS:
         for ds in _datasets_of(cfg, loader):
             ds['data_root'] = data_root
@@ -111,13 +153,19 @@ def set_data_root(cfg: Config, data_root: str) -> None:
         cfg.data_root = data_root
 
 
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f'{name} must be a positive integer, got {value!r}')
+
+
 def set_resolution(cfg: Config, resolution: int) -> int:
     """Set the resolution arguments of every transform in the train and val pipelines that declares them.
 
     A transform takes part when its registered class declares ``resolution_keys`` (see
     :mod:`transvae.datasets.transforms.resolution`). Returns the number of transforms changed (``ValueError`` when
-    none was found).
+    none was found, or for a ``resolution`` < 1).
     """
+    _check_positive('--resolution', resolution)
     changed = 0
     for loader in ('train_dataloader', 'val_dataloader'):
         for ds in _datasets_of(cfg, loader):
@@ -130,7 +178,9 @@ def set_resolution(cfg: Config, resolution: int) -> int:
 
 
 def set_max_iters(cfg: Config, max_iters: int) -> None:
-    """Switch ``train_cfg`` to an ``IterBasedTrainLoop`` of ``max_iters`` (val_interval capped at ``max_iters``)."""
+    """Switch ``train_cfg`` to an ``IterBasedTrainLoop`` of ``max_iters`` (val_interval capped at ``max_iters``);
+    ``ValueError`` for ``max_iters`` < 1."""
+    _check_positive('--max-iters', max_iters)
     old = cfg.get('train_cfg', None) or {}
     val_interval = max_iters
     if old.get('type', None) == 'IterBasedTrainLoop' or 'max_iters' in old:
@@ -142,7 +192,9 @@ def set_max_iters(cfg: Config, max_iters: int) -> None:
 
 
 def set_epochs(cfg: Config, epochs: int) -> None:
-    """Switch ``train_cfg`` to an ``EpochBasedTrainLoop`` of ``epochs`` (validation every epoch)."""
+    """Switch ``train_cfg`` to an ``EpochBasedTrainLoop`` of ``epochs`` (validation every epoch); ``ValueError`` for
+    ``epochs`` < 1."""
+    _check_positive('--epochs', epochs)
     old = cfg.get('train_cfg', None) or {}
     val_interval = 1
     if old.get('type', None) == 'EpochBasedTrainLoop':

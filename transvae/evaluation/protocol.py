@@ -29,7 +29,8 @@ from transvae.registry import MODELS
 from . import report as rp
 from .layouts import PHOTOS_ROOT, DatasetSpec, eval_dataset_cfg, set_max_images
 
-__all__ = ['TRAIN_ONLY_MODEL_KEYS', 'EvalSetting', 'none_ckpt', 'parse_model_spec', 'model_labels', 'eval_pipeline',
+__all__ = ['TRAIN_ONLY_MODEL_KEYS', 'EvalSetting', 'none_ckpt', 'parse_model_spec', 'model_labels',
+           'own_weights', 'weights_info', 'check_weights', 'eval_pipeline',
            'evaluator_cfg', 'describe_pipeline', 'strip_training_modules', 'single_model_config', 'expand_settings',
            'setting_config', 'single_report', 'multi_report']
 
@@ -74,6 +75,72 @@ def parse_model_spec(spec: str) -> tuple[str, Optional[str]]:
     if not m:
         raise ValueError(f'--models entry {spec!r} is not CFG.py[:CKPT]')
     return m.group(1), none_ckpt(m.group(2))
+
+
+#: model-config keys that make a model load weights of its own when built (an adapter's ``pretrained_path``)
+OWN_WEIGHTS_KEYS = ('pretrained_path', 'pretrained')
+
+
+def _pretrained_init(init_cfg: Any) -> Optional[str]:
+    """The checkpoint of a ``Pretrained`` ``init_cfg`` (a dict or a list of them), else ``None``."""
+    for c in (init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]):
+        if isinstance(c, dict) and c.get('type') == 'Pretrained' and c.get('checkpoint'):
+            return str(c['checkpoint'])
+    return None
+
+
+def own_weights(model_cfg: Any) -> Optional[str]:
+    """How the model config loads weights of its own when built (``"pretrained_path='...'"``,
+    ``"init_cfg Pretrained '...'"`` of the model, its encoder or decoder), or ``None``: without a checkpoint its
+    weights are the random initialisation."""
+    if not isinstance(model_cfg, dict):
+        return None
+    for key in OWN_WEIGHTS_KEYS:
+        if model_cfg.get(key):
+            return f'{key}={model_cfg[key]!r}'
+    for where, sub in (('model', model_cfg), ('encoder', model_cfg.get('encoder')),
+                       ('decoder', model_cfg.get('decoder'))):
+        ckpt = _pretrained_init(sub.get('init_cfg')) if isinstance(sub, dict) else None
+        if ckpt:
+            return f'{where} init_cfg Pretrained {ckpt!r}'
+    return None
+
+
+def weights_info(model_cfg: Any, checkpoint: Optional[str]) -> dict[str, str]:
+    """Which weights a model is evaluated with: ``{'source': 'checkpoint' | 'pretrained' | 'random', 'detail'}``."""
+    ckpt = none_ckpt(checkpoint)
+    if ckpt is not None:
+        return dict(source='checkpoint', detail=str(ckpt))
+    own = own_weights(model_cfg)
+    if own is not None:
+        return dict(source='pretrained', detail=f"no checkpoint: the model's own weights ({own})")
+    return dict(source='random', detail='no checkpoint: RANDOM initial weights (an untrained model)')
+
+
+def check_weights(model_cfg: Any, checkpoint: Optional[str], random_weights: bool, name: str) -> dict[str, str]:
+    """:func:`weights_info`, refusing random weights unless asked for (``--random-weights``).
+
+    Args:
+        model_cfg: the model config.
+        checkpoint: the checkpoint (``None`` / ``'none'``: none).
+        random_weights: the user asked to evaluate without a checkpoint (``--random-weights``).
+        name: the config (for the message).
+
+    Raises:
+        ValueError: no checkpoint and no weights of the model's own, without ``random_weights``; or
+            ``random_weights`` with a checkpoint.
+    """
+    info = weights_info(model_cfg, checkpoint)
+    if random_weights and info['source'] == 'checkpoint':
+        raise ValueError(f'--random-weights evaluates without a checkpoint, but {checkpoint} was given: drop one of '
+                         'the two.')
+    if info['source'] == 'random' and not random_weights:
+        given = 'no checkpoint given' if checkpoint is None else f'checkpoint {checkpoint!r}'
+        raise ValueError(f'{name}: {given} and the model loads no weights of its own (no '
+                         f'{" / ".join(OWN_WEIGHTS_KEYS)} / Pretrained init_cfg), so it would be evaluated with random '
+                         'weights. Give a checkpoint, or --random-weights (and no checkpoint) to evaluate the '
+                         'untrained model on purpose; the report then says so.')
+    return info
 
 
 def model_labels(configs: list[str], labels: Optional[list[str]] = None) -> list[str]:
@@ -298,11 +365,13 @@ def _lpips_net_of(evaluator: Any) -> str:
 
 def single_report(cfg: Any, config: str, checkpoint: Optional[str], metrics: dict, num_images: int,
                   skipped: list[str], tiling: str, command: str, max_images: Optional[int] = None,
-                  show_dir: Optional[str] = None) -> dict:
+                  show_dir: Optional[str] = None, weights: Optional[dict] = None) -> dict:
     """The report of a single-model evaluation on the config's own test set.
 
     A config with ``test_report = dict(type=NAME, ...)`` gets the report of the layout ``NAME`` registered in
     ``FUNCTIONS`` (called with these arguments as keywords, e.g. the generation FID of ``projects/lightningdit``).
+    ``weights`` (:func:`weights_info`; default: from ``cfg.model`` and ``checkpoint``) goes into the report: random
+    weights are stated in its title, JSON and warnings.
     """
     if cfg.get('test_report', None):
         from transvae.registry import FUNCTIONS
@@ -316,15 +385,17 @@ def single_report(cfg: Any, config: str, checkpoint: Optional[str], metrics: dic
                               num_skipped=len(skipped), skipped_files=skipped, data_root=str(ds.get('data_root', '')),
                               max_images=max_images)
     extra = {'reconstruction grids (input | reconstruction)': show_dir} if show_dir else {}
+    weights = weights or weights_info(cfg.get('model', None), checkpoint)
     return rp.build_report([dict(label=label, config=config, checkpoint=checkpoint)], [setting],
                            rp.default_protocol(_lpips_net_of(cfg.get('test_evaluator')), tiling, crop),
-                           command=command, title='Evaluation report', extra=extra)
+                           command=command, title='Evaluation report', extra=extra, weights={label: weights})
 
 
 def multi_report(models: list[dict], settings: list[EvalSetting], results: dict[tuple, dict],
                  counts: dict[tuple, tuple[int, list[str]]], *, lpips_net: str, tiling: str, command: str,
                  max_images: Optional[int] = None, removed: Optional[dict[str, list[str]]] = None,
-                 preset: Optional[str] = None, show_dir: Optional[str] = None) -> dict:
+                 preset: Optional[str] = None, show_dir: Optional[str] = None,
+                 weights: Optional[dict[str, dict]] = None) -> dict:
     """The report of a models x settings evaluation.
 
     Args:
@@ -339,6 +410,7 @@ def multi_report(models: list[dict], settings: list[EvalSetting], results: dict[
         removed: ``{label: training-only submodules not built}``.
         preset: the preset the configs were loaded with.
         show_dir: where reconstructions were written.
+        weights: ``{label: weights_info(...)}`` (random weights are stated in the title, JSON and warnings).
     """
     labels = [m['label'] for m in models]
     report_settings = []
@@ -361,4 +433,4 @@ def multi_report(models: list[dict], settings: list[EvalSetting], results: dict[
     if preset:
         protocol['preset'] = preset
     return rp.build_report(models, report_settings, protocol, command=command,
-                           extra={'reconstructions': show_dir} if show_dir else None)
+                           extra={'reconstructions': show_dir} if show_dir else None, weights=weights)

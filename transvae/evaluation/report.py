@@ -20,8 +20,13 @@ JSON schema (``transvae.reconstruction_report/v1``)::
                     "results": {label: {"psnr", "ssim", "lpips", "rfid", ...}}}],   # float or null (NaN/missing)
       "protocol": {"crop", "latent", "psnr", "ssim", "lpips", "rfid", "tiling", "min_images_for_rfid"},
       "warnings": ["..."],
-      "extra":    {...}                                                    # e.g. grid_dir of the single-model path
+      "extra":    {...},                                                   # e.g. grid_dir of the single-model path
+      "weights":  {label: {"source", "detail"}},      # source: checkpoint | pretrained (own weights) | random
+      "random_weights": [label, ...]                  # models evaluated with random initial weights (no checkpoint)
     }
+
+A report with random-weight models says so in its title (``... — RANDOM WEIGHTS (no checkpoint): LABELS``), in
+``random_weights`` and in its first warning.
 """
 from __future__ import annotations
 
@@ -158,13 +163,31 @@ def _warnings(settings: Iterable[Mapping[str, Any]]) -> list[str]:
     return out
 
 
+def _default_weights(model: Mapping[str, Any]) -> dict[str, str]:
+    if model.get('checkpoint'):
+        return dict(source='checkpoint', detail=str(model['checkpoint']))
+    return dict(source='pretrained', detail="no checkpoint: the model's own weights")
+
+
 def build_report(models: Sequence[Mapping[str, Any]],
                  settings: Sequence[Mapping[str, Any]],
                  protocol: Optional[Mapping[str, Any]] = None,
                  command: str = '',
                  title: str = 'Reconstruction benchmark',
-                 extra: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
-    """The JSON-able report (see the module docstring for the schema)."""
+                 extra: Optional[Mapping[str, Any]] = None,
+                 weights: Optional[Mapping[str, Mapping[str, str]]] = None) -> dict[str, Any]:
+    """The JSON-able report (see the module docstring for the schema).
+
+    ``weights`` maps a model label to ``{'source': 'checkpoint' | 'pretrained' | 'random', 'detail'}``
+    (:func:`transvae.evaluation.protocol.weights_info`); a model without an entry is described by its checkpoint.
+    """
+    weights = {m['label']: dict((weights or {}).get(m['label']) or _default_weights(m)) for m in models}
+    random = [label for label, w in weights.items() if w.get('source') == 'random']
+    warnings = _warnings(settings)
+    if random:
+        title = f"{title} — RANDOM WEIGHTS (no checkpoint): {', '.join(random)}"
+        warnings.insert(0, f"{', '.join(random)}: evaluated with random initial weights (no checkpoint, "
+                        '--random-weights); these numbers describe an untrained model.')
     return dict(
         schema=SCHEMA,
         title=title,
@@ -173,8 +196,10 @@ def build_report(models: Sequence[Mapping[str, Any]],
         models=[dict(label=m['label'], config=m.get('config', ''), checkpoint=m.get('checkpoint')) for m in models],
         settings=[dict(s) for s in settings],
         protocol=dict(protocol or default_protocol()),
-        warnings=_warnings(settings),
+        warnings=warnings,
         extra=dict(extra or {}),
+        weights=weights,
+        random_weights=random,
     )
 
 
@@ -257,9 +282,13 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     extra = report.get('extra') or {}
     if extra:
         out += ['## Outputs', ''] + [f'- {k}: `{v}`' for k, v in extra.items()] + ['']
-    out += ['## Models', '', '| Label | Config | Checkpoint |', '|---|---|---|']
-    out += [f"| {m['label']} | `{m.get('config', '')}` | `{m.get('checkpoint') or 'none (own weights)'}` |"
-            for m in report['models']]
+    weights = report.get('weights') or {}
+    out += ['## Models', '', '| Label | Config | Weights |', '|---|---|---|']
+    for m in report['models']:
+        w = weights.get(m['label']) or _default_weights(m)
+        cell = f"`{w['detail']}`" if w.get('source') == 'checkpoint' else (
+            f"**{w['detail']}**" if w.get('source') == 'random' else w['detail'])
+        out.append(f"| {m['label']} | `{m.get('config', '')}` | {cell} |")
     return '\n'.join(out) + '\n'
 
 
