@@ -14,11 +14,19 @@
   int64 (-1 when unlabelled), ``indices`` ``(n,)`` int64 dataset indices (unreadable images are skipped, so n <= N);
   metadata ``json`` (config, checkpoint, shard size, flip, resolution). Each shard is written to a temporary file and
   renamed (atomic): an interrupted run is resumed by running the same command again (complete shards are skipped).
+* ``DIR/latents_provenance.json`` (and every shard's metadata) records what wrote the folder: the checkpoint's sha256,
+  a fingerprint of the resolved model and dataset config, split, resolution, flip and shard layout. A resume with any
+  of them changed is refused, naming what differs (it would mix latents of two VAEs or datasets).
+* Refused before any shard is written: a checkpoint with a NaN / Inf weight. A batch of non-finite latents is never
+  written (the error names the first bad dataset index); every shard read back is validated
+  (``transvae.utils.latent_shards``).
 * ``DIR/latents_stats.safetensors``: per-channel ``mean`` and ``std`` ``(1, d, 1, 1)`` over every latent (flipped
   ones included), written once all shards exist (LightningDiT's ``latents_stats.pt`` convention). Store them with the
   model via ``VAE.set_latent_stats(mean, std)``.
 * ``--rank K --world-size W`` processes shards ``i % W == K`` (run W processes, e.g. one per GPU); the last to finish
   writes the statistics.
+* One extraction per rank owns ``DIR`` (``DIR/extract_latents.rank{K}.lock``, held while it runs): a second one of
+  the same rank exits with ``error:`` naming the first; a lock left by a killed run is taken over.
 """
 import argparse
 import json
@@ -28,36 +36,52 @@ from typing import Any, Optional
 
 import torch
 from mmengine.config import Config, DictAction
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save_file  # noqa: F401 (load_file: re-exported for the tests)
 from torch.utils.data import DataLoader, Dataset
 
-# shard reading is shared with the analysis tools; re-exported here (load_latents, load_stats, ...)
-from transvae.utils.latent_shards import (STATS_FILE, list_shards, load_latents, load_stats,  # noqa: F401
-                                          shard_metadata, shard_path)
+from transvae.utils.cli_types import non_negative_int, positive_int
+from transvae.utils.errors import UserInputError
+# shard reading / validation is shared with the analysis tools and the DiT; re-exported here (load_latents, ...)
+from transvae.utils.latent_shards import (PROVENANCE_FILE, STATS_FILE, LatentFileError,  # noqa: F401
+                                          LatentProvenanceError,
+                                          check_finite_latents, list_shards, load_latents, load_stats,
+                                          provenance_differences, read_provenance, read_shard, shard_metadata,
+                                          shard_path)
+
+#: what a resume must share with the run that wrote ``--out`` (recorded in ``latents_provenance.json`` and in every
+#: shard's metadata): the weights, the model / dataset config, the data split, crop size, flip and shard layout
+PROVENANCE_KEYS = ('checkpoint_sha256', 'config_sha256', 'split', 'resolution', 'flip', 'shard_size', 'num_items',
+                   'latent_channels')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Extract VAE posterior means into safetensors shards')
     p.add_argument('config')
-    p.add_argument('checkpoint', help='mmengine checkpoint, or "none" (model loads its own weights)')
+    p.add_argument('checkpoint', help='mmengine checkpoint, or "none" (the model loads its own weights: '
+                   'pretrained_path / Pretrained init_cfg; random weights only with --random-weights)')
+    p.add_argument('--random-weights', action='store_true',
+                   help='with checkpoint "none": allow a model that loads no weights of its own (random latents)')
     p.add_argument('--out', required=True, help='output directory')
     p.add_argument('--data-root', help='data_root of the dataset')
     p.add_argument('--split', default='test', choices=['train', 'val', 'test'],
                    help='which <split>_dataloader.dataset of the config to use (always with the test pipeline)')
     p.add_argument('--flip', action='store_true', help='also store latents of the h-flipped images')
-    p.add_argument('--shard-size', type=int, default=10000, help='dataset items per shard')
-    p.add_argument('--resolution', type=int, help='crop / resize size of the dataset pipeline')
-    p.add_argument('--batch-size', type=int, default=32)
-    p.add_argument('--num-workers', type=int, default=2)
-    p.add_argument('--max-items', type=int, help='only the first N dataset items')
+    p.add_argument('--shard-size', type=positive_int, default=10000, help='dataset items per shard')
+    p.add_argument('--resolution', type=positive_int, help='crop / resize size of the dataset pipeline')
+    p.add_argument('--batch-size', type=positive_int, default=32)
+    p.add_argument('--num-workers', type=non_negative_int, default=2)
+    p.add_argument('--max-items', type=positive_int, help='only the first N dataset items')
     p.add_argument('--preset', help='merge cfg presets[PRESET] (e.g. cpu)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--rank', type=int, default=0)
-    p.add_argument('--world-size', type=int, default=1)
+    p.add_argument('--rank', type=non_negative_int, default=0)
+    p.add_argument('--world-size', type=positive_int, default=1)
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     p.add_argument('--trust-checkpoint', action='store_true',
                    help='allow a checkpoint that needs arbitrary unpickling (it can run code)')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.rank >= args.world_size:
+        p.error(f'--rank {args.rank} must be smaller than --world-size {args.world_size}')
+    return args
 
 
 # ----------------------------------------------------------------------------------------------------------- building
@@ -83,7 +107,75 @@ def build_model(cfg: Config, checkpoint: Optional[str], device: str = 'cpu') -> 
     if checkpoint and checkpoint.lower() != 'none':  # weights_only load + architecture check (checkpoint_io)
         from transvae.engine.checkpoint_io import load_weights
         load_weights(model, checkpoint, config_name=getattr(cfg, 'filename', None))
+    check_finite_weights(model, checkpoint or 'none')
     return model.to(device).eval()
+
+
+class NonFiniteWeightsError(UserInputError, ValueError):
+    """A checkpoint with a NaN / Inf weight: its latents would be non-finite."""
+
+
+def check_finite_weights(model: torch.nn.Module, source: str) -> None:
+    """Refuse a model with a NaN / Inf parameter or buffer (it would write non-finite latents and statistics),
+    naming the first such tensor and ``source`` (the checkpoint)."""
+    bad = [name for name, t in list(model.named_parameters()) + list(model.named_buffers())
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise NonFiniteWeightsError(f'checkpoint {source}: {len(bad)} weight tensor(s) are not finite (NaN / Inf), '
+                                    f'first {bad[0]!r}: its latents would be NaN. Use a checkpoint of a run that did '
+                                    'not diverge')
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a local file (``path`` itself for ``none`` or a remote address)."""
+    import hashlib
+    if not path or path.lower() == 'none' or '://' in path or not osp.isfile(path):
+        return str(path)
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def config_fingerprint(cfg: Config, split: str) -> str:
+    """sha256 of the resolved model config and the ``<split>`` / test dataset configs (preset, ``--data-root`` and
+    ``--cfg-options`` applied): two runs with equal fingerprints build the same model on the same data."""
+    import hashlib
+
+    def plain(x):
+        return x.to_dict() if hasattr(x, 'to_dict') else x
+    parts = dict(model=plain(cfg.model), dataset=plain(cfg[f'{split}_dataloader']['dataset']),
+                 test_pipeline=plain(cfg['test_dataloader']['dataset'].get('pipeline')) if split == 'train' and
+                 'test_dataloader' in cfg else None)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def check_provenance(out: str, meta: dict) -> None:
+    """Refuse to add shards to ``out`` when it was written with another checkpoint, config, split, resolution,
+    flip or shard layout (:data:`PROVENANCE_KEYS`, read from ``latents_provenance.json`` and every existing shard);
+    then record this run's provenance (first run only)."""
+    keys = tuple(k for k in PROVENANCE_KEYS if k in meta)
+    current = {k: meta[k] for k in keys}
+    sources = []
+    rec = read_provenance(out)
+    if rec is not None:
+        sources.append((osp.join(out, PROVENANCE_FILE), rec))
+    sources += [(p, shard_metadata(p)) for p in list_shards(out)]
+    for where, recorded in sources:
+        diffs = provenance_differences(recorded, current, keys)
+        if diffs:
+            raise LatentProvenanceError(f'{out} was written by another extraction ({where}): ' + '; '.join(diffs) +
+                               '. Resuming would mix latents of both: use another --out directory (or the '
+                               'original settings)')
+    if rec is None:
+        path = osp.join(out, PROVENANCE_FILE)
+        tmp = f'{path}.tmp.{os.getpid()}'
+        with open(tmp, 'w', encoding='utf-8') as f:
+            json.dump(dict(meta), f, indent=1, sort_keys=True, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
 
 def _set_pipeline_size(pipeline: list, size: int) -> int:
@@ -179,17 +271,14 @@ def extract(model: torch.nn.Module, dataset: Dataset, out: str, shard_size: int 
     num_shards = (n + shard_size - 1) // shard_size
     meta = dict(meta or {}, shard_size=shard_size, flip=flip, num_items=n, num_shards=num_shards)
     written = []
+    check_provenance(out, meta)  # every existing shard came from this checkpoint / config / layout
     mine = [i for i in range(num_shards) if i % world_size == rank]
     for i in tqdm(mine, desc='shards', disable=not progress):
         path = shard_path(out, i)
         written.append(path)
         if osp.isfile(path):
-            old = shard_metadata(path)
-            for key in ('shard_size', 'flip', 'num_items'):
-                if old.get(key) != meta[key]:
-                    raise RuntimeError(f'{path} was written with {key}={old.get(key)!r}, this run has '
-                                       f'{meta[key]!r}: use another --out directory')
-            continue  # complete (written atomically)
+            read_shard(path, keys=('labels', 'indices'))  # complete (written atomically) and well-formed
+            continue
         indices = list(range(i * shard_size, min(n, (i + 1) * shard_size)))
         loader = DataLoader(_Indexed(dataset, indices), batch_size=batch_size, shuffle=False,
                             num_workers=num_workers, collate_fn=collate_fn)
@@ -202,6 +291,7 @@ def extract(model: torch.nn.Module, dataset: Dataset, out: str, shard_size: int 
         if not parts:
             raise RuntimeError(f'shard {i}: no readable image')
         tensors = {k: torch.cat(v) for k, v in parts.items()}
+        check_finite_latents(tensors, f'shard {path}')  # never write NaN latents (naming the first bad item)
         atomic_save(tensors, path, metadata={'json': json.dumps(dict(meta, shard=i, start=indices[0],
                                                                       stop=indices[-1] + 1))})
     return written
@@ -219,7 +309,10 @@ def compute_stats(out: str) -> Optional[dict[str, torch.Tensor]]:
     s = sq = None
     count = 0
     for path in shards:
-        t = load_file(path)
+        t = read_shard(path)  # validated (keys, dtypes, lengths, one latent shape) and finite
+        if s is not None and t['latents'].shape[1] != s.numel():
+            raise LatentFileError(f'{path}: latents have {t["latents"].shape[1]} channels, {shards[0]} has '
+                                  f'{s.numel()}: shards of two extractions')
         for key in ('latents', 'latents_flip'):
             if key not in t:
                 continue
@@ -230,6 +323,8 @@ def compute_stats(out: str) -> Optional[dict[str, torch.Tensor]]:
     mean = s / count
     std = (sq / count - mean ** 2).clamp_min(0).sqrt()
     stats = {'mean': mean.float().view(1, -1, 1, 1), 'std': std.float().view(1, -1, 1, 1)}
+    if not all(bool(torch.isfinite(v).all()) for v in stats.values()):  # overflow of finite but huge latents
+        raise LatentFileError(f'{out}: the latent statistics are not finite (latents too large for float64 sums)')
     atomic_save(stats, osp.join(out, STATS_FILE), metadata={'json': json.dumps(dict(count=count))})
     return stats
 
@@ -238,8 +333,10 @@ def run(args: argparse.Namespace) -> Optional[dict[str, torch.Tensor]]:
     cfg = load_config(args.config, args.preset, args.data_root, args.cfg_options)
     model = build_model(cfg, args.checkpoint, args.device)
     dataset = build_dataset(cfg, args.split, args.resolution)
-    meta = dict(config=osp.abspath(args.config), checkpoint=args.checkpoint, split=args.split,
-                resolution=args.resolution, latent_channels=int(getattr(model, 'latent_channels', -1)))
+    weights = check_weights_source(cfg, args)  # which weights: recorded in every shard's metadata
+    meta = dict(config=osp.abspath(args.config), checkpoint=args.checkpoint, split=args.split, weights=weights,
+                resolution=args.resolution, latent_channels=int(getattr(model, 'latent_channels', -1)),
+                checkpoint_sha256=file_sha256(args.checkpoint), config_sha256=config_fingerprint(cfg, args.split))
     extract(model, dataset, args.out, shard_size=args.shard_size, flip=args.flip, batch_size=args.batch_size,
             num_workers=args.num_workers, collate_fn=_collate_fn(cfg, args.split), device=args.device,
             rank=args.rank, world_size=args.world_size, max_items=args.max_items, meta=meta)
@@ -252,12 +349,58 @@ def run(args: argparse.Namespace) -> Optional[dict[str, torch.Tensor]]:
     return stats
 
 
+def own_out_dir(out: str, rank: int = 0):
+    """Own ``out`` for this rank before anything is written there (``out/extract_latents.rank{K}.lock``,
+    :mod:`transvae.engine.work_dir_lock`): a second extraction of the same rank into it exits with ``error:`` naming
+    the first (pid, host, start, command); a lock left by a killed run is taken over (said on stdout). The ranks of
+    one ``--world-size W`` job take different locks, so they share the directory. Returns the held lock."""
+    from transvae.engine.work_dir_lock import WorkDirLock
+    lock = WorkDirLock(out, name=f'extract_latents.rank{rank}.lock',
+                       hint='Wait for it to finish or stop it, or give this run another --out directory')
+    lock.acquire()  # WorkDirBusyError (a UserInputError: one `error:` line under config_errors)
+    if lock.took_over is not None:
+        print(f'warning: {lock.takeover_message()}', flush=True)
+    return lock
+
+
+def check_weights_source(cfg: Config, args: argparse.Namespace, verbose: bool = True) -> str:
+    """Which weights the latents come from (printed, and stored in the shards' metadata ``weights``); checkpoint
+    ``none`` with a model that loads no weights of its own is refused unless ``--random-weights``."""
+    from transvae.evaluation.protocol import check_weights
+    try:
+        info = check_weights(cfg.get('model', None), args.checkpoint, getattr(args, 'random_weights', False),
+                             args.config)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
+    if verbose:
+        print(f"weights: {info['detail']}", flush=True)
+    return f"{info['source']}: {info['detail']}"
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """Before the lock file, the model or any shard: random weights only with ``--random-weights``; an ``--out``
+    that is, lies inside or contains the config, the checkpoint or the data root, or cannot be written, is refused
+    (``transvae.utils.output_paths``)."""
+    from transvae.engine.utils import dataset_roots
+    from transvae.utils.output_paths import check_outputs
+    from transvae.engine.config_validation import check_config_values
+    cfg = load_config(args.config, args.preset, args.data_root, args.cfg_options)
+    check_config_values(cfg)  # a non-numeric / out-of-range well-known numeric key: an error naming it
+    check_weights_source(cfg, args, verbose=False)
+    inputs = {'config': args.config, 'checkpoint': args.checkpoint}
+    inputs.update({f'data root ({where})': root for where, root in dataset_roots(cfg)})
+    check_outputs({'--out': args.out}, inputs, dirs=['--out'], exclusive=['--out'])
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     from transvae.engine.checkpoint_io import trusted_checkpoints
     from transvae.engine.config_validation import config_errors
-    with trusted_checkpoints(args.trust_checkpoint), config_errors(exit_on_error=True):
-        run(args)
+    # every UserInputError (an --out over an input, a busy --out, a malformed shard, NaN weights, ...): one line
+    with config_errors(exit_on_error=True):
+        preflight(args)
+        with own_out_dir(args.out, args.rank), trusted_checkpoints(args.trust_checkpoint):
+            run(args)
 
 
 if __name__ == '__main__':

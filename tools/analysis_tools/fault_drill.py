@@ -30,6 +30,14 @@ REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 from fault_drill_cases import (drill_configs, drill_corrupt, drill_disk_full, drill_inputs,  # noqa: E402
                                drill_kill_in_write, drill_nan, drill_rank_killed, drill_sigkill_resume,
                                drill_sigkill_resume_fsdp, load_test)
+from fault_drill_cli import drill_cli_values, drill_output_over_input, drill_resume_changed_config  # noqa: E402
+from fault_drill_dit import drill_dit  # noqa: E402
+from fault_drill_docs import (drill_documented_commands, drill_launch_without_inputs,  # noqa: E402
+                              drill_vae_without_dinov2)
+from fault_drill_inputs import drill_api_contract, drill_image_bombs  # noqa: E402
+from fault_drill_remote import drill_malformed_checkpoints, drill_remote_checkpoints  # noqa: E402
+from fault_drill_user_data import drill_user_data_root  # noqa: E402
+from fault_drill_workdir import drill_shared_work_dir  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------------------------
 # the drill
@@ -45,6 +53,20 @@ DRILLS: dict[str, Callable] = {
     'malformed_configs': drill_configs,
     'odd_image_inputs': drill_inputs,
     'rank_killed': drill_rank_killed,
+    # issue 20 (reliability round 3): each also has its hostile case as a test in tests/reliability/
+    'user_data_root': drill_user_data_root,
+    'remote_checkpoints': drill_remote_checkpoints,
+    'malformed_checkpoints': drill_malformed_checkpoints,
+    'shared_work_dir': drill_shared_work_dir,
+    'output_over_input': drill_output_over_input,
+    'cli_values': drill_cli_values,
+    'resume_changed_config': drill_resume_changed_config,
+    'dit': drill_dit,
+    'api_contract': drill_api_contract,
+    'image_bombs': drill_image_bombs,
+    'documented_commands': drill_documented_commands,
+    'launch_without_inputs': drill_launch_without_inputs,
+    'vae_without_dinov2': drill_vae_without_dinov2,
 }
 QUICK = ('sigkill_resume', 'kill_in_checkpoint_write', 'disk_full', 'corrupt_files', 'nan_inf', 'malformed_configs',
          'odd_image_inputs')

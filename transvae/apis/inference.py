@@ -58,7 +58,7 @@ TileArg = int | str | None
 
 
 def init_model(config: str | Config, checkpoint: str | None = None, device: str | torch.device = 'cpu',
-               cfg_options: dict | None = None, preset: str | None = None, trusted: bool = False) -> nn.Module:
+               cfg_options: dict | None = None, preset: str | None = None, trusted: bool | None = None) -> nn.Module:
     """Build the ``model`` of a config, load a checkpoint and put it in eval mode.
 
     Args:
@@ -72,6 +72,8 @@ def init_model(config: str | Config, checkpoint: str | None = None, device: str 
         cfg_options: ``Config.merge_from_dict`` overrides, e.g. ``{'model.arch.widths': [...]}``.
         preset: merge ``cfg.presets[preset]`` (e.g. ``'cpu'``) before ``cfg_options``.
         trusted: allow a checkpoint that needs arbitrary unpickling (it can run code): only for files you trust.
+            ``None`` (default): the innermost ``transvae.engine.checkpoint_io.trusted_checkpoints`` block decides
+            (a tool's ``--trust-checkpoint``); outside one, not trusted.
 
     Returns:
         The model in eval mode; ``model.cfg`` holds the config used.

@@ -5,8 +5,10 @@ The tools (``tools/train.py``, ``tools/test.py``, ``tools/extract_latents.py``) 
 """
 from __future__ import annotations
 
+from transvae.utils.errors import UserInputError
 
-class DataRootError(ValueError):
+
+class DataRootError(UserInputError, ValueError):
     """A dataset's ``data_root`` that cannot be used as given; the message names the folder and what to do."""
 
 

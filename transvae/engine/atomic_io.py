@@ -14,6 +14,8 @@ from typing import Optional
 
 import torch
 
+from .work_dir_lock import owned_by_other_process
+
 
 def _fsync_dir(dirname: str) -> None:
     try:
@@ -76,10 +78,14 @@ _TMP_PATTERN = re.compile(r'^\..+\.[A-Za-z0-9_]+\.tmp$')
 def remove_stale_tmp_files(*dirs: Optional[str]) -> list[str]:
     """Remove ``.<name>.<random>.tmp`` files that :func:`atomic_write` leaves when its process is killed mid-write.
 
-    Only rank 0 writes checkpoints, and it calls this between its own writes, so a matching file is never in use.
+    Only rank 0 writes checkpoints, and it calls this between its own writes, so a matching file is never in use
+    by this run; a directory owned by another live run (its ``run.lock``, :mod:`~transvae.engine.work_dir_lock`) is
+    left alone, since its temp files may be that run's in-flight writes.
     """
     removed = []
     for d in {d for d in dirs if d}:
+        if owned_by_other_process(d) is not None:
+            continue
         try:
             names = os.listdir(d)
         except OSError:

@@ -23,11 +23,14 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from transvae.utils.errors import UserInputError
+
+
 #: keys that never count (mmengine's data preprocessor has no weights, but some subclasses keep buffers)
 _IGNORED_PREFIXES = ('data_preprocessor.',)
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(UserInputError, RuntimeError):
     """The checkpoint's weights belong to a different architecture / config than the model."""
 
 

@@ -41,6 +41,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from transvae.utils.errors import UserInputError
+
 from .checkpoint_compat import CheckpointFileError
 
 TYPE_KEY = '__transvae_type__'
@@ -51,7 +53,7 @@ _EXPORT_META_KEYS = ('config_file', 'experiment_name', 'iter', 'epoch', 'time', 
 _TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar('transvae_trusted_checkpoints', default=False)
 
 
-class UntrustedCheckpointError(pickle.UnpicklingError):
+class UntrustedCheckpointError(UserInputError, pickle.UnpicklingError):
     """A checkpoint needs arbitrary unpickling (it could run code) and the caller did not opt in."""
 
 

@@ -22,6 +22,9 @@ import re
 from collections.abc import Iterator
 from typing import Any, Optional
 
+from transvae.utils.errors import UserInputError
+
+
 #: top-level keys read by mmengine's Runner / FlexibleRunner or by transvae's tools (besides their arguments)
 _EXTRA_KEYS = {
     'runner_type', 'default_scope', 'custom_imports', 'presets', 'model_presets', 'work_dir', 'launcher', 'resume',
@@ -34,7 +37,7 @@ _EXTRA_KEYS = {
 }
 
 
-class ConfigSyntaxError(SyntaxError):
+class ConfigSyntaxError(UserInputError, SyntaxError):
     """A config file (or one of its ``_base_`` files) that is not valid Python, with its path and line."""
 
 
@@ -74,7 +77,7 @@ def _find_syntax_error(path: str, seen: Optional[set] = None) -> Optional[tuple[
     return None
 
 
-class ConfigKeyError(KeyError):
+class ConfigKeyError(UserInputError, KeyError):
     """A config key that nothing reads (a typo)."""
 
     def __str__(self) -> str:  # KeyError would print the repr of the message
@@ -138,7 +141,7 @@ def check_top_level_keys(cfg: Any) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 # numeric values
 # ---------------------------------------------------------------------------------------------------------------------
-class ConfigValueError(ValueError):
+class ConfigValueError(UserInputError, ValueError):
     """A config value of the wrong type or range (a non-number where a number is required, a zero batch size)."""
 
 
@@ -255,21 +258,13 @@ def enrich_unknown_kwarg(err: TypeError) -> Optional[TypeError]:
 def config_errors(exit_on_error: bool = False) -> Iterator[None]:
     """Re-raise a misspelt-keyword ``TypeError`` with a "did you mean".
 
-    With ``exit_on_error`` (the tools) that error, a :class:`ConfigKeyError`, a :class:`ConfigValueError`, the
-    checkpoint refusals (``UntrustedCheckpointError``, ``CheckpointMismatchError``), a refused resume
-    (``ResumeError``), a refused output path (``OutputPathError``), an unusable data root (``DataRootError``) and a
-    :class:`ConfigSyntaxError` end the process with ``error: <message>`` and exit status 1 instead of a traceback.
+    With ``exit_on_error`` (the tools) that error and every :class:`~transvae.utils.errors.UserInputError` (a config
+    key, value or syntax error; a refused checkpoint, resume, output path, data root, latent shard, FID statistics
+    file, busy work dir, ...) end the process with ``error: <message>`` and exit status 1 instead of a traceback.
     """
-    from transvae.datasets.errors import DataRootError
-    from transvae.utils.output_paths import OutputPathError
-
-    from .checkpoint_compat import CheckpointMismatchError
-    from .checkpoint_io import UntrustedCheckpointError
-    from .resume_checks import ResumeError
     try:
         yield
-    except (ConfigKeyError, ConfigSyntaxError, ConfigValueError, CheckpointMismatchError, UntrustedCheckpointError,
-            OutputPathError, ResumeError, DataRootError) as e:
+    except UserInputError as e:
         if exit_on_error:
             raise SystemExit(f'error: {e}') from None
         raise

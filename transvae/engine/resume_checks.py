@@ -24,6 +24,9 @@ from __future__ import annotations
 import ast
 from typing import Any, Optional
 
+from transvae.utils.errors import UserInputError
+
+
 __all__ = ['ResumeError', 'NotResumableError', 'ResumeConfigChangedError', 'ResumeBeyondScheduleError',
            'RunFinished', 'model_config_from_text', 'model_config_diff', 'check_resume']
 
@@ -31,7 +34,7 @@ __all__ = ['ResumeError', 'NotResumableError', 'ResumeConfigChangedError', 'Resu
 _MAX_LISTED = 8
 
 
-class ResumeError(RuntimeError):
+class ResumeError(UserInputError, RuntimeError):
     """A checkpoint that must not be resumed as asked; the message says why and what to do."""
 
 

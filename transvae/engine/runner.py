@@ -19,6 +19,10 @@ Differences from :class:`mmengine.runner.Runner` (0.10.7), everything else uncha
 * An EMA hook must be :class:`~transvae.engine.hooks.TransVAEEMAHook` (``TrainableEMA``: the trainable generator
   weights only, correct under ``MMSeparateDistributedDataParallel``; a plain ``EMAHook`` is refused with an error
   that says so); an EMA type that copies the wrappers is refused for a model with wrapped submodules.
+* The work dir is owned by one run (:mod:`~transvae.engine.work_dir_lock`): global rank 0 takes ``work_dir/run.lock``
+  in ``setup_env``, before the log dir, the log file or the config dump exist; a second run on the same directory
+  raises ``WorkDirBusyError`` naming the owner on every rank, a lock left by a killed run is taken over (logged).
+  Released when ``train()`` / ``val()`` / ``test()`` returns.
 """
 from __future__ import annotations
 
@@ -46,14 +50,23 @@ from .checkpoint_compat import check_checkpoint_fits, config_name_of
 from .checkpoint_io import encode_checkpoint, load_checkpoint_file
 from .hooks.checkpoint_hook import AtomicCheckpointHook
 from .rng_state import RNGExactResumeMixin, get_rng_state
+from .work_dir_lock import WorkDirOwnerMixin
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # runner
 # ---------------------------------------------------------------------------------------------------------------------
 @RUNNERS.register_module()
-class TransVAERunner(RNGExactResumeMixin, Runner):
-    """mmengine ``Runner`` with atomic checkpoints, a non-finite-weights guard and RNG-exact resume."""
+class TransVAERunner(RNGExactResumeMixin, WorkDirOwnerMixin, Runner):
+    """mmengine ``Runner``: atomic checkpoints, a non-finite-weights guard, RNG-exact resume, one run per work dir."""
+
+    # -- work dir ----------------------------------------------------------------------------------------------------
+    def setup_env(self, env_cfg: dict) -> None:
+        """mmengine's ``setup_env`` (process group, timestamp), then own ``work_dir`` (``work_dir_lock``) before the
+        runner writes anything there (log dir, log file, config dump, checkpoints, stale-``.tmp`` clean-up): a second
+        run on the same directory raises :class:`~transvae.engine.work_dir_lock.WorkDirBusyError` on every rank."""
+        super().setup_env(env_cfg)
+        self._own_work_dir()
 
     # -- hooks -------------------------------------------------------------------------------------------------------
     def build_logger(self, *args, **kwargs):
@@ -72,7 +85,9 @@ class TransVAERunner(RNGExactResumeMixin, Runner):
             k += 1
             name = f'{base}_{k}'
         self._experiment_name = name
-        return super().build_logger(*args, **kwargs)
+        logger = super().build_logger(*args, **kwargs)
+        self._log_work_dir_takeover(logger)
+        return logger
 
     def register_hook(self, hook, priority=None) -> None:
         """Register ``hook`` as mmengine does, then validate the hooks (see :meth:`_check_hooks`)."""

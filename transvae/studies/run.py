@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
+from transvae.utils.errors import UserInputError
+
 from .study import REPO, Study, Variant, resolve_config
 
 DONE = 'done.json'
@@ -149,11 +151,11 @@ def is_done(work_dir: str, max_iters: Optional[int] = None) -> bool:
     return max_iters is None or rec.get('max_iters') is None or int(rec['max_iters']) >= int(max_iters)
 
 
-class BusyError(RuntimeError):
+class BusyError(UserInputError, RuntimeError):
     """Another driver is training this (variant, seed) right now."""
 
 
-class StaleRunError(RuntimeError):
+class StaleRunError(UserInputError, RuntimeError):
     """A work dir was trained with another config than the variant resolves to now."""
 
 
@@ -173,15 +175,16 @@ def run_fingerprint(overlay: str, seed: int, opts: RunOptions, variant: Optional
     return fp
 
 
-def check_fingerprint(work_dir: str, current: dict) -> None:
+def check_fingerprint(work_dir: str, current: dict, record: bool = True) -> None:
     """Raise :class:`StaleRunError` naming the changed keys when ``work_dir`` holds a run of another config; write
-    ``current`` when it holds none yet. Work dirs from before fingerprints (none stored) are accepted as they are."""
+    ``current`` when it holds none yet (``record``: only by the driver that owns the work dir). Work dirs from before
+    fingerprints (none stored) are accepted as they are."""
     path = osp.join(work_dir, FINGERPRINT)
     try:
         with open(path) as f:
             stored = json.load(f)
     except (OSError, ValueError):
-        if read_done(work_dir) is None:  # a new (or interrupted, pre-fingerprint) run: record what it trains
+        if record and read_done(work_dir) is None:  # a new (or interrupted, pre-fingerprint) run: record it
             tmp = path + '.tmp'
             with open(tmp, 'w') as f:
                 json.dump(current, f, indent=1, sort_keys=True)
@@ -197,17 +200,23 @@ def check_fingerprint(work_dir: str, current: dict) -> None:
 
 @contextlib.contextmanager
 def _exclusive(work_dir: str):
-    """Hold ``work_dir/driver.lock`` (an advisory lock): two drivers never train one work dir at once."""
-    import fcntl
-    with open(osp.join(work_dir, 'driver.lock'), 'a+') as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise BusyError(f'{work_dir} is being trained by another driver') from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    """Own ``work_dir/driver.lock`` (:class:`~transvae.engine.work_dir_lock.WorkDirLock`) before the driver writes
+    there: two drivers never train one work dir at once (:class:`BusyError` names the other one: pid, host, start,
+    command); a lock left by a killed driver is taken over (said on stderr). The ``tools/train.py`` child then owns
+    ``run.lock`` in it as every training run does, so a ``tools/train.py`` started by hand there is refused too."""
+    from transvae.engine.work_dir_lock import WorkDirBusyError, WorkDirLock
+    lock = WorkDirLock(work_dir, name='driver.lock', hint='This driver skips it; run the study again once that one '
+                       'has finished')
+    try:
+        lock.acquire()
+    except WorkDirBusyError as e:
+        raise BusyError(str(e)) from None
+    if lock.took_over is not None:
+        print(lock.takeover_message(), file=sys.stderr, flush=True)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def run_variant(variant: Variant, seed: int, root: str, opts: RunOptions,
@@ -217,8 +226,8 @@ def run_variant(variant: Variant, seed: int, root: str, opts: RunOptions,
     work_dir = work_dir_of(root, variant.label, seed)
     overlay = write_overlay(variant, root)
     fingerprint = run_fingerprint(overlay, seed, opts, variant)
-    if osp.isdir(work_dir):
-        check_fingerprint(work_dir, fingerprint)
+    if osp.isdir(work_dir):  # read only: the work dir may be another driver's
+        check_fingerprint(work_dir, fingerprint, record=False)
     if not opts.force and is_done(work_dir, opts.max_iters):
         return read_done(work_dir)
     os.makedirs(work_dir, exist_ok=True)

@@ -24,6 +24,8 @@ from typing import Any, Optional
 
 import torch
 
+from transvae.utils.errors import UserInputError
+
 __all__ = ['SHARD_PATTERN', 'STATS_FILE', 'PROVENANCE_FILE', 'LatentFileError', 'LatentKeyError',
            'LatentProvenanceError', 'ShardInfo', 'shard_path', 'list_shards', 'shard_metadata', 'check_shard',
            'read_shard', 'check_finite_latents', 'load_latents', 'check_stats', 'load_stats', 'read_provenance',
@@ -42,7 +44,7 @@ _FIX = ('delete it and run tools/extract_latents.py again on the same --out (com
         'or extract into a new folder')
 
 
-class LatentFileError(ValueError):
+class LatentFileError(UserInputError, ValueError):
     """A latent shard / statistics file that cannot be read, or does not hold what it claims or what is expected."""
 
 

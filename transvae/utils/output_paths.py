@@ -26,10 +26,12 @@ import tempfile
 from collections.abc import Collection, Mapping
 from typing import Optional
 
+from transvae.utils.errors import UserInputError
+
 __all__ = ['OutputPathError', 'check_outputs', 'same_path', 'is_inside']
 
 
-class OutputPathError(ValueError):
+class OutputPathError(UserInputError, ValueError):
     """An output path that would overwrite an input, lies inside one, or cannot be written."""
 
 

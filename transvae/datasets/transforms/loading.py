@@ -20,6 +20,7 @@ from mmcv.transforms import BaseTransform
 from PIL import Image, ImageFile, ImageOps
 
 from transvae.registry import TRANSFORMS
+from transvae.utils.errors import UserInputError
 
 # Modes whose alpha channel is composited on white.
 _ALPHA_MODES = ('RGBA', 'LA', 'PA', 'RGBa', 'La')
@@ -30,7 +31,7 @@ _ALPHA_MODES = ('RGBA', 'LA', 'PA', 'RGBa', 'La')
 DEFAULT_MAX_PIXELS: int = 89_478_485
 
 
-class ImageTooLargeError(ValueError):
+class ImageTooLargeError(UserInputError, ValueError):
     """An image whose header declares more pixels than the limit allows; raised before any pixel is decoded."""
 
 

@@ -24,7 +24,8 @@ class AtomicCheckpointHook(CheckpointHook):
     proves them. Weights that already give NaN (finite but huge, e.g. lr 1e3) never become ``last_checkpoint``: the
     run aborts with the pointer still naming the last proven file, and nothing is pruned meanwhile. At the end of a
     run the pending checkpoint is committed unless the run is in a skipped streak. Stale ``.*.tmp`` files of killed
-    writes are removed before training and after every save.
+    writes are removed before training and after every save, never in a directory that another live run owns
+    (``run.lock``, :mod:`~transvae.engine.work_dir_lock`; the runner owns its ``work_dir`` before this hook runs).
     Registered in ``transvae.engine.hooks``; ``TransVAERunner`` requires it (a plain ``CheckpointHook`` is refused).
     """
 

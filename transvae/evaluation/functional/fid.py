@@ -16,6 +16,7 @@ from scipy import linalg
 from torch import Tensor, nn
 
 from transvae.models.pretrained.offline_weights import SHA256, load_fid_inception
+from transvae.utils.errors import InputNotFoundError, UserInputError
 
 __all__ = [
     'FID_PROTOCOL', 'FIDInceptionV3', 'FeaturePassThrough', 'get_fid_inception', 'feature_statistics',
@@ -190,7 +191,7 @@ def fid_from_features(real: Tensor | np.ndarray, fake: Tensor | np.ndarray, exac
 # ---------------------------------------------------------------------------------------------------------------------
 # reference statistics files (.npz with mu / sigma): the one reader, validated before any array is read
 # ---------------------------------------------------------------------------------------------------------------------
-class FIDStatisticsError(ValueError):
+class FIDStatisticsError(UserInputError, ValueError):
     """A FID statistics file that is not an ``.npz`` with finite float ``mu (D,)`` and ``sigma (D, D)``."""
 
 
@@ -238,7 +239,7 @@ def load_fid_statistics(path: str, dim: int | None = FIDInceptionV3.num_features
     path = str(path)
     fix = 'expected an .npz written by np.savez(path, mu=mu, sigma=sigma) (an ADM reference batch works)'
     if not osp.isfile(path):
-        raise FileNotFoundError(f'FID reference statistics {path} not found')
+        raise InputNotFoundError(f'FID reference statistics {path} not found')
     with open(path, 'rb') as f:
         head = f.read(6)
     if head == b'\x93NUMPY':

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from transvae.utils.errors import UserInputError
+
 _np_multiarray = getattr(np, '_core', None) or np.core  # numpy >= 2 keeps it in numpy._core
 _np_multiarray = _np_multiarray.multiarray
 
@@ -56,7 +58,7 @@ LPIPS_BACKBONE_LAYERS: dict[str, tuple[str, str, tuple[int, ...]]] = {
 }
 
 
-class OfflineWeightsError(RuntimeError):
+class OfflineWeightsError(UserInputError, RuntimeError):
     """An offline asset is missing, corrupt, or not what the pinned checksum says."""
 
 

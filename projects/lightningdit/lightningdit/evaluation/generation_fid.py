@@ -15,8 +15,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from transvae.datasets.transforms import DEFAULT_MAX_PIXELS, check_image_pixels
 from transvae.evaluation.functional.fid import (FIDInceptionV3, feature_statistics, frechet_distance,
                                                 get_fid_inception, load_fid_statistics)
+from transvae.utils.errors import InputNotFoundError
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.JPEG', '.bmp', '.webp')
 
@@ -37,7 +39,7 @@ def check_reference(ref: str, dim: int | None = FIDInceptionV3.num_features) -> 
         load_reference_npz(ref, dim)
         return dict(kind='npz', path=osp.abspath(ref))
     if not osp.isdir(ref):
-        raise FileNotFoundError(f'FID reference {ref} is neither an .npz file nor a folder of images')
+        raise InputNotFoundError(f'FID reference {ref} is neither an .npz file nor a folder of images')
     return dict(kind='folder', path=osp.abspath(ref), num_images=len(list_images(ref)))
 
 
@@ -57,7 +59,7 @@ def list_images(folder: str) -> list[str]:
     """Image files under ``folder`` (recursively), sorted."""
     out = [osp.join(r, f) for r, _, fs in os.walk(folder) for f in fs if f.endswith(IMAGE_EXTS)]
     if not out:
-        raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTS)}) under {folder}')
+        raise InputNotFoundError(f'no images ({", ".join(IMAGE_EXTS)}) under {folder}')
     return sorted(out)
 
 
@@ -68,7 +70,8 @@ def folder_features(folder: str, size: int, batch_size: int = 32, device: str = 
     feats, batch = [], []
     paths = list_images(folder)
     for i, p in enumerate(paths):
-        with Image.open(p) as im:
+        with Image.open(p) as im:  # the reference protocol: PIL's RGB conversion, no EXIF transpose
+            check_image_pixels(im.size, DEFAULT_MAX_PIXELS, p, hint='a smaller reference image')  # header only
             arr = np.array(center_crop_image(im.convert('RGB'), size))  # a writable copy
         batch.append(torch.from_numpy(arr).permute(2, 0, 1))
         if len(batch) == batch_size or i == len(paths) - 1:
@@ -89,7 +92,7 @@ def reference_statistics(ref: str, size: int = 256, cache_dir: str | None = None
         mu, sigma = load_reference_npz(ref)
         return mu, sigma, dict(kind='npz', path=osp.abspath(ref))
     if not osp.isdir(ref):
-        raise FileNotFoundError(f'reference {ref} is neither an .npz file nor a folder of images')
+        raise InputNotFoundError(f'reference {ref} is neither an .npz file nor a folder of images')
     paths = list_images(ref)
     key = hashlib.sha256(repr([(osp.relpath(p, ref), osp.getsize(p)) for p in paths] + [size]).encode())
     cache = osp.join(cache_dir or ref, f'fid_stats_{key.hexdigest()[:16]}.npz')

@@ -13,6 +13,7 @@ from mmengine.logging import MMLogger
 
 from transvae.evaluation.functional.fid import get_fid_inception
 from transvae.registry import METRICS
+from transvae.utils.errors import InputNotFoundError
 
 from .decoder import FrozenLatentDecoder
 from .generation_fid import fid_against, reference_statistics
@@ -79,13 +80,13 @@ class GenerationFIDMetric(BaseMetric):
 
         from .generation_fid import check_reference
         if not osp.isfile(self.vae_config):
-            raise FileNotFoundError(f'GenerationFIDMetric: vae_config {self.vae_config} not found')
+            raise InputNotFoundError(f'GenerationFIDMetric: vae_config {self.vae_config} not found')
         ckpt = self.vae_checkpoint
         if ckpt not in (None, '', 'none', 'None') and '://' not in str(ckpt) and not osp.isfile(ckpt):
-            raise FileNotFoundError(f'GenerationFIDMetric: vae_checkpoint {ckpt} not found (set it with '
+            raise InputNotFoundError(f'GenerationFIDMetric: vae_checkpoint {ckpt} not found (set it with '
                                     '--cfg-options test_evaluator.vae_checkpoint=PATH)')
         if self.latent_dir and not osp.isdir(self.latent_dir):
-            raise FileNotFoundError(f'GenerationFIDMetric: latent_dir {self.latent_dir} not found (the latent folder '
+            raise InputNotFoundError(f'GenerationFIDMetric: latent_dir {self.latent_dir} not found (the latent folder '
                                     'whose latents_stats.safetensors the DiT was trained with)')
         check_reference(self.reference)
         check_outputs({'test_evaluator.grid_file': self.grid_file},
