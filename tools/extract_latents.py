@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from transvae.utils.cli_types import non_negative_int, positive_int
 from transvae.utils.errors import UserInputError
+from transvae.utils.files import sha256_file
 # shard reading / validation is shared with the analysis tools and the DiT; re-exported here (load_latents, ...)
 from transvae.utils.latent_shards import (PROVENANCE_FILE, STATS_FILE, LatentFileError,  # noqa: F401
                                           LatentProvenanceError,
@@ -128,14 +129,9 @@ def check_finite_weights(model: torch.nn.Module, source: str) -> None:
 
 def file_sha256(path: str) -> str:
     """sha256 of a local file (``path`` itself for ``none`` or a remote address)."""
-    import hashlib
     if not path or path.lower() == 'none' or '://' in path or not osp.isfile(path):
         return str(path)
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def config_fingerprint(cfg: Config, split: str) -> str:

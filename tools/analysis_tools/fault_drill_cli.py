@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import hashlib
 import os
 import os.path as osp
 import subprocess
@@ -25,6 +24,8 @@ import time
 from typing import Iterator, Optional
 
 import fault_drill_lib as L
+
+from transvae.utils.files import sha256_file
 
 
 def _row(fault: str, attempts: int, survived: int, check: str) -> dict:
@@ -41,20 +42,12 @@ def _named_error(log: str, needle: str) -> bool:
     return 'Traceback' not in text and any('error:' in ln and needle in ln for ln in text.splitlines())
 
 
-def _sha(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _snapshot(*paths: str) -> dict[str, str]:
     """sha256 of every file under ``paths`` (files or folders)."""
     out = {}
     for p in paths:
         files = [p] if osp.isfile(p) else [osp.join(r, f) for r, _, fs in os.walk(p) for f in fs]
-        out.update({f: _sha(f) for f in files})
+        out.update({f: sha256_file(f) for f in files})
     return out
 
 

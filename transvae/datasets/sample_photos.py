@@ -12,8 +12,6 @@ Metrics computed on it are "on the bundled photo set" and are not comparable to 
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import importlib.util
 import io
 import json
@@ -23,21 +21,17 @@ import shutil
 import tempfile
 import time
 import uuid
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import numpy as np
 from mmengine.logging import MMLogger
 from PIL import Image
 
 from transvae.registry import DATASETS
+from transvae.utils.files import exclusive_lock, sha256_file
 
 from .errors import DataRootError
 from .image_folder import ImageFolderDataset
-
-try:  # POSIX advisory lock; without it the atomic rename alone still keeps the folder consistent
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
 
 MANIFEST_VERSION = 2
 MANIFEST = 'manifest.json'
@@ -187,14 +181,6 @@ SOURCES: dict[str, tuple[str, Callable[[], list[Photo]], str]] = {
 VAL_SOURCES = tuple(name for name, (split, _, _) in SOURCES.items() if split == 'val')
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _read_valid_manifest(root: str, check_hash: bool = True) -> Optional[dict]:
     """The manifest of a complete, current folder, else ``None``."""
     try:
@@ -208,22 +194,9 @@ def _read_valid_manifest(root: str, check_hash: bool = True) -> Optional[dict]:
         path = osp.join(root, entry['path'])
         if not osp.isfile(path) or osp.getsize(path) != entry['bytes']:
             return None
-        if check_hash and _sha256(path) != entry['sha256']:
+        if check_hash and sha256_file(path) != entry['sha256']:
             return None
     return manifest
-
-
-@contextlib.contextmanager
-def _file_lock(path: str) -> Iterator[None]:
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    with open(path, 'a+') as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _foreign_entries(root: str, limit: int = 3) -> list[str]:
@@ -336,7 +309,7 @@ def _build(tmp: str) -> dict:
             path = osp.join(tmp, rel)
             Image.fromarray(arr).save(path, format='PNG', compress_level=1)
             files.append(dict(path=rel, source=source, split=split, height=int(arr.shape[0]),
-                              width=int(arr.shape[1]), bytes=os.path.getsize(path), sha256=_sha256(path)))
+                              width=int(arr.shape[1]), bytes=os.path.getsize(path), sha256=sha256_file(path)))
     if not files:
         raise RuntimeError('sample photos: no source available; cannot build the bundled photo set.')
     counts = {s: sum(f['split'] == s for f in files) for s in ('train', 'val')}
@@ -392,7 +365,7 @@ def prepare_sample_photos(root: str, verify: bool = True) -> dict:
     check_sample_photos_root(root, rebuild=True)  # before anything is created: no lock file beside a user's folder
     parent = osp.dirname(root)
     os.makedirs(parent, exist_ok=True)
-    with _file_lock(root + '.lock'):
+    with exclusive_lock(root + '.lock'):
         manifest = _read_valid_manifest(root, check_hash=verify)  # another process may have finished meanwhile
         if manifest is not None:
             return dict(manifest, root=root, prepare_time_s=0.0)

@@ -15,7 +15,6 @@ has a float one (or the reverse), or a non-tensor value where the model has a te
 """
 from __future__ import annotations
 
-import ast
 import os.path as osp
 import re
 from typing import Any, Optional
@@ -24,6 +23,8 @@ import torch
 from torch import nn
 
 from transvae.utils.errors import UserInputError
+
+from .resume_checks import model_config_from_text
 
 
 #: keys that never count (mmengine's data preprocessor has no weights, but some subclasses keep buffers)
@@ -63,26 +64,12 @@ def trained_config(meta: Any) -> tuple[Optional[str], Optional[str]]:
 
 def _model_summary(cfg_text: Any) -> Optional[str]:
     """``type=... encoder=... widths=...`` of ``model = dict(...)`` in a config text, parsed (never executed)."""
-    if not isinstance(cfg_text, str):
+    model = model_config_from_text(cfg_text)
+    if model is None:
         return None
-    try:
-        tree = ast.parse(cfg_text)
-    except SyntaxError:
-        return None
-    for node in tree.body:
-        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == 'model' for t in node.targets)
-                and isinstance(node.value, ast.Call)):
-            parts = []
-            for kw in node.value.keywords:
-                if kw.arg == 'type' and isinstance(kw.value, ast.Constant):
-                    parts.insert(0, f'type={kw.value.value}')
-                elif isinstance(kw.value, ast.Call):
-                    sub = next((k.value.value for k in kw.value.keywords
-                                if k.arg == 'type' and isinstance(k.value, ast.Constant)), None)
-                    if sub:
-                        parts.append(f'{kw.arg}={sub}')
-            return ', '.join(parts[:4]) or None
-    return None
+    parts = [f'type={model["type"]}'] if isinstance(model.get('type'), str) else []
+    parts += [f'{k}={v["type"]}' for k, v in model.items() if isinstance(v, dict) and isinstance(v.get('type'), str)]
+    return ', '.join(parts[:4]) or None
 
 
 def _fmt_shape(t: Any) -> str:

