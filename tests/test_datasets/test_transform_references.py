@@ -423,3 +423,13 @@ def test_the_table_covers_the_transforms_package():
     """The seven transforms registered by ``transvae/datasets/transforms`` are all in the registry and the table."""
     names = {n for n, c in TRANSFORMS.module_dict.items() if c.__module__.startswith('transvae.datasets.transforms')}
     assert names == set(TRANSFORM_REFERENCES)
+
+
+@pytest.mark.parametrize('cfg', [dict(type='RandomCrop', size=8, pad_mode='reflct'),
+                                 dict(type='ResizeShortSide', size=True), dict(type='RandomCrop', size=True),
+                                 dict(type='RandomCrop', size=(8, True))],
+                         ids=['pad_mode typo', 'bool size', 'bool crop', 'bool in pair'])
+def test_bad_settings_refused_at_build(cfg):
+    """A misspelt pad mode failed only at the first image smaller than the crop (mid-training); a bool was a size."""
+    with pytest.raises(ValueError):
+        TRANSFORMS.build(cfg)

@@ -29,6 +29,8 @@ INTERPOLATIONS = tuple(_PIL_INTERP) + ('area', )
 
 def _pair(size: SizeT) -> tuple[int, int]:
     """``int`` -> ``(size, size)``; ``(h, w)`` -> itself. Validates positivity."""
+    if isinstance(size, bool) or (isinstance(size, (tuple, list)) and any(isinstance(s, bool) for s in size)):
+        raise ValueError(f'size must be an int or (h, w), got {size!r}')
     if isinstance(size, int):
         hw = (size, size)
     else:
@@ -79,7 +81,7 @@ class ResizeShortSide(BaseTransform):
     resolution_keys = ('size', )  # transforms/resolution.py: `size` sets the output resolution
 
     def __init__(self, size: int, interpolation: str = 'bicubic') -> None:
-        if not isinstance(size, int) or size <= 0:
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
             raise ValueError(f'size must be a positive int, got {size!r}')
         self.size = size
         self.interpolation = _check_interp(interpolation)
@@ -98,6 +100,10 @@ class ResizeShortSide(BaseTransform):
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(size={self.size}, interpolation={self.interpolation!r})'
+
+
+#: the ``np.pad`` modes a crop may pad a small image with
+PAD_MODES = ('reflect', 'symmetric', 'edge', 'constant', 'wrap', 'linear_ramp', 'maximum', 'mean', 'median', 'minimum')
 
 
 def _pad_to(img: np.ndarray, hw: tuple[int, int], mode: str = 'reflect') -> np.ndarray:
@@ -157,6 +163,8 @@ class RandomCrop(BaseTransform):
 
     def __init__(self, size: SizeT, pad_mode: str = 'reflect') -> None:
         self.size = _pair(size)
+        if pad_mode not in PAD_MODES:  # else it would fail at the first small image, mid-training
+            raise ValueError(f'pad_mode must be one of {PAD_MODES}, got {pad_mode!r}')
         self.pad_mode = pad_mode
 
     def transform(self, results: dict) -> dict:
