@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-exec .venv/bin/python -m pytest tests -q "$@"
+# no path given: pytest runs its testpaths (pyproject.toml): tests/ and every projects/*/tests/
+exec .venv/bin/python -m pytest -q "$@"

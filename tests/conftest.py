@@ -4,7 +4,7 @@ import os
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from transvae.utils import register_all_modules  # noqa: E402
+from transvae.apis import register_all_modules  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 register_all_modules()

@@ -15,7 +15,6 @@ report it).
 """
 from __future__ import annotations
 
-import importlib.util
 import os.path as osp
 import sys
 from typing import Any, Iterator
@@ -38,14 +37,12 @@ def _walk_datasets(ds: Any, where: str) -> Iterator[tuple[str, dict]]:
 
 
 def _reads_data_root(type_name: Any) -> bool:
-    cls = type_name
-    if isinstance(type_name, str):
-        try:
-            from transvae.registry import DATASETS
-            cls = DATASETS.get(type_name)
-        except Exception:  # noqa: BLE001  (an unknown type is the tool's error to report)
-            return False
-    if not isinstance(cls, type) or hasattr(cls, 'check_data_root'):
+    try:
+        from transvae.registry import DATASETS, resolve_type
+        cls = resolve_type(type_name, DATASETS, missing_ok=True)
+    except Exception:  # noqa: BLE001  (an unknown type is the tool's error to report)
+        return False
+    if cls is None or hasattr(cls, 'check_data_root'):
         return False  # a class that may build its own folder says so with check_data_root
     names = [c.__name__ for c in cls.__mro__]
     return 'SamplePhotosDataset' not in names and any(n in READS_DATA_ROOT for n in names)
@@ -92,9 +89,7 @@ def _train_config(argv: list[str]) -> tuple[Any, list[str]]:
 
 
 def _test_config(argv: list[str]) -> tuple[Any, list[str]]:
-    spec = importlib.util.spec_from_file_location('_transvae_test_tool', osp.join(REPO, 'tools', 'test.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from transvae.apis import test_cli as tool
     args = tool.parse_args(argv)
     if getattr(args, 'models', None) or not args.config:
         return None, []  # several models x datasets: the tool checks its --datasets itself
@@ -111,9 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     mode, rest = argv[0], argv[1:]
     if rest and not rest[0].startswith('-') and not osp.isfile(rest[0]):
         raise SystemExit(f'error: config file not found: {rest[0]!r}')
-    sys.path.insert(0, REPO)
     from transvae.engine.config_validation import config_errors
-    from transvae.utils import register_all_modules
+    from transvae.apis import register_all_modules
     register_all_modules()
     sys.argv[0] = osp.join('tools', f'{mode}.py')  # argparse's messages name the tool whose arguments these are
     try:

@@ -2,7 +2,9 @@
 
 Every registry here searches its ``locations`` lazily, so ``MODELS.build(dict(type='TransVAEEncoder'))`` works
 without importing the model package first. An unknown ``type`` raises a ``KeyError`` that names the registry and
-the closest registered names (``difflib``), instead of MMEngine's generic message.
+the closest registered names (``difflib``), instead of MMEngine's generic message. :func:`resolve_type` is the one
+way to ask which class a config dict (or a type name) stands for, so that code tests a class or a capability, never a
+name.
 """
 from __future__ import annotations
 
@@ -66,6 +68,55 @@ class TransVAERegistry(Registry):
                 f"'{key}' is not registered in the {self.scope}::{self.name} registry.{hint} "
                 f'Registered in transvae: {", ".join(own) if own else "(none)"}.')
         return obj
+
+
+def resolve_type(spec: Any, registry: Registry, *, missing_ok: bool = False) -> type | None:
+    """The class that a config dict, a registered name or a class stands for in ``registry``.
+
+    The one look-up behind every "what class does this config name" question (a dataset's ``check_data_root``, a
+    runner that must be a ``FlexibleRunner``, a sampler that must be finite, the FSDP block types, ...): code asks the
+    class for a capability or a base class, never tests its name.
+
+    Args:
+        spec: a config dict (its ``type``), a ``type`` value (a registered name, optionally scoped such as
+            ``'mmengine.Runner'``, or a class), or an instance (its class).
+        registry: the registry that builds ``spec`` (e.g. ``MODELS`` or ``DATASETS``); its ``locations`` are imported.
+        missing_ok: return ``None`` instead of raising where ``spec`` names no class (no ``type``, an unregistered
+            name, a registered function).
+
+    Returns:
+        the class (``None`` only with ``missing_ok``).
+
+    Raises:
+        KeyError: an unregistered name; the message names the registry, the closest registered names and what is
+            registered (:class:`TransVAERegistry`).
+        TypeError: ``spec`` has no ``type`` or names something that is not a class.
+    """
+    if isinstance(spec, dict):
+        typ = spec.get('type')
+    elif spec is None or isinstance(spec, (str, type)):
+        typ = spec
+    else:
+        typ = type(spec)  # an instance (a built transform, hook, ...)
+    if isinstance(typ, str):
+        try:
+            typ = registry.get(typ)
+        except KeyError:
+            if missing_ok:
+                return None
+            raise
+        if typ is None:  # a plain mmengine registry answers None where TransVAERegistry raises
+            if missing_ok:
+                return None
+            names = ', '.join(sorted(registry.module_dict)) or '(none)'
+            raise KeyError(f'{spec!r} is not registered in the {registry.scope}::{registry.name} registry. '
+                           f'Registered: {names}.')
+    if isinstance(typ, type):
+        return typ
+    if missing_ok:
+        return None
+    raise TypeError(f'{spec!r} names no class of the {registry.scope}::{registry.name} registry (expected a '
+                    "registered name, a class or a config dict with one as its 'type').")
 
 
 def _child(name: str, parent: Registry, locations: list[str]) -> TransVAERegistry:

@@ -233,7 +233,7 @@ def build_runner(cfg_path: str, work_dir: str, cfg_options: Optional[dict] = Non
     from mmengine.config import Config
 
     from transvae.registry import RUNNERS
-    from transvae.utils import register_all_modules
+    from transvae.apis import register_all_modules
     register_all_modules()
     cfg = Config.fromfile(cfg_path)
     if cfg_options:

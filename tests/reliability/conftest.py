@@ -1,4 +1,4 @@
-"""tests/reliability: the CI subset of tools/analysis_tools/fault_drill.py plus one test per defect it found.
+"""tests/reliability: the CI subset of the fault drill (projects/fault_drill) plus one test per defect it found.
 
 The tiny test VAE and config writer (``tiny_vae_fixtures``) are shared with the other tests; ``rel_helpers`` (this
 folder) adds the in-process runner helpers these tests use. ``tiny_vae_fixtures`` is on the path through pytest's

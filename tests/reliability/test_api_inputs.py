@@ -1,6 +1,6 @@
 """Issue 20, item 9: one input contract for ``transvae.apis`` (encode / decode / reconstruct, every input kind).
 
-Real PNG files on disk for the alpha cases; the drill's cases (``fault_drill_inputs.api_contract_cases``) are run
+Real PNG files on disk for the alpha cases; the drill's cases (``fault_drill.inputs.api_contract_cases``) are run
 one by one as the CI subset of ``drill_api_contract``.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fault_drill_inputs import API_MODEL, api_contract_cases
+from projects.fault_drill.fault_drill.inputs import API_MODEL, api_contract_cases
 from transvae.apis import decode, encode, reconstruct, to_image_tensor
 from transvae.registry import MODELS
 

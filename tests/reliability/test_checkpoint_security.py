@@ -8,6 +8,7 @@ import torch
 
 import rel_helpers as rh
 import tiny_vae_fixtures as tv
+from transvae.apis import test_cli
 from transvae.engine.checkpoint_io import (UntrustedCheckpointError, export_safetensors, load_checkpoint_file,
                                            trusted_checkpoints)
 
@@ -36,7 +37,7 @@ def test_payload_refused_by_tools_test_init_model_and_plain_torch_load(tmp_path)
     cfg = tv.write_config(str(tmp_path / 'tiny.py'))
 
     with pytest.raises(SystemExit) as info:  # the tool's main, in this process (no interpreter start-up)
-        tv.load_tool('test').main([cfg, ckpt, '--work-dir', str(tmp_path / 'wd')])
+        test_cli.main([cfg, ckpt, '--work-dir', str(tmp_path / 'wd')])
     msg = str(info.value.code)
     assert msg.startswith('error: Refusing to load') and '--trust-checkpoint' in msg and 'posix.system' in msg, msg
     assert not osp.exists(marker)

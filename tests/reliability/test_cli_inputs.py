@@ -18,6 +18,7 @@ import time
 import pytest
 
 import tiny_vae_fixtures as tv
+from transvae.apis import extract_latents_cli, test_cli, train_cli
 from transvae.engine.config_validation import ConfigValueError, check_config_values
 from transvae.utils.cli_types import non_negative_int, positive_float, positive_int
 from transvae.utils.output_paths import OutputPathError, check_outputs
@@ -41,7 +42,7 @@ def trained(tmp_path_factory):
     """A tiny config and its 1-iteration checkpoint (trained in-process)."""
     d = tmp_path_factory.mktemp('cli_inputs')
     cfg = tv.write_config(str(d / 'tiny.py'), max_iters=1, val_interval=1, ckpt_interval=1)
-    tv.load_tool('train').main([cfg, '--work-dir', str(d / 'wd')])
+    train_cli.main([cfg, '--work-dir', str(d / 'wd')])
     return d, cfg, str(d / 'wd' / 'iter_1.pth')
 
 
@@ -71,7 +72,7 @@ def test_non_numeric_config_value_is_an_error_naming_the_key(tmp_path, capsys):
     cfg = tv.write_config(str(tmp_path / 'tiny.py'))
     wd = tmp_path / 'wd'
     with pytest.raises(SystemExit) as info:
-        tv.load_tool('train').main([cfg, '--work-dir', str(wd), '--cfg-options', 'train_cfg.max_iters=ten'])
+        train_cli.main([cfg, '--work-dir', str(wd), '--cfg-options', 'train_cfg.max_iters=ten'])
     msg = str(info.value.code)
     assert msg.startswith("error: config key train_cfg.max_iters = 'ten': expected a positive integer"), msg
     assert '\n' not in msg and not wd.exists()
@@ -85,7 +86,7 @@ def test_non_numeric_config_value_is_an_error_naming_the_key(tmp_path, capsys):
 def test_train_numeric_options(tmp_path, capsys, argv, needle):
     cfg = tv.write_config(str(tmp_path / 'tiny.py'))
     with pytest.raises(SystemExit) as info:
-        tv.load_tool('train').main([cfg, '--work-dir', str(tmp_path / 'wd')] + argv)
+        train_cli.main([cfg, '--work-dir', str(tmp_path / 'wd')] + argv)
     assert info.value.code == 2
     assert needle in capsys.readouterr().err and not (tmp_path / 'wd').exists()
 
@@ -99,7 +100,7 @@ def test_train_numeric_options(tmp_path, capsys, argv, needle):
 def test_config_values_named(tmp_path, option, needle):
     cfg = tv.write_config(str(tmp_path / 'tiny.py'))
     with pytest.raises(SystemExit) as info:
-        tv.load_tool('train').main([cfg, '--work-dir', str(tmp_path / 'wd'), '--cfg-options', option])
+        train_cli.main([cfg, '--work-dir', str(tmp_path / 'wd'), '--cfg-options', option])
     assert str(info.value.code).startswith('error: config key ' + needle), info.value.code
     assert not (tmp_path / 'wd').exists()
 
@@ -116,14 +117,14 @@ def test_config_value_table_multi_optimizer_and_bool():
 
 
 def test_test_and_extract_numeric_options(capsys):
-    cases = (('test', ['a.py', 'b.pth', '--max-images', '0'], '--max-images'),
-             ('test', ['a.py', 'b.pth', '--batch-size', '-1'], '--batch-size'),
-             ('test', ['--models', 'a.py', '--resolutions', '256', '0'], '--resolutions'),
-             ('extract_latents', ['a.py', 'b.pth', '--out', 'o', '--shard-size', '0'], '--shard-size'),
-             ('extract_latents', ['a.py', 'b.pth', '--out', 'o', '--rank', '2', '--world-size', '2'], '--rank 2'))
+    cases = ((test_cli, ['a.py', 'b.pth', '--max-images', '0'], '--max-images'),
+             (test_cli, ['a.py', 'b.pth', '--batch-size', '-1'], '--batch-size'),
+             (test_cli, ['--models', 'a.py', '--resolutions', '256', '0'], '--resolutions'),
+             (extract_latents_cli, ['a.py', 'b.pth', '--out', 'o', '--shard-size', '0'], '--shard-size'),
+             (extract_latents_cli, ['a.py', 'b.pth', '--out', 'o', '--rank', '2', '--world-size', '2'], '--rank 2'))
     for tool, argv, needle in cases:
         with pytest.raises(SystemExit) as info:
-            tv.load_tool(tool).parse_args(argv)
+            tool.parse_args(argv)
         assert info.value.code == 2
         assert needle in capsys.readouterr().err, (tool, argv)
 
@@ -166,11 +167,10 @@ def test_test_out_over_checkpoint_refused_byte_identical(trained):
     errors = _error_lines(proc)
     assert len(errors) == 1 and errors[0].startswith('error: --out') and 'is the checkpoint' in errors[0]
     assert _sha(ckpt) == before and 'metrics:' not in proc.stdout
-    test = tv.load_tool('test')
     os.symlink(ckpt, d / 'alias.json')
     for argv in (['--report', str(d / 'alias.json')], ['--out', cfg]):
         with pytest.raises(SystemExit) as info:
-            test.main([cfg, ckpt, '--work-dir', str(d / 'twd')] + argv)
+            test_cli.main([cfg, ckpt, '--work-dir', str(d / 'twd')] + argv)
         assert str(info.value.code).startswith('error: --'), info.value.code
     assert _sha(ckpt) == before
 
@@ -198,11 +198,10 @@ def _read_only_dir(parent: str):
 
 def test_out_into_read_only_dir_refused_before_evaluation(trained):
     d, cfg, ckpt = trained
-    test = tv.load_tool('test')
     with _read_only_dir(str(d)) as ro:
         t0 = time.time()
         with pytest.raises(SystemExit) as info:
-            test.main([cfg, ckpt, '--out', osp.join(ro, 'sub', 'metrics.json'), '--work-dir', str(d / 'ro_wd')])
+            test_cli.main([cfg, ckpt, '--out', osp.join(ro, 'sub', 'metrics.json'), '--work-dir', str(d / 'ro_wd')])
         elapsed = time.time() - t0
     msg = str(info.value.code)
     assert msg.startswith('error: --out') and (ro in msg), msg
@@ -217,10 +216,9 @@ def test_extract_latents_out_must_not_be_or_hold_the_data_root(tmp_path):
         (data / f'img_{i}.png').write_bytes(bytes([i]) * 10)
     snapshot = {p: _sha(data / p) for p in os.listdir(data)}
     cfg = tv.write_config(str(tmp_path / 'tiny.py'))
-    ext = tv.load_tool('extract_latents')
     for out, needle in ((data, 'is the data root'), (tmp_path, 'contains the'), (data / 'lat', 'inside the data root')):
         with pytest.raises(SystemExit) as info:
-            ext.main([cfg, 'none', '--out', str(out), '--data-root', str(data), '--random-weights'])
+            extract_latents_cli.main([cfg, 'none', '--out', str(out), '--data-root', str(data), '--random-weights'])
         assert str(info.value.code).startswith('error: --out') and needle in str(info.value.code), info.value.code
     assert {p: _sha(data / p) for p in os.listdir(data)} == snapshot  # no lock file, no shard, nothing changed
 
@@ -242,15 +240,14 @@ def test_to_safetensors_never_over_its_input(trained, tmp_path):
 # ---------------------------------------------------------------------------------------------------------------------
 def test_none_checkpoint_refused_random_weights_labelled(trained):
     d, cfg, ckpt = trained
-    test = tv.load_tool('test')
     for argv in ([cfg, 'none'], [cfg]):
         with pytest.raises(SystemExit) as info:
-            test.main(argv + ['--work-dir', str(d / 'none_wd')])
+            test_cli.main(argv + ['--work-dir', str(d / 'none_wd')])
         assert 'random weights' in str(info.value.code) and '--random-weights' in str(info.value.code)
     with pytest.raises(SystemExit):
-        test.parse_args([cfg, ckpt, '--random-weights'])  # both: ambiguous
+        test_cli.parse_args([cfg, ckpt, '--random-weights'])  # both: ambiguous
     out, md = d / 'random.json', d / 'random.md'
-    test.main([cfg, '--random-weights', '--work-dir', str(d / 'none_wd'), '--out', str(out), '--report', str(md)])
+    test_cli.main([cfg, '--random-weights', '--work-dir', str(d / 'none_wd'), '--out', str(out), '--report', str(md)])
     report = json.loads(out.read_text())
     assert 'RANDOM WEIGHTS' in report['title'] and report['random_weights'] == ['tiny']
     assert report['weights']['tiny']['source'] == 'random' and 'random' in report['warnings'][0]
@@ -259,9 +256,8 @@ def test_none_checkpoint_refused_random_weights_labelled(trained):
 
 def test_extract_latents_none_needs_random_weights_and_records_the_weights(tmp_path):
     cfg = tv.write_config(str(tmp_path / 'tiny.py'))
-    ext = tv.load_tool('extract_latents')
     with pytest.raises(SystemExit, match='--random-weights'):
-        ext.main([cfg, 'none', '--out', str(tmp_path / 'lat')])
+        extract_latents_cli.main([cfg, 'none', '--out', str(tmp_path / 'lat')])
     assert not (tmp_path / 'lat').exists() or not any(n.startswith('latents_') for n in os.listdir(tmp_path / 'lat'))
 
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 import rel_helpers as rh
 import tiny_vae_fixtures as tv
+from transvae.apis import test_cli, train_cli
 
 NO_LPIPS = {'model.rec_loss.perceptual_cfg': None}
 
@@ -33,9 +34,8 @@ def test_other_architecture_refused_by_tools_test(tmp_path):
     other = tv.TinyVAE(ch=16)  # the config builds ch=8
     path = str(tmp_path / 'wide.pth')
     torch.save({'state_dict': other.state_dict(), 'meta': {'config_file': 'configs/wide_tiny.py'}}, path)
-    test_tool = tv.load_tool('test')
     with pytest.raises(SystemExit) as info:
-        test_tool.main([cfg, path, '--work-dir', str(tmp_path / 'wd')])
+        test_cli.main([cfg, path, '--work-dir', str(tmp_path / 'wd')])
     msg = str(info.value.code)
     assert msg.startswith('error: ') and "trained with config 'configs/wide_tiny.py'" in msg
     assert 'python tools/test.py configs/wide_tiny.py' in msg and len(msg) < 1500
@@ -108,18 +108,16 @@ def test_api_accepts_a_path(tmp_path):
 # -- 7: configs -----------------------------------------------------------------------------------------------------
 def test_misspelt_top_level_cfg_option_is_an_error(tmp_path):
     cfg = tv.write_config(str(tmp_path / 'tiny.py'))
-    train = tv.load_tool('train')
     with pytest.raises(SystemExit) as info:
-        train.main([cfg, '--work-dir', str(tmp_path / 'wd'), '--cfg-options', 'train_cfgg.max_iters=1'])
+        train_cli.main([cfg, '--work-dir', str(tmp_path / 'wd'), '--cfg-options', 'train_cfgg.max_iters=1'])
     assert "Did you mean 'train_cfg'?" in str(info.value.code)
     assert not (tmp_path / 'wd' / 'iter_1.pth').exists()
 
 
 def test_misspelt_nested_kwarg_says_did_you_mean(tmp_path):
     cfg = tv.write_config(str(tmp_path / 'tiny.py'))
-    train = tv.load_tool('train')
     with pytest.raises(SystemExit) as info:
-        train.main([cfg, '--work-dir', str(tmp_path / 'wd'), '--cfg-options', 'optim_wrapper.optimizer.lrr=1e-3'])
+        train_cli.main([cfg, '--work-dir', str(tmp_path / 'wd'), '--cfg-options', 'optim_wrapper.optimizer.lrr=1e-3'])
     assert "unknown argument 'lrr'" in str(info.value.code) and "Did you mean 'lr'?" in str(info.value.code)
 
 

@@ -1,31 +1,18 @@
-"""The CI subset of the fault drill (tools/analysis_tools/fault_drill.py --quick): every fault survived, none lost."""
-import importlib.util
-import os.path as osp
-
+"""The CI subset of the fault drill (``fault_drill.py --quick``): every fault survived, none lost."""
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _drill():
-    spec = importlib.util.spec_from_file_location('fault_drill', osp.join(REPO, 'tools', 'analysis_tools',
-                                                                          'fault_drill.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from projects.fault_drill.fault_drill import drills
 
 
 @pytest.fixture(scope='module')
 def drill_rows(tmp_path_factory):
-    drill = _drill()
-    rows = drill.run_drills(list(drill.QUICK), str(tmp_path_factory.mktemp('drill')), quick=True, attempts=1, seed=0)
-    print('\n' + drill.table(rows))
+    rows = drills.run_drills(list(drills.QUICK), str(tmp_path_factory.mktemp('drill')), quick=True, attempts=1, seed=0)
+    print('\n' + drills.table(rows))
     return rows
 
 
 def test_every_quick_drill_ran(drill_rows):
-    drill = _drill()
-    assert len(drill_rows) >= len(drill.QUICK)
+    assert len(drill_rows) >= len(drills.QUICK)
     assert not [r for r in drill_rows if 'drill crashed' in r['check']]
 
 

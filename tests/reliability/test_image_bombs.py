@@ -1,7 +1,7 @@
 """Issue 20, item 10: images too large to decode (decompression bombs) are refused from the header.
 
 Real PNG files declaring 12000 x 12000 and 20000 x 20000 pixels (17 KB and 47 KB on disk, written as a stream of
-zero rows by ``fault_drill_inputs.write_blank_png``). Decoded with the limit off, the 12000² one alone takes +1.4 GB
+zero rows by ``fault_drill.inputs.write_blank_png``). Decoded with the limit off, the 12000² one alone takes +1.4 GB
 of peak RSS and 6-10 s on the shared 2-core machine (``drill_image_bombs`` measures it); the 20000² one is above
 twice PIL's default global limit, so PIL's own ``DecompressionBombError`` path is covered too.
 """
@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fault_drill_inputs import make_bomb_folder, probe_reconstruct, write_blank_png
+from projects.fault_drill.fault_drill.inputs import make_bomb_folder, probe_reconstruct, write_blank_png
 from transvae.apis import reconstruct, to_image_tensor
 from transvae.datasets import ImageFolderDataset
 from transvae.datasets.transforms import DEFAULT_MAX_PIXELS, ImageTooLargeError, LoadImageRGB, decode_image_rgb

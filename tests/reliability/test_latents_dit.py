@@ -14,14 +14,13 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
-import tiny_vae_fixtures as tv
+import tiny_vae_fixtures  # noqa: F401  (registers the tiny test model and datasets)
+from transvae.apis import extract_latents_cli, test_cli, train_cli
 from transvae.registry import DATASETS, MODELS
 from transvae.utils.latent_shards import LatentFileError, list_shards, load_latents, load_stats
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', 'test_projects'))
-from ldit_helpers import write_shards  # noqa: E402
-
-import projects.lightningdit.lightningdit  # noqa: E402,F401  (registers the DiT)
+import projects.lightningdit.lightningdit  # noqa: F401  (registers the DiT)
+from projects.lightningdit.tests.ldit_helpers import write_shards
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 DIT_CONFIG = osp.join(ROOT, 'projects', 'lightningdit', 'configs',
@@ -30,7 +29,6 @@ VAE = dict(type='VAE', arch=dict(base_channels=8, channel_mults=[1, 2], num_res_
                                  attn_levels=[], mid_attn=False),
            encoder=dict(type='CNNEncoder'), decoder=dict(type='CNNDecoder'),
            rec_loss=dict(type='ReconstructionNLL', perceptual_cfg=None))
-el = tv.load_tool('extract_latents')
 
 
 # ------------------------------------------------------------------------------------------------- files that lie
@@ -171,19 +169,20 @@ def test_extract_resume_with_another_checkpoint_or_flip_refused(tmp_path):
     _, ckpt_b = _vae(tmp_path, 1)
     out = str(tmp_path / 'lat')
     args = ['--out', out, '--shard-size', '2', '--num-workers', '0', '--device', 'cpu']
-    el.main([cfg, ckpt_a] + args)
+    extract_latents_cli.main([cfg, ckpt_a] + args)
     os.remove(osp.join(out, 'latents_00002.safetensors'))  # an interrupted run: one shard to go
     before = _files(out)
     with pytest.raises(SystemExit, match='checkpoint_sha256: recorded') as e:
-        el.main([cfg, ckpt_b] + args)  # resumed with another checkpoint: would mix two VAEs' latents
+        # resumed with another checkpoint: would mix two VAEs' latents
+        extract_latents_cli.main([cfg, ckpt_b] + args)
     assert 'use another --out' in str(e.value)
     with pytest.raises(SystemExit, match='flip: recorded False, this run True'):
-        el.main([cfg, ckpt_a] + args + ['--flip'])
+        extract_latents_cli.main([cfg, ckpt_a] + args + ['--flip'])
     with pytest.raises(SystemExit, match='config_sha256'):
-        el.main([cfg, ckpt_a] + args + ['--cfg-options', 'test_dataloader.dataset.n=5'])
+        extract_latents_cli.main([cfg, ckpt_a] + args + ['--cfg-options', 'test_dataloader.dataset.n=5'])
     assert _files(out) == before  # nothing written, nothing mixed
     shutil.copy(ckpt_a, str(tmp_path / 'copy.pth'))  # the same weights under another name resume fine
-    el.main([cfg, str(tmp_path / 'copy.pth')] + args)
+    extract_latents_cli.main([cfg, str(tmp_path / 'copy.pth')] + args)
     assert len(list_shards(out)) == 3 and load_latents(out)['indices'].tolist() == list(range(6))
 
 
@@ -281,13 +280,12 @@ def test_dit_latent_size_or_channels_differ_from_data_refused_before_first_step(
     lat = str(tmp_path / 'lat')
     write_shards(lat, sizes=(4,), shape=(4, 4, 4))
     vae_cfg, vae_ckpt = _vae_files(tmp_path)
-    train = tv.load_tool('train')
     for model, msg in [(dict(latent_size=8), 'model.latent_size=4'),
                        (dict(in_channels=8), 'model.backbone.in_channels=4')]:
         cfg = _dit_config(tmp_path, lat, vae_cfg, vae_ckpt, 'none.npz', **model)
         wd = str(tmp_path / f'wd_{len(model)}_{list(model)[0]}')
         with pytest.raises(SystemExit, match=msg):
-            train.main([cfg, '--work-dir', wd])
+            train_cli.main([cfg, '--work-dir', wd])
         assert not [f for f in os.listdir(wd) if f.endswith('.pth')]  # refused before the first step
 
 
@@ -304,13 +302,12 @@ def test_dit_evaluation_checks_fid_reference_before_sampling(tmp_path, monkeypat
     calls = []
     sample = LatentFlowModel.sample
     monkeypatch.setattr(LatentFlowModel, 'sample', lambda self, *a, **k: calls.append(1) or sample(self, *a, **k))
-    test = tv.load_tool('test')
     with pytest.raises(SystemExit, match='error: .*missing.npz'):  # one line, no traceback
-        test.main([cfg, ckpt, '--work-dir', str(tmp_path / 'twd')])
+        test_cli.main([cfg, ckpt, '--work-dir', str(tmp_path / 'twd')])
     npy = str(tmp_path / 'stats.npz')
     with open(npy, 'wb') as f:
         np.save(f, np.zeros(2048))
     with pytest.raises(SystemExit, match='error: .*single .npy array'):
-        test.main([cfg, ckpt, '--work-dir', str(tmp_path / 'twd'), '--cfg-options',
+        test_cli.main([cfg, ckpt, '--work-dir', str(tmp_path / 'twd'), '--cfg-options',
                    f'test_evaluator.reference={npy}'])
     assert not calls  # nothing was sampled

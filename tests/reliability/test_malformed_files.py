@@ -1,6 +1,6 @@
 """Checkpoint and .safetensors files that lie about themselves: each is an error naming the file and the lie.
 
-Real malformed files on disk (``fault_drill_remote.malformed_files``): empty, truncated, a plain list, a zip bomb, a
+Real malformed files on disk (``fault_drill.remote.malformed_files``): empty, truncated, a plain list, a zip bomb, a
 short tensor record, safetensors headers that are not JSON / claim 10 GB in 1 KB / overlap / disagree with their
 shapes, and right-shaped tensors of the wrong dtype (int, bool, overflowing float64, a string).
 """
@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import tiny_vae_fixtures as tv
-from fault_drill_remote import good_checkpoint, malformed_files, write_safetensors
+from projects.fault_drill.fault_drill.remote import good_checkpoint, malformed_files, write_safetensors
+from transvae.apis import extract_latents_cli, test_cli
 from transvae.apis import init_model
 from transvae.engine.checkpoint_compat import CheckpointFileError, CheckpointMismatchError, dtype_problem
 from transvae.engine.checkpoint_io import export_safetensors, load_checkpoint_file
@@ -41,10 +42,10 @@ def test_each_malformed_file_is_a_clear_error(files):
 def test_tools_report_a_malformed_file_in_one_line(files, tmp_path):
     cfg, _, cases = files
     with pytest.raises(SystemExit) as info:
-        tv.load_tool('test').main([cfg, cases['zero-byte .pth'][0], '--work-dir', str(tmp_path / 'wd')])
+        test_cli.main([cfg, cases['zero-byte .pth'][0], '--work-dir', str(tmp_path / 'wd')])
     assert str(info.value.code).startswith('error: ') and 'is empty' in str(info.value.code)
     with pytest.raises(SystemExit) as info:
-        tv.load_tool('extract_latents').main([cfg, cases['.pth holding a plain list'][0], '--out',
+        extract_latents_cli.main([cfg, cases['.pth holding a plain list'][0], '--out',
                                               str(tmp_path / 'lat'), '--device', 'cpu', '--num-workers', '0'])
     assert str(info.value.code).startswith('error: ') and 'holds a list' in str(info.value.code)
     assert not osp.exists(tmp_path / 'lat') or not any(p.suffix == '.pt' for p in (tmp_path / 'lat').iterdir())
@@ -103,7 +104,7 @@ def test_safetensors_metadata_and_entry_checks(tmp_path):
 
 def test_legacy_format_payload_refused_naming_its_global(tmp_path):
     """A pre-1.6 (non-zip) torch file: the payload is refused with the global it imports, not called malformed."""
-    from fault_drill_remote import Payload
+    from projects.fault_drill.fault_drill.remote import Payload
     from transvae.engine.checkpoint_io import UntrustedCheckpointError
     marker, path = str(tmp_path / 'PWNED'), str(tmp_path / 'legacy.pth')
     torch.save({'state_dict': {}, 'meta': {'x': Payload(marker)}}, path, _use_new_zipfile_serialization=False)

@@ -7,6 +7,7 @@ import torch
 
 import rel_helpers as rh
 import tiny_vae_fixtures as tv
+from transvae.apis import train_cli
 
 
 def _run(tmp_path, lr: float, max_iters: int = 12):
@@ -48,12 +49,11 @@ def test_huge_learning_rate_goes_through_the_guard(tmp_path):
 
 
 def test_resume_lr_overrides_the_restored_learning_rate(tmp_path):
-    train = tv.load_tool('train')
     cfg = tv.write_config(str(tmp_path / 'tiny.py'), max_iters=6, val_interval=100, ckpt_interval=3)
     wd = str(tmp_path / 'wd')
-    train.main([cfg, '--work-dir', wd, '--max-iters', '3'])
+    train_cli.main([cfg, '--work-dir', wd, '--max-iters', '3'])
     full = rh.load_ckpt(osp.join(wd, 'iter_3.pth'))
-    train.main([cfg, '--work-dir', wd, '--resume', '--resume-lr', '1e-4'])  # config base lr 1e-3 -> x0.1
+    train_cli.main([cfg, '--work-dir', wd, '--resume', '--resume-lr', '1e-4'])  # config base lr 1e-3 -> x0.1
     resumed = rh.load_ckpt(osp.join(wd, 'iter_6.pth'))
     lr3 = full['optimizer']['param_groups'][0]['lr']
     lr6 = resumed['optimizer']['param_groups'][0]['lr']
@@ -61,4 +61,4 @@ def test_resume_lr_overrides_the_restored_learning_rate(tmp_path):
     # LinearLR warm-up ended at iteration 4: an uninterrupted run ends at the base lr 1e-3, this one at 1e-4
     assert lr6 == pytest.approx(1e-4) and lr3 < 1e-3
     with pytest.raises(SystemExit):
-        train.main([cfg, '--work-dir', wd, '--resume-lr', '1e-4'])
+        train_cli.main([cfg, '--work-dir', wd, '--resume-lr', '1e-4'])

@@ -1,6 +1,6 @@
 """Checkpoints given as URLs are downloaded to a cache keyed by the full URL, verified and never unpickled.
 
-A real HTTP server on 127.0.0.1 (``fault_drill_remote.CheckpointServer``, a thread) serves hostile, good, truncated
+A real HTTP server on 127.0.0.1 (``fault_drill.remote.CheckpointServer``, a thread) serves hostile, good, truncated
 and missing checkpoints; every entry point (``init_model``, mmengine's ``CheckpointLoader`` / ``load_checkpoint``,
 ``load_from`` through a Runner, ``tools/test.py`` as a subprocess) must read them through transvae's safe loader.
 """
@@ -14,10 +14,12 @@ from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
 
 import rel_helpers as rh
 import tiny_vae_fixtures as tv
-from fault_drill_remote import CheckpointServer, cache_files, good_checkpoint, hostile_checkpoint
+from projects.fault_drill.fault_drill.remote import (CheckpointServer, cache_files, good_checkpoint,
+                                                   hostile_checkpoint)
 from transvae.apis import init_model
-from transvae.engine.checkpoint_io import UntrustedCheckpointError, export_safetensors, load_checkpoint_file
-from transvae.engine.remote_checkpoint import RemoteCheckpointError, fetch_url, foreign_schemes, hub_hash_prefix
+from transvae.engine.checkpoint_io import (UntrustedCheckpointError, export_safetensors, foreign_schemes,
+                                           load_checkpoint_file)
+from transvae.engine.remote_checkpoint import RemoteCheckpointError, fetch_url, hub_hash_prefix
 
 
 @pytest.fixture
@@ -48,7 +50,7 @@ def test_every_mmengine_scheme_is_transvaes():
     for url in ('http://h/x.pth', 'https://h/x.pth', 'torchvision://resnet18', 'modelzoo://resnet18',
                 'open-mmlab://x', 'openmmlab://x', 'mmcls://x', 'pavi://x', 's3://b/x.pth', 'c1:s3://b/x.pth',
                 'petrel://b/x.pth'):
-        assert CheckpointLoader._get_checkpoint_loader(url).__module__ == 'transvae.engine.remote_checkpoint', url
+        assert CheckpointLoader._get_checkpoint_loader(url).__module__ == 'transvae.engine.checkpoint_io', url
 
 
 def test_payload_over_http_refused_on_every_entry_point(tmp_path, server, cache):

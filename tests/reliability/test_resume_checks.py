@@ -11,7 +11,8 @@ import subprocess
 import pytest
 
 import tiny_vae_fixtures as tv
-from fault_drill_lib import DRILL_MODEL
+from projects.fault_drill.fault_drill.lib import DRILL_MODEL
+from transvae.apis import train_cli
 from transvae.engine.resume_checks import model_config_diff, model_config_from_text
 
 EXTRA = (f'\nmodel = {DRILL_MODEL!r}\n' + tv.TINY_DIST_DATA_CFG
@@ -23,12 +24,12 @@ def run2(tmp_path_factory):
     """A config of the micro TransVAE and its checkpoint at iteration 2 (of 2)."""
     d = tmp_path_factory.mktemp('resume_checks')
     cfg = tv.write_config(str(d / 'transvae.py'), max_iters=2, val_interval=100, ckpt_interval=2, extra=EXTRA)
-    tv.load_tool('train').main([cfg, '--work-dir', str(d / 'wd')])
+    train_cli.main([cfg, '--work-dir', str(d / 'wd')])
     return d, cfg, str(d / 'wd' / 'iter_2.pth')
 
 
 def _resume(cfg: str, ckpt: str, wd, *extra: str) -> None:
-    tv.load_tool('train').main([cfg, '--work-dir', str(wd), '--resume', ckpt, *extra])
+    train_cli.main([cfg, '--work-dir', str(wd), '--resume', ckpt, *extra])
 
 
 def test_changed_rope_theta_refused_naming_the_key(run2):
@@ -68,7 +69,7 @@ def test_changed_config_allowed_with_the_flag(run2):
     assert resumed['meta']['iter'] == 3
     assert model_config_from_text(resumed['meta']['cfg'])['arch']['pe_cfg']['theta'] == 100.0
     with pytest.raises(SystemExit):  # the flag without --resume is a usage error
-        tv.load_tool('train').parse_args([cfg, '--resume-allow-config-change'])
+        train_cli.parse_args([cfg, '--resume-allow-config-change'])
 
 
 def test_finished_run_says_so_and_trains_nothing(run2, capsys):

@@ -16,9 +16,10 @@ import random
 
 import pytest
 import tiny_vae_fixtures as tv
-from fault_drill_user_data import (BUNDLED_CONFIG, OWN_CONFIG, TINY_OPTIONS, folder_snapshot, make_user_folder,
-                                   tool_command)
+from projects.fault_drill.fault_drill.user_data import (BUNDLED_CONFIG, OWN_CONFIG, TINY_OPTIONS, folder_snapshot,
+                                                      make_user_folder, tool_command)
 
+from transvae.apis import extract_latents_cli, test_cli
 from transvae.datasets import (DataRootError, DataRootNotFoundError, SamplePhotosDataset, SplitImageFolderDataset,
                                prepare_sample_photos)
 from transvae.datasets.split_image_folder import hash_fraction, hash_split
@@ -49,8 +50,8 @@ def test_bundled_builder_refuses_user_folder(tmp_path, layout):
 
 
 def test_set_data_root_refuses_user_folder_for_every_bundled_config(tmp_path):
-    from transvae.engine.config_validation import load_config
-    from transvae.engine.utils import apply_preset, set_data_root
+    from transvae.engine.config_validation import read_config as load_config
+    from transvae.engine.config_surgery import apply_preset, set_data_root
     folder, before = _user_folder(tmp_path)
     cases = [(BUNDLED_CONFIG, None), ('configs/_base_/datasets/imagenet.py', 'cpu'),
              ('configs/_base_/datasets/coco.py', 'cpu')]
@@ -79,7 +80,7 @@ def own_run(tmp_path_factory):
     folder, before = _user_folder(tmp, 'flat', n=5, seed=3)
     work = tmp / 'work'
     proc = tv.run_checked(['bash', 'scripts/train_own_images.sh', folder, '--max-iters', '2', '--resolution', '32',
-                           '--cfg-options', *TINY_OPTIONS], timeout=300, SKIP_SETUP='1', PYTHON=tv.PYTHON,
+                           '--cfg-options', *TINY_OPTIONS], timeout=900, SKIP_SETUP='1', PYTHON=tv.PYTHON,
                           WORK_DIR=str(work))
     return dict(folder=folder, before=before, work=work, proc=proc, ckpt=str(work / 'iter_2.pth'))
 
@@ -95,7 +96,7 @@ def test_train_own_images_script_flat_folder(own_run):
 def test_own_images_train_val_folder_evaluates(own_run, tmp_path):
     """``tools/test.py`` (in-process) with the own-images config on a ``train/`` + ``val/`` folder: the 2 val images."""
     folder, before = _user_folder(tmp_path, 'train_val', n=5, seed=1)
-    metrics = tv.load_tool('test').main(tool_command('test', OWN_CONFIG, folder, str(tmp_path / 'test'),
+    metrics = test_cli.main(tool_command('test', OWN_CONFIG, folder, str(tmp_path / 'test'),
                                                      own_run['ckpt'])[2:])
     assert {'psnr', 'ssim', 'lpips'} <= set(metrics)
     settings = json.loads((tmp_path / 'test' / 'report.json').read_text())['settings']
@@ -107,8 +108,8 @@ def test_tools_refuse_user_folder_with_bundled_config(own_run, tmp_path):
     """``tools/train.py`` / ``test.py`` / ``extract_latents.py`` with the micro demo config: one ``error:`` line."""
     from transvae.apis.train_cli import main as train_main
     folder, before = _user_folder(tmp_path, 'flat', n=4, seed=2)
-    mains = dict(train=train_main, test=tv.load_tool('test').main,
-                 extract_latents=tv.load_tool('extract_latents').main)
+    mains = dict(train=train_main, test=test_cli.main,
+                 extract_latents=extract_latents_cli.main)
     for tool, main in mains.items():
         cmd = tool_command(tool, BUNDLED_CONFIG, folder, str(tmp_path / f'{tool}_work'), own_run['ckpt'])
         with pytest.raises(SystemExit) as e:

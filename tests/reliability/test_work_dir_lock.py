@@ -17,9 +17,11 @@ import time
 import pytest
 
 import tiny_vae_fixtures as tv
+from transvae.apis import extract_latents_cli
 from transvae.engine.atomic_io import remove_stale_tmp_files
 from transvae.engine.work_dir_lock import (RUN_LOCK, WorkDirBusyError, WorkDirLock, boot_id,
                                            owned_by_other_process)
+from transvae.utils.latent_shards import list_shards
 
 # the lock module by its path: a child that needs only the lock starts in ~0.1 s (no torch / mmengine import)
 LOAD_LOCK_MODULE = f'''
@@ -232,29 +234,28 @@ def test_extract_latents_out_owned_by_one_extraction(tmp_path, capsys):
                    "test_dataloader = dict(batch_size=2, collate_fn=dict(type='skip_none_collate'), "
                    "dataset=dict(type='TestTinyImages', num=4, size=16))\n")
     out = str(tmp_path / 'lat')
-    el = tv.load_tool('extract_latents')
     argv = [str(cfg), 'none', '--random-weights', '--out', out, '--shard-size', '2', '--num-workers', '0',
             '--device', 'cpu']
     holder = _start(HOLD_LOCK, out, 'extract_latents.rank0.lock')  # what the tool's own_out_dir takes
     try:
         with pytest.raises(SystemExit) as info:
-            el.main(argv)
+            extract_latents_cli.main(argv)
         msg = str(info.value.code)
         assert msg.startswith('error: ') and f'pid {holder.pid} on host' in msg and 'extract_latents.rank0.lock' in msg
         assert '--out' in msg
         assert os.listdir(out) == ['extract_latents.rank0.lock']  # nothing written
     finally:
         _kill9(holder)
-    el.main(argv)  # the killed extraction's lock is taken over
+    extract_latents_cli.main(argv)  # the killed extraction's lock is taken over
     assert f'took over the lock of a run that is gone (pid {holder.pid}' in capsys.readouterr().out
-    assert len(el.list_shards(out)) == 2 and not [n for n in os.listdir(out) if n.endswith('.lock')]
+    assert len(list_shards(out)) == 2 and not [n for n in os.listdir(out) if n.endswith('.lock')]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# study work dirs (transvae/studies/run.py)
+# study work dirs (projects/paper_studies/paper_studies/run.py)
 # ---------------------------------------------------------------------------------------------------------------------
 def test_study_driver_refuses_a_work_dir_another_driver_owns(tmp_path, monkeypatch):
-    from transvae.studies import Variant, run
+    from projects.paper_studies.paper_studies import Variant, run
     root, v = str(tmp_path), Variant('cnn', 'cnn_vae')
     wd = run.work_dir_of(root, 'cnn', 0)
     holder = _start(HOLD_LOCK, wd, 'driver.lock')  # another driver, in another process

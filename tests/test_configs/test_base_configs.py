@@ -7,7 +7,7 @@ from mmengine.config import Config
 
 import tiny_vae_fixtures as tv  # tests/helpers (pyproject pythonpath)
 
-from transvae.engine.utils import apply_preset  # noqa: E402
+from transvae.engine.config_surgery import apply_preset  # noqa: E402
 from transvae.registry import HOOKS, OPTIM_WRAPPERS, RUNNERS  # noqa: E402
 
 SCHEDULES = sorted(glob.glob(osp.join(tv.REPO, 'configs', '_base_', 'schedules', '*.py')))

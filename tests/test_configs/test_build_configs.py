@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from transvae.engine.utils import apply_preset
+from transvae.engine.config_surgery import apply_preset
 from transvae.registry import MODELS
 
 ROOT = osp.join(osp.dirname(__file__), '..', '..', 'configs')

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 import tiny_vae_fixtures as tv  # tests/helpers (pyproject pythonpath)
-
-train = tv.load_tool('train')
+from transvae.apis import train_cli as train
 
 
 def _cfg(tmp_path, *argv, extra=''):
@@ -37,7 +36,8 @@ def test_preset_tables_of_bases_merge_in_order(tmp_path):
 
 
 def test_missing_preset_lists_available(tmp_path):
-    with pytest.raises(SystemExit, match=r"Preset 'gpu' .*Available presets: quick, swap"):
+    from transvae.engine.config_validation import ConfigKeyError  # a UserInputError: `error: ...` from the tool
+    with pytest.raises(ConfigKeyError, match=r"Preset 'gpu' .*Available presets: quick, swap"):
         _cfg(tmp_path, '--preset', 'gpu')
 
 
@@ -66,14 +66,14 @@ def test_epochs_and_resume_path(tmp_path):
 
 
 def test_cpu_distributed_wrapper_cfg(tmp_path, monkeypatch):
-    from transvae.engine import utils
+    from transvae.engine import dist_setup
     cfg = _cfg(tmp_path, extra="model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel')\n")
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     monkeypatch.setattr(torch.distributed, 'is_initialized', lambda: True)  # pretend the group exists
-    assert utils.init_cpu_distributed(cfg, 'pytorch') is True
+    assert dist_setup.init_cpu_distributed(cfg, 'pytorch') is True
     assert cfg.model_wrapper_cfg == dict(type='MMSeparateDistributedDataParallel', device_ids=None)
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
-    assert utils.init_cpu_distributed(cfg, 'none') is False
+    assert dist_setup.init_cpu_distributed(cfg, 'none') is False
 
 
 def test_unknown_type_names_registry(tmp_path):

@@ -16,7 +16,7 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from transvae.engine.utils import apply_preset, available_presets, config_fingerprint
+from transvae.engine.config_surgery import apply_preset, available_presets, config_fingerprint
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 STORE = osp.join(osp.dirname(osp.abspath(__file__)), 'resolved_configs.json')

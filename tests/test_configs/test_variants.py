@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from transvae.engine.utils import apply_preset
+from transvae.engine.config_surgery import apply_preset
 from transvae.registry import MODELS
 from transvae.utils.complexity import build_encoder_decoder, count_params
 

@@ -251,9 +251,11 @@ def script_parser(script: str, args: list[str] = ()) -> argparse.ArgumentParser 
     path = osp.join(REPO, script)
     with open(path, encoding='utf-8') as f:
         source = f.read()
-    # only command-line tools, and only those that parse with argparse: a script that ignores its arguments (e.g.
-    # tests/test_configs/test_resolved_configs.py, which rewrites the fingerprints) must never run here
-    parses = any(w in source for w in ('argparse', 'parse_args', 'study_main'))
+    # only command-line tools, and only those that parse with argparse (themselves, or a thin CLI whose command line
+    # is a library module's `main`, e.g. tools/train.py -> transvae.apis.train_cli): a script that ignores its
+    # arguments (e.g. tests/test_configs/test_resolved_configs.py, which rewrites the fingerprints) must never run here
+    parses = any(w in source for w in ('argparse', 'parse_args', 'study_main')) or bool(
+        re.search(r'^from transvae\.apis\.\w+_cli import main$', source, re.M))
     if not re.match(r'^(tools|projects/[^/]+/tools)/', script) or not parses:
         _PARSERS[key] = None
         return None

@@ -10,7 +10,6 @@ with a failing child. Plus the paper-scale VAE without the DINOv2 weights: built
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import os.path as osp
 import shutil
@@ -144,10 +143,11 @@ def test_dist_train_preflight_names_a_misspelt_option():
 def test_gpu_benchmarks_without_cuda_refuse_in_one_line(tmp_path):
     """`benchmark_dit.py --archs B/1 XL/1 --amp bfloat16` fell back to the CPU and was killed at 24 GB; now one line.
     `benchmark_gpu.sh` ran plain `python`: with no python on PATH it must still find the project's interpreter."""
-    proc = _run([PY, 'tools/analysis_tools/benchmark_dit.py', '--archs', 'B/1', 'XL/1', '--amp', 'bfloat16'], 60)
+    proc = _run([PY, '-m', 'projects.lightningdit.tools.benchmark_dit', '--archs', 'B/1', 'XL/1', '--amp', 'bfloat16'],
+                60)
     _assert_one_line_error(proc, 'no CUDA device', '--device cpu')
     assert proc.returncode == 2
-    proc = _run([PY, 'tools/analysis_tools/benchmark_dit.py', '--device', 'cpu', '--archs', 'XL/1'], 60)
+    proc = _run([PY, '-m', 'projects.lightningdit.tools.benchmark_dit', '--device', 'cpu', '--archs', 'XL/1'], 60)
     _assert_one_line_error(proc, 'XL/1', '--cpu-max-gb')
     if not osp.isfile(osp.join(REPO, '.venv', 'bin', 'python')):
         pytest.skip('no .venv here: benchmark_gpu.sh falls back to python3 on PATH')
@@ -162,7 +162,7 @@ def test_gpu_benchmarks_without_cuda_refuse_in_one_line(tmp_path):
 def test_dit_benchmark_documented_cpu_command_runs(tmp_path):
     """projects/lightningdit/README.md's measured CPU command, with 1 repeat instead of 10."""
     out = tmp_path / 'dit.json'
-    proc = _run([PY, 'tools/analysis_tools/benchmark_dit.py', '--device', 'cpu', '--archs', 'micro',
+    proc = _run([PY, '-m', 'projects.lightningdit.tools.benchmark_dit', '--device', 'cpu', '--archs', 'micro',
                  '--in-channels', '16', '--latent-size', '16', '--batch-size', '4', '--num-classes', '32',
                  '--repeats', '1', '--warmup', '0', '--json', str(out)], 120)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -170,7 +170,8 @@ def test_dit_benchmark_documented_cpu_command_runs(tmp_path):
 
 
 def test_rope_extrapolation_without_runs_says_so(tmp_path):
-    proc = _run([PY, 'tools/reproduce/test_rope_extrapolation.py', '--root', str(tmp_path)], 60)
+    # as tools/reproduce/README.md documents it: from the root with PYTHONPATH=. (projects.paper_studies)
+    proc = _run([PY, 'tools/reproduce/test_rope_extrapolation.py', '--root', str(tmp_path)], 60, {'PYTHONPATH': REPO})
     assert proc.returncode == 2 and 'no finished runs' in proc.stderr and 'Traceback' not in proc.stderr
 
 
@@ -231,10 +232,8 @@ def test_vae_with_dinov2_vf_loss_builds_for_inference_without_the_weights(tmp_pa
     z = encode(model, torch.rand(1, 3, 32, 32)).mode()
     assert z.shape[-2:] == (4, 4) and torch.isfinite(z).all() and not found.is_built
     assert not any('foundation' in k for k in model.state_dict())
-    spec = importlib.util.spec_from_file_location('_xl', osp.join(REPO, 'tools', 'extract_latents.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    built = tool.build_model(model.cfg, None)  # the extraction tool's own build path
+    from transvae.apis.entry import build_model
+    built = build_model(model.cfg, None, allow_partial=True)  # the build path of the extraction and the tools
     assert not built.vf_loss.foundation.is_built
     with pytest.raises(FileNotFoundError, match='dinov2_vitl14.safetensors'):
         model.train()  # training starts: the VF loss needs its network now, and says which file is missing

@@ -6,7 +6,7 @@ import torch
 
 import tiny_vae_fixtures as tv
 
-from transvae.engine.atomic_io import atomic_write_text
+from transvae.engine.atomic_io import atomic_write, atomic_write_text
 from transvae.engine.hooks import AtomicCheckpointHook
 
 
@@ -56,6 +56,23 @@ def test_interrupted_save_keeps_previous(trained, monkeypatch):
     assert tv.load_ckpt(str(wd / 'iter_3.pth'))['meta']['iter'] == 3
 
 
+def test_checkpoint_file_write_is_atomic(trained, monkeypatch):
+    """The runner writes local checkpoints through the atomic backend: a write that fails after the bytes went out
+    (here: fsync) leaves the previous file under the final name and no temp file."""
+    runner, wd = trained
+    before = (wd / 'iter_2.pth').read_bytes()
+
+    def failing_fsync(fd):
+        raise OSError('fsync failed (simulated)')
+
+    monkeypatch.setattr(os, 'fsync', failing_fsync)
+    with pytest.raises(OSError, match='simulated'):
+        runner.save_checkpoint(str(wd), 'iter_2.pth', by_epoch=False)
+    monkeypatch.undo()
+    assert (wd / 'iter_2.pth').read_bytes() == before
+    assert not [p for p in os.listdir(wd) if p.endswith('.tmp')]
+
+
 def test_atomic_pointer_write_interrupted(tmp_path):
     p = tmp_path / 'last_checkpoint'
     atomic_write_text(str(p), '/a/iter_1.pth')
@@ -63,14 +80,12 @@ def test_atomic_pointer_write_interrupted(tmp_path):
     class Boom(Exception):
         pass
 
-    from transvae.engine import runner as runner_mod
-
     def bad_write(f):
         f.write('/a/iter_')
         raise Boom
 
     with pytest.raises(Boom):
-        runner_mod.atomic_write(str(p), bad_write, mode='w')
+        atomic_write(str(p), bad_write, mode='w')
     assert p.read_text() == '/a/iter_1.pth' and len(list(tmp_path.iterdir())) == 1
 
 

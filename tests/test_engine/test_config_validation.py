@@ -10,7 +10,7 @@ import tiny_vae_fixtures as tv
 from transvae.engine.hooks import TransVAEEMAHook
 from transvae.engine.optimizers import SafeOptimWrapper
 from transvae.engine.hooks import AtomicCheckpointHook
-from transvae.engine.utils import set_amp, set_resolution
+from transvae.engine.config_surgery import set_amp, set_resolution
 from transvae.registry import HOOKS, OPTIM_WRAPPERS, TRANSFORMS
 
 

@@ -110,7 +110,7 @@ import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.runner.checkpoint import get_state_dict
-from transvae.models.averaged_model import unwrap_all
+from transvae.models.utils.unwrap import unwrap_model as unwrap_all
 from transvae.registry import HOOKS
 
 

@@ -22,10 +22,11 @@ from torch import nn
 
 import tiny_vae_fixtures as tv
 
-from transvae.engine.fsdp import (DEFAULT_BLOCK_TYPES, check_fsdp_model, frozen_submodules,
-                                  fsdp_config_for_eval, is_fsdp_config, move_unmanaged_states,
-                                  transvae_block_wrap_policy)
-from transvae.engine.utils import shutdown_distributed
+from transvae.apis.entry import check_strategy_runner
+from transvae.engine.config_validation import ConfigValueError
+from transvae.engine.fsdp import (check_fsdp_model, frozen_submodules, fsdp_config_for_eval, is_fsdp_config,
+                                  move_unmanaged_states, transvae_block_wrap_policy)
+from transvae.engine.dist_setup import shutdown_distributed
 from transvae.registry import FUNCTIONS, MODELS, STRATEGIES
 
 ARCH = dict(widths=[8, 16, 16], depths=[1, 1, 1], latent_channels=4, num_cnn_stages=1, head_dim=8)
@@ -50,9 +51,11 @@ BLOCK_KWARGS = dict(TransVAEBlock=dict(embed_dims=16, head_dim=8), ViTBlock=dict
                     AttnBlock=dict(in_channels=32))
 
 
-@pytest.mark.parametrize('name', DEFAULT_BLOCK_TYPES)
+@pytest.mark.parametrize('name', sorted(BLOCK_KWARGS))
 def test_policy_wraps_every_default_block(name):
+    """Every block is a unit because its class says so (``fsdp_unit``, inherited from the block base class)."""
     block = MODELS.build(dict(type=name, **BLOCK_KWARGS[name]))
+    assert type(block).fsdp_unit is True
     assert transvae_block_wrap_policy(block, recurse=False, nonwrapped_numel=0)
     assert not any(transvae_block_wrap_policy(m, recurse=False, nonwrapped_numel=0) for m in block.children())
     assert transvae_block_wrap_policy(block, recurse=True, nonwrapped_numel=0)  # always descend
@@ -63,7 +66,7 @@ def test_policy_selects_blocks_not_loss_networks():
     model = MODELS.build(tiny_stage1())
     assert FUNCTIONS.get('transvae_block_wrap_policy') is transvae_block_wrap_policy
     selected = [n for n, m in model.named_modules() if transvae_block_wrap_policy(m, False, 0)]
-    block_classes = tuple(MODELS.get(t) for t in DEFAULT_BLOCK_TYPES)
+    block_classes = tuple(MODELS.get(t) for t in BLOCK_KWARGS)
     assert selected == [n for n, m in model.named_modules() if isinstance(m, block_classes)]
     assert {type(m).__name__ for n, m in model.named_modules() if n in selected} == {'ResBlock', 'TransVAEBlock'}
     assert any(n.startswith('encoder.') for n in selected) and any(n.startswith('decoder.') for n in selected)
@@ -80,6 +83,27 @@ def test_policy_selects_blocks_not_loss_networks():
     assert {type(m).__name__ for m in model.modules() if only_res(m, False, 0)} == {'ResBlock'}
     with pytest.raises(KeyError, match='TransVAEBlok'):
         transvae_block_wrap_policy(model, False, 0, block_types=['TransVAEBlok'])
+
+
+def test_policy_wraps_a_user_block_by_its_base_class():
+    """A block defined outside transvae (not registered, not named anywhere) is a unit through its base class; a
+    class can opt out with ``fsdp_unit = False``."""
+    from transvae.models.blocks import ConvBlock
+
+    class UserBlock(ConvBlock):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.conv(x)
+
+    class SharedWithParent(UserBlock):
+        fsdp_unit = False
+
+    assert transvae_block_wrap_policy(UserBlock(), False, 0)
+    assert not transvae_block_wrap_policy(SharedWithParent(), False, 0)
+    assert not transvae_block_wrap_policy(nn.Conv2d(4, 4, 1), False, 0)
 
 
 def test_frozen_submodules_never_include_trainable_params():
@@ -128,19 +152,21 @@ def test_fsdp_config_for_eval():
 
 def test_recipe_and_train_tool_guard():
     from mmengine.config import Config
-    train = tv.load_tool('train')
     cfg = Config.fromfile(osp.join(tv.REPO, 'configs', 'transvae', 'transvae-l_f16d32_fsdp_8xb32-100e_in1k.py'))
     assert cfg.runner_type == 'TransVAEFlexibleRunner' and cfg.strategy.type == 'TransVAEFSDPStrategy'
     assert cfg.strategy.state_dict_cfg == 'full' and cfg.strategy.model_wrapper.use_orig_params
     assert cfg.model.type == 'VAEGAN' and cfg.model.get('discriminator') is None  # stage 1
-    train.check_strategy_runner(cfg)
+    check_strategy_runner(cfg)
     cfg.custom_hooks = [dict(type='EMAHook', momentum=1e-4)]  # would average the per-rank shards
-    with pytest.raises(SystemExit, match='EMAHook is not supported with FSDP'):
-        train.check_strategy_runner(cfg)
+    with pytest.raises(ConfigValueError, match='EMAHook is not supported with FSDP'):
+        check_strategy_runner(cfg)
+    cfg.custom_hooks = [dict(type='TransVAEEMAHook')]  # a subclass: refused by its class, not its name
+    with pytest.raises(ConfigValueError, match='TransVAEEMAHook is not supported with FSDP'):
+        check_strategy_runner(cfg)
     cfg.custom_hooks = []
     cfg.runner_type = 'TransVAERunner'  # would silently ignore `strategy`
-    with pytest.raises(SystemExit, match='FlexibleRunner'):
-        train.check_strategy_runner(cfg)
+    with pytest.raises(ConfigValueError, match='FlexibleRunner'):
+        check_strategy_runner(cfg)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from PIL import Image
 
 import tiny_vae_fixtures as tv
 
+from transvae.apis import test_cli, train_cli
 from transvae.evaluation import report as rp
 
 SETTING_KEYS = {'dataset', 'layout', 'data_root', 'resolution', 'num_images', 'num_skipped', 'skipped_files',
@@ -75,10 +76,9 @@ def test_no_warning_at_paper_scale():
 
 
 def test_cli_arguments():  # the protocol's own parsing: tests/test_evaluation/test_protocol.py
-    test = tv.load_tool('test')
     with pytest.raises(SystemExit):
-        test.parse_args(['--tile', 'bad'])
-    args = test.parse_args(['--models', 'a.py', '--tile', '64'])
+        test_cli.parse_args(['--tile', 'bad'])
+    args = test_cli.parse_args(['--models', 'a.py', '--tile', '64'])
     assert args.multi and args.tile == '64'
 
 
@@ -110,10 +110,8 @@ def test_multi_model_cli_two_checkpoints(tmp_path, monkeypatch):
     """2 tiny checkpoints x 1 flat (coco) dataset x 2 resolutions, --max-images 3 with one unreadable file."""
     from transvae.evaluation.metrics import fid as fid_metric
     monkeypatch.setattr(fid_metric, 'get_fid_inception', _cheap_fid_features)
-    train = tv.load_tool('train')
-    test = tv.load_tool('test')
     cfg = tv.write_config(str(tmp_path / 'tiny.py'), max_iters=2, val_interval=2, ckpt_interval=2)
-    train.main([cfg, '--work-dir', str(tmp_path / 'wd')])
+    train_cli.main([cfg, '--work-dir', str(tmp_path / 'wd')])
     ck2 = str(tmp_path / 'wd' / 'iter_2.pth')
     ck0 = str(tmp_path / 'init.pth')  # a second checkpoint: the untrained weights
     import torch
@@ -127,7 +125,7 @@ def test_multi_model_cli_two_checkpoints(tmp_path, monkeypatch):
     data = tmp_path / 'val2017'
     _write_images(data, 5, bad_index=1)  # --max-images 3 takes files 0, 1, 3: one is unreadable
     md, js = tmp_path / 'r' / 'report.md', tmp_path / 'r' / 'report.json'
-    report = test.main(['--models', f'{cfg}:{ck2}', f'{cfg}:{ck0}', '--labels', 'trained', 'random',
+    report = test_cli.main(['--models', f'{cfg}:{ck2}', f'{cfg}:{ck0}', '--labels', 'trained', 'random',
                         '--datasets', f'coco={data}', '--resolutions', '32', '64', '--max-images', '3',
                         '--batch-size', '2', '--num-workers', '0', '--work-dir', str(tmp_path / 'twd'),
                         '--report', str(md), '--out', str(js), '--show-dir', str(tmp_path / 'show')])
@@ -151,12 +149,10 @@ def test_multi_model_cli_two_checkpoints(tmp_path, monkeypatch):
 
 def test_single_model_report(tmp_path):
     """The historical CONFIG CHECKPOINT path also writes the Markdown report (metrics + grid path)."""
-    train = tv.load_tool('train')
-    test = tv.load_tool('test')
     cfg = tv.write_config(str(tmp_path / 'tiny.py'), max_iters=1, val_interval=1, ckpt_interval=1)
-    train.main([cfg, '--work-dir', str(tmp_path / 'wd')])
+    train_cli.main([cfg, '--work-dir', str(tmp_path / 'wd')])
     md, js = tmp_path / 'report.md', tmp_path / 'm.json'
-    metrics = test.main([cfg, str(tmp_path / 'wd' / 'iter_1.pth'), '--work-dir', str(tmp_path / 't'),
+    metrics = test_cli.main([cfg, str(tmp_path / 'wd' / 'iter_1.pth'), '--work-dir', str(tmp_path / 't'),
                          '--report', str(md), '--out', str(js), '--show-dir', str(tmp_path / 'show')])
     saved = json.loads(js.read_text())
     assert saved['metrics'] == metrics and saved['checkpoint'].endswith('iter_1.pth')  # historical keys

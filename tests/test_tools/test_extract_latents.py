@@ -1,4 +1,5 @@
-"""tools/extract_latents.py (shards, flips, stats, resume), latent_stats metrics and the linear probe."""
+"""Latent extraction (transvae.apis.latents behind tools/extract_latents.py: shards, flips, stats, resume), the latent
+uniformity metrics (transvae.evaluation.latent_stats) and the linear probe."""
 from __future__ import annotations
 
 import os
@@ -10,12 +11,13 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
+from transvae.apis import extract_latents_cli, latents
+from transvae.evaluation import latent_stats as ls
 from transvae.registry import DATASETS, MODELS
+from transvae.utils.latent_shards import list_shards, load_latents, load_stats
 
 import tiny_vae_fixtures as tv
 
-el = tv.load_tool('extract_latents')
-ls = tv.load_tool('analysis_tools/latent_stats')
 lp = tv.load_tool('analysis_tools/linear_probe')
 
 
@@ -60,10 +62,10 @@ def test_extract_shards_flip_stats_resume(tmp_path):
     out = str(tmp_path / 'lat')
     args = [cfg, ckpt, '--out', out, '--flip', '--shard-size', '4', '--batch-size', '3', '--num-workers', '0',
             '--device', 'cpu']
-    el.main(args)
-    shards = el.list_shards(out)
+    extract_latents_cli.main(args)
+    shards = list_shards(out)
     assert [osp.basename(s) for s in shards] == [f'latents_{i:05d}.safetensors' for i in range(3)]
-    data = el.load_latents(out)
+    data = load_latents(out)
     assert data['indices'].tolist() == [0, 1, 2, 3, 4, 6, 7, 8, 9]  # item 5 unreadable: skipped
     assert data['labels'].tolist() == [i % 3 for i in data['indices'].tolist()]
     ds = _Tiny(10)
@@ -72,7 +74,7 @@ def test_extract_shards_flip_stats_resume(tmp_path):
         assert torch.allclose(data['latents'], model.encode(x).mode(), atol=1e-5)
         assert torch.allclose(data['latents_flip'], model.encode(x.flip(-1)).mode(), atol=1e-5)
     assert data['latents'].shape == (9, 4, 8, 8)
-    stats = el.load_stats(out)
+    stats = load_stats(out)
     allz = torch.cat([data['latents'], data['latents_flip']]).double()
     assert torch.allclose(stats['mean'].view(-1).double(), allz.mean(dim=(0, 2, 3)), atol=1e-5)
     assert torch.allclose(stats['std'].view(-1).double(), allz.std(dim=(0, 2, 3), unbiased=False), atol=1e-5)
@@ -81,13 +83,13 @@ def test_extract_shards_flip_stats_resume(tmp_path):
     before = load_file(shards[1])
     mtime0 = os.stat(shards[0]).st_mtime_ns
     os.remove(shards[1])
-    el.main(args)
+    extract_latents_cli.main(args)
     assert os.stat(shards[0]).st_mtime_ns == mtime0
     after = load_file(shards[1])
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not [f for f in os.listdir(out) if '.tmp' in f]
     with pytest.raises(SystemExit, match='error: .*shard_size'):  # a different layout is refused, not mixed
-        el.main([cfg, ckpt, '--out', out, '--shard-size', '5', '--num-workers', '0', '--flip'])
+        extract_latents_cli.main([cfg, ckpt, '--out', out, '--shard-size', '5', '--num-workers', '0', '--flip'])
 
 
 def _kde_density(points):
@@ -142,7 +144,7 @@ def test_resolution_by_transform_capability():
     """--resolution changes the transforms that declare ``resolution_keys``, whatever their registered name."""
     pipeline = [dict(type='LoadImageRGB'), dict(type='ResizeShortSide', size=256), dict(type='CenterCrop', size=256),
                 dict(type='PackVAEInputs')]
-    assert el._set_pipeline_size(pipeline, 64) == 2
+    assert latents.set_pipeline_size(pipeline, 64) == 2
     assert [t.get('size') for t in pipeline] == [None, 64, 64, None]
     with pytest.raises(ValueError, match='resolution_keys'):
-        el._set_pipeline_size([dict(type='LoadImageRGB'), dict(type='PackVAEInputs')], 64)
+        latents.set_pipeline_size([dict(type='LoadImageRGB'), dict(type='PackVAEInputs')], 64)

@@ -4,6 +4,7 @@ import json
 import torch
 
 import tiny_vae_fixtures as tv
+from transvae.apis import train_cli
 
 
 def test_train_then_test_subprocess(tmp_path):
@@ -32,12 +33,11 @@ def test_train_then_test_subprocess(tmp_path):
 
 def test_resume_matches_uninterrupted_run(tmp_path):
     """2 iterations + `--resume` to 4 ends with exactly the weights, optimizer and scheduler of a 4-iteration run."""
-    train = tv.load_tool('train')
     cfg = tv.write_config(str(tmp_path / 'tiny.py'), max_iters=4, val_interval=2, ckpt_interval=2)
-    train.main([cfg, '--work-dir', str(tmp_path / 'full')])
-    train.main([cfg, '--work-dir', str(tmp_path / 'part'), '--max-iters', '2'])
+    train_cli.main([cfg, '--work-dir', str(tmp_path / 'full')])
+    train_cli.main([cfg, '--work-dir', str(tmp_path / 'part'), '--max-iters', '2'])
     assert not (tmp_path / 'part' / 'iter_4.pth').exists()
-    train.main([cfg, '--work-dir', str(tmp_path / 'part'), '--resume'])  # auto: from last_checkpoint (iter 2)
+    train_cli.main([cfg, '--work-dir', str(tmp_path / 'part'), '--resume'])  # auto: from last_checkpoint (iter 2)
 
     full = tv.load_ckpt(str(tmp_path / 'full' / 'iter_4.pth'))
     part = tv.load_ckpt(str(tmp_path / 'part' / 'iter_4.pth'))
@@ -54,10 +54,9 @@ def test_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_resume_from_path_continues_at_its_iteration(tmp_path):
-    train = tv.load_tool('train')
     cfg = tv.write_config(str(tmp_path / 'tiny.py'), max_iters=3, val_interval=3, ckpt_interval=1)
-    train.main([cfg, '--work-dir', str(tmp_path / 'a')])
-    train.main([cfg, '--work-dir', str(tmp_path / 'b'), '--resume', str(tmp_path / 'a' / 'iter_2.pth')])
+    train_cli.main([cfg, '--work-dir', str(tmp_path / 'a')])
+    train_cli.main([cfg, '--work-dir', str(tmp_path / 'b'), '--resume', str(tmp_path / 'a' / 'iter_2.pth')])
     ckpts = sorted(p.name for p in (tmp_path / 'b').glob('iter_*.pth'))
     assert ckpts == ['iter_3.pth']  # continued at iteration 2, not from scratch
     b3 = tv.load_ckpt(str(tmp_path / 'b' / 'iter_3.pth'))

@@ -1,129 +1,14 @@
 """Fault drill: inject real faults into real training / evaluation runs and count what survives.
 
-``python tools/analysis_tools/fault_drill.py [--out DIR] [--quick] [--only NAME ...] [--attempts N] [--seed S]``
-``python tools/analysis_tools/fault_drill.py --load 10000 [--load 1000]``  (tools/test.py load test, not in CI)
-
-Every drill runs the real stack (TransVAERunner, AtomicCheckpointHook, SafeOptimWrapper, ImageFolderDataset,
-tools/train.py, tools/test.py, tools/extract_latents.py, transvae.apis) on a tiny TransVAE (widths 8-16-16, 32² crops
-of generated images) and prints a Markdown table: attempts / survived / lost, and what "survived" was checked against.
-Faults come from :class:`transvae.engine.fault_injection.FaultInjectionHook` (SIGKILL, a killed or failing
-checkpoint write, NaN / Inf) or from the inputs themselves (corrupt files, malformed configs, odd images). Training
-runs are forked children (a real process killed with SIGKILL; no interpreter start-up per run); 2-rank runs use
-torchrun with gloo. ``--quick`` is the CI subset (``tests/reliability/test_fault_drill.py``).
+``PYTHONPATH=. python tools/analysis_tools/fault_drill.py [--out DIR] [--quick] [--only NAME ...] [--attempts N]
+[--seed S]``; ``--load 10000 [1000]``: the tools/test.py load test (not in CI). Run from the repository root: the drill
+is a project outside the library, ``projects/fault_drill/fault_drill/`` (the drills, their helpers and the
+``FaultInjectionHook`` they add to their configs; see :mod:`projects.fault_drill.fault_drill.drills`). It prints a
+Markdown table (attempts / survived / lost per fault) and exits 1 if any fault was lost.
 """
-from __future__ import annotations
-
-import argparse
-import json
-import os
-import os.path as osp
-import random
-import shutil
 import sys
-import tempfile
-import time
-from typing import Callable
 
-REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-# fault_drill_cases / fault_drill_lib sit beside this file: a script's own folder is sys.path[0]; the tests add it
-# through pytest's `pythonpath` (pyproject.toml).
-from fault_drill_cases import (drill_configs, drill_corrupt, drill_disk_full, drill_inputs,  # noqa: E402
-                               drill_kill_in_write, drill_nan, drill_rank_killed, drill_sigkill_resume,
-                               drill_sigkill_resume_fsdp, load_test)
-from fault_drill_cli import drill_cli_values, drill_output_over_input, drill_resume_changed_config  # noqa: E402
-from fault_drill_dit import drill_dit  # noqa: E402
-from fault_drill_docs import (drill_documented_commands, drill_launch_without_inputs,  # noqa: E402
-                              drill_vae_without_dinov2)
-from fault_drill_inputs import drill_api_contract, drill_image_bombs  # noqa: E402
-from fault_drill_remote import drill_malformed_checkpoints, drill_remote_checkpoints  # noqa: E402
-from fault_drill_user_data import drill_user_data_root  # noqa: E402
-from fault_drill_workdir import drill_shared_work_dir  # noqa: E402
-
-# ---------------------------------------------------------------------------------------------------------------------
-# the drill
-# ---------------------------------------------------------------------------------------------------------------------
-DRILLS: dict[str, Callable] = {
-    'sigkill_resume': lambda ctx: drill_sigkill_resume(ctx, workers=0),
-    'sigkill_resume_workers': lambda ctx: drill_sigkill_resume(ctx, workers=2),
-    'sigkill_resume_fsdp': drill_sigkill_resume_fsdp,
-    'kill_in_checkpoint_write': drill_kill_in_write,
-    'disk_full': drill_disk_full,
-    'corrupt_files': drill_corrupt,
-    'nan_inf': drill_nan,
-    'malformed_configs': drill_configs,
-    'odd_image_inputs': drill_inputs,
-    'rank_killed': drill_rank_killed,
-    # issue 20 (reliability round 3): each also has its hostile case as a test in tests/reliability/
-    'user_data_root': drill_user_data_root,
-    'remote_checkpoints': drill_remote_checkpoints,
-    'malformed_checkpoints': drill_malformed_checkpoints,
-    'shared_work_dir': drill_shared_work_dir,
-    'output_over_input': drill_output_over_input,
-    'cli_values': drill_cli_values,
-    'resume_changed_config': drill_resume_changed_config,
-    'dit': drill_dit,
-    'api_contract': drill_api_contract,
-    'image_bombs': drill_image_bombs,
-    'documented_commands': drill_documented_commands,
-    'launch_without_inputs': drill_launch_without_inputs,
-    'vae_without_dinov2': drill_vae_without_dinov2,
-}
-QUICK = ('sigkill_resume', 'kill_in_checkpoint_write', 'disk_full', 'corrupt_files', 'nan_inf', 'malformed_configs',
-         'odd_image_inputs')
-
-
-def table(rows: list[dict]) -> str:
-    lines = ['| fault | attempts | survived | lost | checked |', '| --- | --- | --- | --- | --- |']
-    for r in rows:
-        lines.append(f"| {r['fault']} | {r['attempts']} | {r['survived']} | {r['lost']} | {r['check']} |")
-    return '\n'.join(lines)
-
-
-def run_drills(names: list[str], out: str, quick: bool, attempts: int, seed: int) -> list[dict]:
-    os.makedirs(out, exist_ok=True)
-    from fault_drill_lib import warm_up
-    warm_up()
-    ctx = dict(out=out, quick=quick, attempts=attempts, rng=random.Random(seed))
-    rows = []
-    for name in names:
-        t0 = time.time()
-        try:
-            got = DRILLS[name](ctx)
-        except Exception as e:  # noqa: BLE001 - a drill that crashes counts as lost, with the reason
-            got = [dict(fault=name, attempts=1, survived=0, lost=1, check=f'drill crashed: {type(e).__name__}: {e}')]
-        for r in (got if isinstance(got, list) else [got]):
-            r['seconds'] = round(time.time() - t0, 1)
-            rows.append(r)
-            print(f"[{name}] {r['fault']}: {r['survived']}/{r['attempts']} survived, {r['lost']} lost "
-                  f"({r['seconds']} s) -- {r['check']}", flush=True)
-    return rows
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description='Fault drill (see the module docstring)')
-    p.add_argument('--out', default=None, help='work directory (default: a temporary one)')
-    p.add_argument('--quick', action='store_true', help='the CI subset, one attempt each')
-    p.add_argument('--only', nargs='+', choices=sorted(DRILLS), help='run only these drills')
-    p.add_argument('--attempts', type=int, default=3, help='attempts of the SIGKILL drills')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--load', type=int, nargs='+', metavar='N', help='run the tools/test.py load test at N images')
-    p.add_argument('--json', help='write the rows as JSON here')
-    args = p.parse_args(argv)
-    out = args.out or tempfile.mkdtemp(prefix='fault_drill_')
-    if args.load:
-        rows = [load_test(n, osp.join(out, f'load_{n}')) for n in args.load]
-        print(json.dumps(rows, indent=1))
-        return 0
-    names = args.only or (list(QUICK) if args.quick else list(DRILLS))
-    rows = run_drills(names, out, args.quick, 1 if args.quick else args.attempts, args.seed)
-    print(table(rows))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(rows, f, indent=1)
-    if not args.out:
-        shutil.rmtree(out, ignore_errors=True)
-    return 0 if all(r['lost'] == 0 and r['survived'] == r['attempts'] for r in rows) else 1
-
+from projects.fault_drill.fault_drill.drills import build_parser, main
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(main(build_parser().parse_args()))

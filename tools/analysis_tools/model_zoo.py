@@ -24,7 +24,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from transvae.utils import register_all_modules
+from transvae.apis import register_all_modules
 from transvae.utils.complexity import (PAPER_INCONSISTENT, PAPER_PARAMS, build_encoder_decoder,
                                        count_macs, count_params_meta)
 

@@ -1,7 +1,9 @@
 """Fingerprint what a refactor must not change: state-dict keys and shapes, initial weights, outputs and first losses.
 
-``python tools/analysis_tools/numerics_fingerprint.py --out FILE.json [--only SUBSTR ...]``
+``PYTHONPATH=. python tools/analysis_tools/numerics_fingerprint.py --out FILE.json [--only SUBSTR ...]``
 ``python tools/analysis_tools/numerics_fingerprint.py --compare A.json B.json``
+
+(from the repository root: the DiT configs import ``projects.lightningdit``)
 
 For every model / recipe / experiment config (with ``--preset cpu``: micro widths, built for real), the DiT micro
 model (the LightningDiT configs' CPU preset) and Swin-VAE-T at paper width: build the model under
@@ -46,7 +48,7 @@ def _configs() -> list[str]:
 def _load(path: str, preset: Optional[str], presets_key: str = 'presets'):
     from mmengine.config import Config
 
-    from transvae.engine.utils import apply_preset
+    from transvae.engine.config_surgery import apply_preset
     cfg = Config.fromfile(path)
     if preset and presets_key == 'presets':
         apply_preset(cfg, preset)
@@ -117,9 +119,8 @@ def fingerprint_dit(path: str) -> dict[str, Any]:
 
 
 def collect(only: list[str]) -> dict[str, Any]:
-    from transvae.utils import register_all_modules
+    from transvae.apis import register_all_modules
     register_all_modules()
-    sys.path.insert(0, REPO)  # the DiT project imports as projects.lightningdit
     out: dict[str, Any] = {}
     jobs: list[tuple[str, Any]] = []
     for p in _configs():

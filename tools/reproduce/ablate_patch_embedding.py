@@ -5,8 +5,8 @@ default, so either tool reuses the other's finished runs).
 """
 import sys
 
-from transvae.studies.cli import study_main
-from transvae.studies.figures import FIG3C
+from projects.paper_studies.paper_studies.cli import study_main
+from projects.paper_studies.paper_studies.paper import FIG3C
 
 if __name__ == '__main__':
     argv = sys.argv[1:]

@@ -5,7 +5,7 @@ and the config that was trained (the dumped ``<name>.py`` in the work dir, so ``
 ``--params-from config`` counts the paper-scale experiment config instead). Parameters (encoder + decoder) come from
 ``transvae.utils.complexity.count_params_meta(cfg)`` on the meta device.
 
-    .venv/bin/python tools/reproduce/plot_scaling_curves.py --root work_dirs/reproduce/scaling
+    PYTHONPATH=. .venv/bin/python tools/reproduce/plot_scaling_curves.py --root work_dirs/reproduce/scaling
 
 Writes ``ROOT/scaling.png`` (PSNR | val loss | the paper's Fig. 5b PSNR for reference), ``ROOT/scaling.csv``,
 ``ROOT/scaling.md`` and ``ROOT/epoch_curves.png`` (Fig. 5a: per-epoch mean of the training reconstruction loss
@@ -21,9 +21,9 @@ import math
 import os.path as osp
 import sys
 
-from transvae.studies.logs import CLAIM_METRIC, collect, num
-from transvae.studies.plots import plot_epoch_curves
-from transvae.studies.study import EXP_DIR, Variant
+from projects.paper_studies.paper_studies.logs import CLAIM_METRIC, collect, num
+from projects.paper_studies.paper_studies.plots import plot_epoch_curves
+from projects.paper_studies.paper_studies.study import EXP_DIR, Variant
 
 
 def _fmt(v, nd: int = 4) -> str:
@@ -50,7 +50,7 @@ def params_of(work_dir: str, name: str, source: str) -> float:
     """Encoder + decoder parameters (count) of the trained config (or the experiment config)."""
     from mmengine.config import Config
 
-    from transvae.utils import register_all_modules
+    from transvae.apis import register_all_modules
     from transvae.utils.complexity import count_params_meta
     register_all_modules()
     path = None

@@ -4,7 +4,8 @@ Reads the Fig. 3(b) study's work dirs (``--root``, variants ``pe_rope`` and ``pe
 explicit ``--ckpt LABEL=WORKDIR_OR_PTH`` pairs. Photos smaller than a crop are upscaled (counted in the table),
 larger ones are not downscaled; every image is reconstructed whole.
 
-    .venv/bin/python tools/reproduce/test_rope_extrapolation.py --root work_dirs/reproduce/position_encoding
+    PYTHONPATH=. .venv/bin/python tools/reproduce/test_rope_extrapolation.py \
+        --root work_dirs/reproduce/position_encoding
 
 Writes under ``--out`` (default ``ROOT/extrapolation``): ``psnr.md``, ``psnr.csv`` (mean PSNR / SSIM per model,
 seed and resolution; seed mean and spread) and ``picture.png`` (one photo at ``--picture-resolutions``, rows =
@@ -16,8 +17,8 @@ import glob
 import os
 import os.path as osp
 
-from transvae.studies.photos import resolve_checkpoint, val_photo_paths
-from transvae.studies.pictures import extrapolation, extrapolation_picture, mean_over_seeds
+from projects.paper_studies.paper_studies.photos import resolve_checkpoint, val_photo_paths
+from projects.paper_studies.paper_studies.pictures import extrapolation, extrapolation_picture, mean_over_seeds
 
 
 def main(argv=None) -> None:

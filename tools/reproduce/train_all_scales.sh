@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fig. 5: train every configs/experiments/scaling/*.py (CNN / ViT / Swin / TransVAE x Tiny..Giant) with the study
-# driver (transvae.studies): a run with ROOT/<name>/seed_S/done.json is skipped, an interrupted one resumes.
+# driver (projects/paper_studies): a run with ROOT/<name>/seed_S/done.json is skipped, an interrupted one resumes.
 #
 # Usage: tools/reproduce/train_all_scales.sh [driver flags...]
 #   e.g. tools/reproduce/train_all_scales.sh --max-iters 100 --val-interval 50          # CPU micro run (default preset cpu)
@@ -8,7 +8,7 @@
 #        PRESET=none tools/reproduce/train_all_scales.sh --gpus 8                        # paper scale, dist_train.sh
 #        FILTER='transvae_*' tools/reproduce/train_all_scales.sh                          # a subset (shell glob)
 # Env: ROOT (work_dirs/reproduce/scaling), PRESET (cpu; 'none' = paper scale), FILTER (*), PYTHON (the repo .venv).
-# Then: .venv/bin/python tools/reproduce/plot_scaling_curves.py --root $ROOT
+# Then: PYTHONPATH=. .venv/bin/python tools/reproduce/plot_scaling_curves.py --root $ROOT
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -27,8 +27,8 @@ for cfg in "${configs[@]}"; do
   i=$((i + 1))
   name=$(basename "$cfg" .py)
   echo "[$i/$n] $name: $(date +%T)"
-  if ! (cd "$REPO" && "$PYTHON" -m transvae.studies.cli "$cfg" --label "$name" --root "$ROOT" --preset "$PRESET" \
-        --val-interval 0 "$@"); then
+  if ! (cd "$REPO" && "$PYTHON" -m projects.paper_studies.paper_studies.cli "$cfg" --label "$name" --root "$ROOT" \
+        --preset "$PRESET" --val-interval 0 "$@"); then
     echo "[$i/$n] $name: FAILED (see $ROOT/$name/seed_*/driver.log); continuing" >&2
     failed+=("$name")
   fi

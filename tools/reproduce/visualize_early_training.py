@@ -1,17 +1,17 @@
 """Fig. 1: CNN-VAE vs ViT-VAE vs TransVAE early in training -- val curves over seeds and one reconstruction grid.
 
-Trains (or reuses) the three variants of ``transvae.studies.figures.FIG1`` for every seed with a checkpoint every
+Trains (or reuses) the three variants of ``FIG1`` (paper_studies/paper.py) for every seed with a checkpoint every
 ``--ckpt-every`` iterations (all kept), reports them (curves.png / results.md with the claims) and draws
 ``early_training_grid.png`` (rows = model x step of seed 0, columns = held-out photos).
 
-    .venv/bin/python tools/reproduce/visualize_early_training.py --seeds 0 1 --steps 250 500 1250
+    PYTHONPATH=. .venv/bin/python tools/reproduce/visualize_early_training.py --seeds 0 1 --steps 250 500 1250
 """
 import argparse
 import os.path as osp
 
-from transvae.studies.cli import add_study_args, main_for_study
-from transvae.studies.figures import FIG1
-from transvae.studies.pictures import early_training_grid
+from projects.paper_studies.paper_studies.cli import add_study_args, main_for_study
+from projects.paper_studies.paper_studies.paper import FIG1
+from projects.paper_studies.paper_studies.pictures import early_training_grid
 
 
 def main(argv=None) -> None:

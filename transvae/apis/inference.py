@@ -69,7 +69,8 @@ def init_model(config: str | Config, checkpoint: str | None = None, device: str 
             does not fit the config's model raises ``CheckpointMismatchError`` naming the config it was trained
             with.
         device: target device.
-        cfg_options: ``Config.merge_from_dict`` overrides, e.g. ``{'model.arch.widths': [...]}``.
+        cfg_options: overrides (dotted keys), e.g. ``{'model.arch.widths': [...]}``; a misspelt top-level key is
+            refused, as ``--cfg-options`` is (:func:`transvae.apis.entry.load_config`).
         preset: merge ``cfg.presets[preset]`` (e.g. ``'cpu'``) before ``cfg_options``.
         trusted: allow a checkpoint that needs arbitrary unpickling (it can run code): only for files you trust.
             ``None`` (default): the innermost ``transvae.engine.checkpoint_io.trusted_checkpoints`` block decides
@@ -78,33 +79,12 @@ def init_model(config: str | Config, checkpoint: str | None = None, device: str 
     Returns:
         The model in eval mode; ``model.cfg`` holds the config used.
     """
-    from transvae.engine.checkpoint_compat import check_checkpoint_fits, config_name_of, strip_prefix
-    from transvae.engine.checkpoint_io import load_checkpoint_file, state_dict_of
-    from transvae.registry import MODELS
-    from transvae.utils import register_all_modules
-
-    if isinstance(config, (str, os.PathLike)):
-        cfg = Config.fromfile(str(config))
-    elif isinstance(config, Config):
-        cfg = config.copy() if hasattr(config, 'copy') else config
-    else:
-        raise TypeError(f'config must be a path or an mmengine Config, got {type(config).__name__}')
-    if preset:
-        from transvae.engine.utils import apply_preset
-        apply_preset(cfg, preset)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    register_all_modules()
-    model_cfg = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
-    model_cfg.pop('init_cfg', None) if checkpoint else None  # no pretrained init when weights follow
-    model = MODELS.build(model_cfg)
-    if checkpoint is not None:
-        ckpt = load_checkpoint_file(checkpoint, map_location='cpu', trusted=trusted)
-        check_checkpoint_fits(model, ckpt, str(checkpoint), config_name_of(cfg), allow_partial=False,
-                              tool_hint='`init_model({config!r}, {ckpt!r})`')
-        model.load_state_dict(strip_prefix(state_dict_of(ckpt)), strict=True)
+    from transvae.apis.entry import build_model, load_config
+    cfg = load_config(config, preset, cfg_options)
+    model = build_model(cfg, checkpoint, device, trusted=trusted, allow_partial=False,
+                        tool_hint='`init_model({config!r}, {ckpt!r})`')
     model.cfg = cfg
-    return model.to(device).eval()
+    return model
 
 
 # ---------------------------------------------------------------------------------------------------------------------

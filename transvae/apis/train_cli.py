@@ -1,9 +1,11 @@
-"""The ``tools/train.py`` command line: argument parsing, the config it resolves, the runner it builds.
+"""The ``tools/train.py`` command line: argument parsing, the config it resolves, the training it starts.
 
-Order of config changes: ``--preset`` first, then the shortcut flags (``--data-root``, ``--batch-size``,
-``--max-iters``/``--epochs``, ``--resolution``, ``--seed``, ``--deterministic``, ``--amp``), then ``--cfg-options``
-(the most explicit wins). Kept in the package (not in the script) so that other code builds exactly the config a
-training command trains, e.g. :func:`transvae.studies.speed.variant_config` from a study's recorded command line.
+The config and the runner come from the entry layer (:mod:`transvae.apis.entry`) that ``tools/test.py``,
+``tools/extract_latents.py`` and ``init_model`` use too. Order of config changes: ``--preset`` first, then the
+shortcut flags (``--data-root``, ``--batch-size``, ``--max-iters``/``--epochs``, ``--resolution``, ``--seed``,
+``--deterministic``, ``--amp``), then ``--cfg-options`` (the most explicit wins). Kept in the package (not in the
+script) so that other code builds exactly the config a training command trains (:func:`build_config` from a
+recorded command line).
 
 Checks before the runner is built: every numeric option has an argparse type (:mod:`transvae.utils.cli_types`: a
 zero or negative ``--max-iters`` / ``--batch-size`` / ``--epochs`` / ``--resolution`` is a usage error, exit 2), the
@@ -21,13 +23,15 @@ import argparse
 import os
 import os.path as osp
 
+from collections.abc import Callable
+
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
-from transvae.engine.utils import (apply_preset, init_cpu_distributed, set_amp, set_data_root, set_epochs,
-                                   set_max_iters, set_resolution, shutdown_distributed)
-from transvae.utils import register_all_modules
+from transvae.apis.entry import build_runner, load_config
+from transvae.apis.setup_env import register_all_modules
+from transvae.engine.config_surgery import set_amp, set_epochs, set_max_iters, set_resolution
+from transvae.engine.dist_setup import init_cpu_distributed, shutdown_distributed
 from transvae.utils.allocator import tune_cpu_allocator
 from transvae.utils.cli_types import non_negative_int, positive_float, positive_int
 
@@ -73,37 +77,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build_config(args: argparse.Namespace) -> Config:
-    """The config after preset, shortcuts and ``--cfg-options`` (no side effects)."""
-    from transvae.engine.config_validation import load_config
-    cfg = load_config(args.config)  # a syntax error names the file and line
-    if args.preset:
-        try:
-            apply_preset(cfg, args.preset)
-        except KeyError as e:
-            raise SystemExit(f'error: {e.args[0]}') from None
-    if args.data_root:
-        set_data_root(cfg, args.data_root)
-    # `is not None`, never truthiness: a 0 that reached here must fail loudly below, not be dropped
-    if args.batch_size is not None:
-        cfg.train_dataloader.batch_size = args.batch_size
-    if args.max_iters is not None:
-        set_max_iters(cfg, args.max_iters)
-    if args.epochs is not None:
-        set_epochs(cfg, args.epochs)
-    if args.resolution is not None:
-        set_resolution(cfg, args.resolution)
-    if args.seed is not None:
-        cfg.setdefault('randomness', {})['seed'] = args.seed
-    if args.deterministic:
-        cfg.setdefault('randomness', {})['deterministic'] = True
-    if args.amp:
-        set_amp(cfg, args.amp_dtype)
-    from transvae.engine.config_validation import check_config_values, check_top_level_keys, merge_cfg_options
-    merge_cfg_options(cfg, args.cfg_options)
-    check_top_level_keys(cfg)
-    check_config_values(cfg)  # max_iters='ten', batch_size=-1: an error naming the key, before the runner
+def _shortcuts(args: argparse.Namespace) -> Callable[[Config], None]:
+    """The shortcut flags of ``args`` as one config edit (applied after the preset, before ``--cfg-options``)."""
+    def apply(cfg: Config) -> None:
+        # `is not None`, never truthiness: a 0 that reached here must fail loudly in the checks, not be dropped
+        if args.batch_size is not None:
+            cfg.train_dataloader.batch_size = args.batch_size
+        if args.max_iters is not None:
+            set_max_iters(cfg, args.max_iters)
+        if args.epochs is not None:
+            set_epochs(cfg, args.epochs)
+        if args.resolution is not None:
+            set_resolution(cfg, args.resolution)
+        if args.seed is not None:
+            cfg.setdefault('randomness', {})['seed'] = args.seed
+        if args.deterministic:
+            cfg.setdefault('randomness', {})['deterministic'] = True
+        if args.amp:
+            set_amp(cfg, args.amp_dtype)
+    return apply
 
+
+def build_config(args: argparse.Namespace) -> Config:
+    """The config after preset, shortcuts and ``--cfg-options``, checked (:func:`transvae.apis.entry.load_config`);
+    then the work dir, ``--resume`` and the launcher (no side effects)."""
+    cfg = load_config(args.config, args.preset, args.cfg_options, data_root=args.data_root,
+                      shortcuts=_shortcuts(args))
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -127,40 +126,11 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def check_train_outputs(cfg: Config, config_path: str) -> None:
     """Refuse a work dir that is the config file, lies inside a data root or cannot be written (before the runner)."""
-    from transvae.engine.utils import dataset_roots
+    from transvae.engine.config_surgery import dataset_roots
     from transvae.utils.output_paths import check_outputs
     inputs = {'config': config_path}
     inputs.update({f'data root of {where}': root for where, root in dataset_roots(cfg)})
     check_outputs({'--work-dir': cfg.work_dir}, inputs, dirs=['--work-dir'])
-
-
-def build_runner(cfg: Config) -> Runner:
-    """mmengine's ``Runner`` for ``cfg``, or the registered ``runner_type`` (FSDP configs need ``FlexibleRunner``)."""
-    if cfg.get('strategy', None) is not None:
-        check_strategy_runner(cfg)
-    if 'runner_type' in cfg:
-        from transvae.registry import RUNNERS
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
-
-
-def check_strategy_runner(cfg: Config) -> None:
-    """A ``strategy`` (e.g. FSDP) is read only by mmengine's ``FlexibleRunner``: refuse to ignore it silently."""
-    from mmengine.runner import FlexibleRunner
-
-    from transvae.registry import RUNNERS
-    runner_type = cfg.get('runner_type', 'Runner')
-    cls = RUNNERS.get(runner_type) if isinstance(runner_type, str) else runner_type
-    if not (isinstance(cls, type) and issubclass(cls, FlexibleRunner)):
-        raise SystemExit(f"error: the config sets `strategy` ({cfg.strategy.get('type')}), which only mmengine's "
-                         f"FlexibleRunner uses, but runner_type={runner_type!r}. Set runner_type = "
-                         "'FlexibleRunner' in the config (see configs/_base_/strategies/fsdp.py), or remove "
-                         '`strategy`.')
-    from transvae.engine.fsdp import check_fsdp_config
-    try:
-        check_fsdp_config(cfg)
-    except ValueError as e:
-        raise SystemExit(f'error: {e}') from None
 
 
 def main(argv: list[str] | None = None) -> None:

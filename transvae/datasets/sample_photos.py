@@ -429,7 +429,7 @@ class SamplePhotosDataset(ImageFolderDataset):
     def check_data_root(data_root: str) -> None:
         """Raise :class:`~transvae.datasets.errors.DataRootError` unless the set may be assembled into (or reused
         from) ``data_root``; reads only. The tools call it for ``--data-root`` before anything runs
-        (``transvae.engine.utils.set_data_root``)."""
+        (``transvae.engine.config_surgery.set_data_root``)."""
         check_sample_photos_root(data_root)
 
     def load_data_list(self) -> list[dict]:

@@ -1,8 +1,9 @@
 """Crash-safe file writes: write to a temp file beside the target, fsync, ``os.replace``, fsync the directory.
 
-Used by the checkpoint hook, the runner's ``save_checkpoint``, the FSDP strategy and the checkpoint converters, so an
-interrupted write never leaves a truncated file under the final name; ``remove_stale_tmp_files`` clears the temp
-files that a killed writer leaves behind.
+Used by the checkpoint hook, the runner's checkpoints (``torch.save`` streamed into :func:`atomic_write`), the FSDP
+strategy and the checkpoint converters, so an interrupted write never leaves
+a truncated file under the final name; ``remove_stale_tmp_files`` clears the temp files that a killed writer leaves
+behind.
 """
 from __future__ import annotations
 

@@ -38,9 +38,18 @@ class CheckpointMismatchError(UserInputError, RuntimeError):
 class CheckpointFileError(CheckpointMismatchError, ValueError):
     """A checkpoint file is empty, truncated, malformed or not what it claims to be (or could not be fetched).
 
-    Raised by ``checkpoint_io`` / ``remote_checkpoint``. A :class:`CheckpointMismatchError` (the tools report both as
-    one ``error:`` line) and a ``ValueError``.
+    Raised by ``checkpoint_format``, ``checkpoint_io`` and ``remote_checkpoint``. A
+    :class:`CheckpointMismatchError` (the tools report both as one ``error:`` line) and a ``ValueError``.
     """
+
+
+def state_dict_of(ckpt: Any) -> dict:
+    """The model weights of a loaded checkpoint (``state_dict`` of an mmengine dict, or the dict itself)."""
+    if isinstance(ckpt, dict) and isinstance(ckpt.get('state_dict'), dict):
+        return ckpt['state_dict']
+    if isinstance(ckpt, dict):
+        return ckpt
+    raise TypeError(f'a checkpoint must be a dict, got {type(ckpt).__name__}')
 
 
 def strip_prefix(state_dict: dict, prefix: str = 'module.') -> dict:
@@ -132,7 +141,6 @@ def check_checkpoint_fits(model: nn.Module, checkpoint: dict, ckpt_path: str = '
     Returns:
         The one-sided submodules (``'+name'``: only in the checkpoint, ``'-name'``: only in the model).
     """
-    from transvae.engine.checkpoint_io import state_dict_of
     from mmengine.runner.checkpoint import get_state_dict
     sd = strip_prefix(state_dict_of(checkpoint))
     model_sd = get_state_dict(model)  # plain keys also through DDP-wrapped submodules (MMSeparateDDP), as saved

@@ -11,19 +11,22 @@ decoded on load (:func:`encode_checkpoint` / :func:`decode_checkpoint`):
 * in one rank's file of a sharded FSDP checkpoint (``state_dict_cfg='local'``), ``ShardedTensor`` -> its local
   shards as tensors with their offsets, rebuilt collectively on resume.
 
-:func:`load_checkpoint_file` is the one loader every tool and :func:`transvae.apis.init_model` use (it is also
-mmengine's loader for local paths once this module is imported, so ``load_from`` / ``resume`` go through it). A file
+:func:`load_checkpoint_file` is the one loader every tool and :func:`transvae.apis.init_model` use; importing this
+module makes it mmengine's loader for local paths and every remote scheme (:func:`register_mmengine_loaders`, called
+once, at the end of this module), so ``load_from``, ``resume`` and ``init_cfg=Pretrained`` go through it. A file
 that needs arbitrary unpickling (a checkpoint written before this encoding, or a hostile one) is refused with
 :class:`UntrustedCheckpointError` unless the caller opts in with ``trusted=True`` (tools: ``--trust-checkpoint``);
 the refusal names the globals the file would import, found without executing anything.
 
-Files are checked against what they claim before anything is allocated (:func:`check_file_structure`), so memory is
-bounded by the file's real size and a truncated or malformed file is a :class:`CheckpointFileError` naming the file,
-never a raw library traceback: the format is recognised by content (torch zip, legacy torch pickle, safetensors); a
-zip's entries must be stored uncompressed (as torch writes them) and lie inside the file; a safetensors header must
-be JSON whose every tensor (dtype, shape, byte range) lies inside the file, ranges not overlapping; the loaded object
-must be a dict. Remote checkpoints (``http(s)://``, ``torchvision://``, ``open-mmlab://``, ``mmcls://``, ``s3://``,
-...) are downloaded, verified and cached by :mod:`transvae.engine.remote_checkpoint` and then read by the same code.
+Files are checked against what they claim before anything is allocated
+(:func:`~transvae.engine.checkpoint_format.check_file_structure`), so memory is bounded by the file's real size and a
+truncated or malformed file is a :class:`CheckpointFileError` naming the file, never a raw library traceback; the
+loaded object must be a dict. Remote checkpoints (``http(s)://``, ``torchvision://``, ``open-mmlab://``,
+``mmcls://``, ``s3://``, ...) are downloaded, verified and cached by :mod:`transvae.engine.remote_checkpoint` and then
+read by the same code.
+
+Modules, bottom to top: ``checkpoint_compat`` (errors, does a checkpoint fit the model), ``checkpoint_format`` (file
+headers), ``remote_checkpoint`` (remote name -> verified local file), this module (reading, and mmengine's loaders).
 """
 from __future__ import annotations
 
@@ -33,9 +36,7 @@ import json
 import os.path as osp
 import pickle
 import re
-import struct
-import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 import numpy as np
@@ -43,7 +44,9 @@ import torch
 
 from transvae.utils.errors import UserInputError
 
-from .checkpoint_compat import CheckpointFileError
+from . import remote_checkpoint
+from .checkpoint_compat import CheckpointFileError, check_checkpoint_fits, state_dict_of, strip_prefix
+from .checkpoint_format import check_file_structure, read_safetensors_header
 
 TYPE_KEY = '__transvae_type__'
 SAFETENSORS_META_KEY = 'transvae_meta'
@@ -220,14 +223,14 @@ def load_checkpoint_file(path: str, map_location: Any = 'cpu', trusted: Optional
         CheckpointFileError: the file is empty, truncated, malformed, not a dict, or could not be fetched.
     """
     path = str(path)
-    from .remote_checkpoint import is_remote, load_remote
-    if is_remote(path):
-        return load_remote(path, map_location=map_location, trusted=trusted)
+    if remote_checkpoint.is_remote(path):
+        with remote_checkpoint.local_copy(path) as (local, shown):
+            ckpt = load_checkpoint_file(local, map_location=map_location, trusted=trusted, source=shown)
+        return remote_checkpoint.as_mmengine_loads(path, ckpt)
     path = osp.expanduser(path)
     if not osp.isfile(path):
         if '://' in path:
-            from .remote_checkpoint import unsupported_scheme_error
-            raise unsupported_scheme_error(path)
+            raise remote_checkpoint.unsupported_scheme_error(path)
         raise FileNotFoundError(f'checkpoint not found: {path}')
     name = source or path
     fmt = check_file_structure(path, name)
@@ -271,147 +274,6 @@ def _file_error(name: str, path: str, err: BaseException) -> CheckpointFileError
                                f'{detail}). Copy or download it again.')
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# what a file claims, checked before anything is allocated
-# ---------------------------------------------------------------------------------------------------------------------
-#: safetensors dtypes -> bytes per element (``safetensors`` 0.4+ names)
-SAFETENSORS_DTYPES = {'BOOL': 1, 'U8': 1, 'I8': 1, 'F8_E5M2': 1, 'F8_E4M3': 1, 'I16': 2, 'U16': 2, 'F16': 2,
-                      'BF16': 2, 'I32': 4, 'U32': 4, 'F32': 4, 'I64': 8, 'U64': 8, 'F64': 8}
-_MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors library's own limit
-
-
-def sniff_format(path: str) -> str:
-    """``'zip'`` (torch >= 1.6), ``'legacy'`` (older torch pickle), ``'safetensors'``, ``'empty'`` or ``'unknown'``,
-    from the first bytes of the file."""
-    try:
-        with open(path, 'rb') as f:
-            head = f.read(9)
-    except OSError as e:
-        raise CheckpointFileError(f'cannot read {path}: {e.strerror}') from None
-    if not head:
-        return 'empty'
-    if head[:2] == b'PK':
-        return 'zip'
-    if head[:1] == b'\x80':  # pickle protocol >= 2: torch's legacy format starts with a pickled magic number
-        return 'legacy'
-    if len(head) == 9 and head[8:9] == b'{':
-        return 'safetensors'
-    return 'unknown'
-
-
-def check_file_structure(path: str, name: Optional[str] = None) -> str:
-    """Check that the file at ``path`` is what it claims, reading only its headers; return its format.
-
-    Raises:
-        CheckpointFileError: empty, not a checkpoint format, a zip with compressed or out-of-file entries, a
-            safetensors header that is not JSON or claims bytes outside the file (message names ``name``).
-    """
-    name = name or path
-    fmt = sniff_format(path)
-    if path.endswith('.safetensors') and fmt != 'safetensors':
-        raise CheckpointFileError(f'{name} is not a safetensors file ({_describe(path, fmt)})')
-    if fmt == 'empty':
-        raise CheckpointFileError(f'{name} is empty (0 bytes): not a checkpoint (an interrupted copy or download?)')
-    if fmt == 'unknown':
-        raise CheckpointFileError(f'{name} is not a checkpoint ({_describe(path, fmt)}): expected a torch file '
-                                  '(.pth, a zip or a legacy pickle) or .safetensors')
-    if fmt == 'zip':
-        _check_torch_zip(path, name)
-    elif fmt == 'safetensors':
-        read_safetensors_header(path, name)
-    return fmt
-
-
-def _describe(path: str, fmt: str) -> str:
-    with open(path, 'rb') as f:
-        head = f.read(16)
-    return f'{osp.getsize(path)} bytes, starting {head!r}' if head else '0 bytes'
-
-
-def _check_torch_zip(path: str, name: str) -> None:
-    size = osp.getsize(path)
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error) as e:
-        raise CheckpointFileError(f'{name} is not a readable checkpoint: its zip directory is broken ({e}); the file '
-                                  f'({size} bytes) is truncated or corrupt. Copy or download it again.') from None
-    if not any(i.filename.endswith('data.pkl') for i in infos):
-        raise CheckpointFileError(f'{name} is a zip file but not a torch checkpoint (no data.pkl among its '
-                                  f'{len(infos)} entries)')
-    packed = [i.filename for i in infos if i.compress_type != zipfile.ZIP_STORED]
-    claimed = sum(i.file_size for i in infos)
-    if packed:
-        raise CheckpointFileError(
-            f'{name}: {len(packed)} zip entries are compressed (e.g. {packed[0]}), which torch never writes; '
-            f'unpacked they claim {claimed} bytes from a {size}-byte file. Refusing to inflate them.')
-    outside = [i.filename for i in infos if i.header_offset + i.file_size > size]
-    if outside or claimed > size:
-        raise CheckpointFileError(f'{name}: its zip entries claim {claimed} bytes but the file has {size} '
-                                  f'(e.g. {(outside or [infos[0].filename])[0]}); it is truncated or corrupt')
-
-
-def read_safetensors_header(path: str, name: Optional[str] = None) -> dict:
-    """The JSON header of a ``.safetensors`` file, checked against the file's real size.
-
-    Every tensor entry must have a known ``dtype``, a ``shape`` of non-negative ints and ``data_offsets`` inside the
-    data section whose length is ``prod(shape) * itemsize``; ranges must not overlap.
-
-    Raises:
-        CheckpointFileError: naming the file and the first entry that lies.
-    """
-    name = name or path
-    size = osp.getsize(path)
-    if size < 8:
-        raise CheckpointFileError(f'{name}: {size} bytes is too short for a safetensors file (8-byte header length)')
-    with open(path, 'rb') as f:
-        (n,) = struct.unpack('<Q', f.read(8))
-        if n > size - 8 or n > _MAX_SAFETENSORS_HEADER:
-            raise CheckpointFileError(f'{name}: its safetensors header claims {n} bytes but the file has {size}; '
-                                      'it is truncated or not a safetensors file')
-        raw = f.read(n)
-    try:
-        header = json.loads(raw.decode('utf-8'))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise CheckpointFileError(f'{name}: its safetensors header is not JSON ({e})') from None
-    if not isinstance(header, dict):
-        raise CheckpointFileError(f'{name}: its safetensors header is a {type(header).__name__}, expected an object')
-    data_len = size - 8 - n
-    spans = []
-    for key, info in header.items():
-        if key == '__metadata__':
-            if not (isinstance(info, dict) and all(isinstance(v, str) for v in info.values())):
-                raise CheckpointFileError(f'{name}: its safetensors __metadata__ must map strings to strings')
-            continue
-        where = f'{name}: tensor {key!r}'
-        if not isinstance(info, dict) or set(info) - {'dtype', 'shape', 'data_offsets'}:
-            raise CheckpointFileError(f'{where}: expected {{dtype, shape, data_offsets}}, got {str(info)[:100]}')
-        dtype, shape, offsets = info.get('dtype'), info.get('shape'), info.get('data_offsets')
-        if dtype not in SAFETENSORS_DTYPES:
-            raise CheckpointFileError(f'{where}: unsupported dtype {dtype!r} (expected one of '
-                                      f'{", ".join(SAFETENSORS_DTYPES)})')
-        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
-            raise CheckpointFileError(f'{where}: shape {shape!r} is not a list of non-negative ints')
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
-                and 0 <= offsets[0] <= offsets[1]):
-            raise CheckpointFileError(f'{where}: data_offsets {offsets!r} are not [begin, end] with 0 <= begin <= end')
-        if offsets[1] > data_len:
-            raise CheckpointFileError(f'{where} claims bytes {offsets[0]}..{offsets[1]} of a {data_len}-byte data '
-                                      f'section (the file has {size} bytes): it is truncated or its header lies')
-        numel = 1
-        for d in shape:
-            numel *= d
-        if numel * SAFETENSORS_DTYPES[dtype] != offsets[1] - offsets[0]:
-            raise CheckpointFileError(f'{where}: {dtype}{shape} needs {numel * SAFETENSORS_DTYPES[dtype]} bytes but '
-                                      f'its data_offsets span {offsets[1] - offsets[0]}')
-        spans.append((offsets[0], offsets[1], key))
-    spans.sort()
-    for (_, end, a), (begin, _, b) in zip(spans, spans[1:]):
-        if begin < end:
-            raise CheckpointFileError(f'{name}: tensors {a!r} and {b!r} overlap in the file')
-    return header
-
-
 def load_weights(model: torch.nn.Module, checkpoint: str, config_name: Optional[str] = None,
                  allow_partial: bool = True, trusted: Optional[bool] = None,
                  tool_hint: str = '`python tools/test.py {config} {ckpt}`') -> dict:
@@ -428,7 +290,6 @@ def load_weights(model: torch.nn.Module, checkpoint: str, config_name: Optional[
     Returns:
         The loaded checkpoint.
     """
-    from .checkpoint_compat import check_checkpoint_fits, strip_prefix
     ckpt = load_checkpoint_file(checkpoint, map_location='cpu', trusted=trusted)
     check_checkpoint_fits(model, ckpt, str(checkpoint), config_name, allow_partial=allow_partial,
                           tool_hint=tool_hint)
@@ -443,38 +304,42 @@ def _drop_executable_meta(ckpt: Any) -> Any:
     return ckpt
 
 
-def _mmengine_local_loader(filename: str, map_location: Any = None) -> dict:
-    """mmengine ``CheckpointLoader`` scheme for local paths (replaces its unrestricted ``torch.load``)."""
-    return load_checkpoint_file(filename, map_location=map_location)
+# ---------------------------------------------------------------------------------------------------------------------
+# mmengine's CheckpointLoader
+# ---------------------------------------------------------------------------------------------------------------------
+def _mmengine_loader(backend: str) -> Callable[..., dict]:
+    def loader(filename: str, map_location: Any = None) -> dict:
+        return load_checkpoint_file(filename, map_location=map_location)
+    loader.__name__ = loader.__qualname__ = f'load_from_{backend}'  # mmengine logs `name[10:]` as the backend name
+    loader.__doc__ = f'mmengine CheckpointLoader scheme ({backend}): :func:`load_checkpoint_file`.'
+    return loader
 
 
-_mmengine_local_loader.__name__ = 'load_from_local'  # mmengine logs `name[10:]` as the backend name
+#: mmengine's prefix groups (local paths: ``''``) -> our loader, named as mmengine names its own (same log line)
+MMENGINE_SCHEMES = {prefixes: _mmengine_loader(backend)
+                    for backend, prefixes in {'local': ('', ), **remote_checkpoint.MMENGINE_REMOTE_SCHEMES}.items()}
 
 
-def register_mmengine_loader() -> None:
+def register_mmengine_loaders() -> None:
     """Make :func:`load_checkpoint_file` mmengine's loader for local paths and every remote scheme mmengine knows
-    (``remote_checkpoint.register_remote_loaders``), so ``load_from``, ``resume``, ``init_cfg=Pretrained`` and
+    (:data:`MMENGINE_SCHEMES`, over mmengine's own), so ``load_from``, ``resume``, ``init_cfg=Pretrained`` and
     ``CheckpointLoader.load_checkpoint`` never reach an unrestricted ``torch.load`` (idempotent)."""
     from mmengine.runner.checkpoint import CheckpointLoader
+    for prefixes, loader in MMENGINE_SCHEMES.items():
+        if any(CheckpointLoader._schemes.get(p) is not loader for p in prefixes):
+            CheckpointLoader.register_scheme(prefixes=list(prefixes), loader=loader, force=True)
 
-    from .remote_checkpoint import register_remote_loaders
-    if CheckpointLoader._schemes.get('') is not _mmengine_local_loader:
-        CheckpointLoader.register_scheme(prefixes='', loader=_mmengine_local_loader, force=True)
-    register_remote_loaders()
+
+def foreign_schemes() -> dict:
+    """Prefixes of mmengine's ``CheckpointLoader`` whose loader is not transvae's (should be empty)."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    return {p: f'{fn.__module__}.{fn.__name__}' for p, fn in CheckpointLoader._schemes.items()
+            if not getattr(fn, '__module__', '').startswith('transvae.')}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # safetensors
 # ---------------------------------------------------------------------------------------------------------------------
-def state_dict_of(ckpt: Any) -> dict:
-    """The model weights of a loaded checkpoint (``state_dict`` of an mmengine dict, or the dict itself)."""
-    if isinstance(ckpt, dict) and isinstance(ckpt.get('state_dict'), dict):
-        return ckpt['state_dict']
-    if isinstance(ckpt, dict):
-        return ckpt
-    raise TypeError(f'a checkpoint must be a dict, got {type(ckpt).__name__}')
-
-
 def export_safetensors(ckpt: dict, out_path: str) -> int:
     """Write the weights of ``ckpt`` (and its JSON-able meta) to ``out_path``; returns the number of tensors.
 
@@ -523,16 +388,8 @@ def load_safetensors(path: str, device: str = 'cpu', name: Optional[str] = None)
     return {'state_dict': state_dict, 'meta': meta if isinstance(meta, dict) else {}}
 
 
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save(encode_checkpoint(obj))`` through a temp file + ``os.replace`` (see ``runner.atomic_write``)."""
-    from transvae.engine.atomic_io import atomic_write
-    encoded = encode_checkpoint(obj)
-    atomic_write(path, lambda f: torch.save(encoded, f))
+register_mmengine_loaders()  # the one place the loaders are installed: whoever can load a checkpoint has them
 
-
-register_mmengine_loader()
-
-__all__ = ['UntrustedCheckpointError', 'CheckpointFileError', 'check_file_structure', 'read_safetensors_header',
-           'sniff_format', 'encode_checkpoint', 'decode_checkpoint', 'trusted_checkpoints',
-           'load_checkpoint_file', 'load_weights', 'register_mmengine_loader', 'state_dict_of', 'export_safetensors',
-           'load_safetensors', 'atomic_torch_save']
+__all__ = ['UntrustedCheckpointError', 'encode_checkpoint', 'decode_checkpoint', 'trusted_checkpoints',
+           'load_checkpoint_file', 'load_weights', 'MMENGINE_SCHEMES', 'register_mmengine_loaders', 'foreign_schemes',
+           'export_safetensors', 'load_safetensors']

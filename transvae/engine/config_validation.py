@@ -2,16 +2,18 @@
 
 * :func:`check_cfg_options`: a ``--cfg-options`` key whose top-level name is neither in the config nor a key the
   Runner reads (``train_cfgg.max_iters=1``) is an error with a "did you mean" (mmengine would add the key and
-  ignore it). :func:`merge_cfg_options` checks, then merges: what ``tools/train.py`` and ``tools/test.py`` call.
+  ignore it). :func:`merge_cfg_options` checks, then merges.
 * :func:`check_top_level_keys`: a top-level key of a config file that is not a Runner key but is one typo away from
   one (``optim_wraper``) is an error; other helper variables (``data_root``, ``train_pipeline``) are allowed.
-* :func:`load_config`: a syntax error names the file and the line (mmengine says ``<unknown>``).
+* :func:`read_config`: a syntax error names the file and the line (mmengine says ``<unknown>``).
 * :func:`check_config_values`: a well-known numeric key (:data:`NUMERIC_KEYS`: ``train_cfg.max_iters``, a
   dataloader's ``batch_size``, an optimizer's ``lr``, ...) holding a non-number or an out-of-range number
   (``--cfg-options train_cfg.max_iters=ten``, ``train_dataloader.batch_size=-1``) is an error naming the key, before
   the Runner is built.
 * :func:`config_errors`: the ``TypeError`` of a misspelt nested keyword (``optimizer=dict(type='AdamW', lrr=...)``)
   is re-raised with the accepted argument names and a "did you mean", as an unknown ``type`` gets.
+
+Every command and ``init_model`` apply these in one order through :func:`transvae.apis.entry.load_config`.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ class ConfigSyntaxError(UserInputError, SyntaxError):
     """A config file (or one of its ``_base_`` files) that is not valid Python, with its path and line."""
 
 
-def load_config(path: str) -> Any:
+def read_config(path: str) -> Any:
     """``Config.fromfile(path)``; a syntax error names the file and line (mmengine reports ``<unknown>``)."""
     from mmengine.config import Config
     try:

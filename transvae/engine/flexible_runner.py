@@ -29,14 +29,13 @@ def _starts_with_init_dist(strategy, launcher: str) -> bool:
     and their subclasses), so that this runner may start it first; not a built strategy, not DeepSpeed / ColossalAI."""
     from mmengine._strategy import DDPStrategy, SingleDeviceStrategy
 
-    from transvae.registry import STRATEGIES
+    from transvae.registry import STRATEGIES, resolve_type
     if strategy is None:
         return True
     if not isinstance(strategy, dict):
         return False
-    t = strategy.get('type')
-    cls = STRATEGIES.get(t) if isinstance(t, str) else t
-    return isinstance(cls, type) and (issubclass(cls, DDPStrategy) or (
+    cls = resolve_type(strategy, STRATEGIES, missing_ok=True)  # an unknown name fails where the strategy is built
+    return cls is not None and (issubclass(cls, DDPStrategy) or (
         issubclass(cls, SingleDeviceStrategy) and launcher == 'none'))
 
 

@@ -3,10 +3,11 @@
 A config opts in with ``configs/_base_/strategies/fsdp.py`` (``runner_type='FlexibleRunner'`` and
 ``strategy=dict(type='TransVAEFSDPStrategy', ...)``). What this adds to mmengine's ``FSDPStrategy`` (0.10.7):
 
-* :func:`transvae_block_wrap_policy` (registered in ``FUNCTIONS``): every Transformer / ResNet block
-  (``TransVAEBlock``, ``ViTBlock``, ``SwinBlock``, ``ResBlock``, ``AttnBlock``, or any registered block named in
-  ``block_types``) becomes its own FSDP unit, so only one block's full parameters are materialised at a time; the
-  stems, samplers and heads stay in the root unit.
+* :func:`transvae_block_wrap_policy` (registered in ``FUNCTIONS``): every block (a module whose class declares
+  ``fsdp_unit = True``: ``TransVAEBlock``, ``ViTBlock``, ``SwinBlock``, ``ResBlock``, ``AttnBlock`` and any other
+  subclass of ``transvae.models.blocks.Block``; or the registered classes named in ``block_types``) becomes its own
+  FSDP unit, so only one block's full parameters are materialised at a time; the stems, samplers and heads stay in
+  the root unit.
 * CPU: mmengine passes ``device_id=LOCAL_RANK`` (a CUDA device); without CUDA the model is wrapped with
   ``device_id=torch.device('cpu')`` and trains over gloo. The CUDA path is unchanged.
 * Frozen networks are not sharded: the top-most submodules whose parameters are all frozen go to FSDP's
@@ -39,24 +40,23 @@ import torch
 from mmengine._strategy import FSDPStrategy
 from mmengine.config import Config
 from mmengine.dist import get_rank, is_main_process
+from mmengine.hooks import EMAHook
 from mmengine.model import is_model_wrapper
 from mmengine.optim import BaseOptimWrapper, OptimWrapperDict
 from torch import nn
 from torch.distributed.fsdp import FullyShardedDataParallel
 
-from transvae.registry import FUNCTIONS, STRATEGIES
+from transvae.registry import FUNCTIONS, HOOKS, OPTIM_WRAPPERS, STRATEGIES, resolve_type
 
-from .fsdp_model import (DEFAULT_BLOCK_TYPES, check_fsdp_model, frozen_submodules, move_unmanaged_states,
-                         resolve_block_types, transvae_block_wrap_policy)
+from .fsdp_model import (check_fsdp_model, frozen_submodules, is_fsdp_unit, move_unmanaged_states, resolve_block_types,
+                         transvae_block_wrap_policy)
+from .hooks.reconstruction_grid_hook import ReconstructionGridHook
 from .optimizers.safe_optim_wrapper import SafeAmpOptimWrapper, _any_rank
 from .optimizers.sharded_clip import ShardedGradClipMixin
 
-__all__ = ['DEFAULT_BLOCK_TYPES', 'resolve_block_types', 'transvae_block_wrap_policy', 'frozen_submodules',
+__all__ = ['is_fsdp_unit', 'resolve_block_types', 'transvae_block_wrap_policy', 'frozen_submodules',
            'move_unmanaged_states', 'check_fsdp_model', 'TransVAEFSDPStrategy', 'is_fsdp_config',
            'check_fsdp_config', 'fsdp_config_for_eval', 'check_no_aliased_states']
-
-_SAFE_AMP_TYPES = ('SafeAmpOptimWrapper', 'transvae.SafeAmpOptimWrapper', SafeAmpOptimWrapper)
-
 
 # ---------------------------------------------------------------------------------------------------------------------
 # strategy
@@ -152,7 +152,8 @@ class TransVAEFSDPStrategy(FSDPStrategy):
         """mmengine's build (the optimizer over the sharded parameters), then mark the wrappers for global-norm
         clipping; ``SafeAmpOptimWrapper`` gets mmengine's ``ShardedGradScaler`` (``use_fsdp=True``) as
         ``AmpOptimWrapper`` does."""
-        if isinstance(optim_wrapper, dict) and optim_wrapper.get('type') in _SAFE_AMP_TYPES:
+        cls = resolve_type(optim_wrapper, OPTIM_WRAPPERS, missing_ok=True) if isinstance(optim_wrapper, dict) else None
+        if cls is not None and issubclass(cls, SafeAmpOptimWrapper):
             optim_wrapper = copy.copy(optim_wrapper)
             optim_wrapper.setdefault('use_fsdp', True)
         built = super().build_optim_wrapper(optim_wrapper, model)
@@ -304,12 +305,8 @@ def is_fsdp_config(cfg: Config) -> bool:
     strategy = cfg.get('strategy', None)
     if not isinstance(strategy, dict):
         return False
-    t = strategy.get('type', None)
-    try:
-        cls = STRATEGIES.get(t) if isinstance(t, str) else t
-    except KeyError:
-        return False
-    return isinstance(cls, type) and issubclass(cls, FSDPStrategy)
+    cls = resolve_type(strategy, STRATEGIES, missing_ok=True)
+    return cls is not None and issubclass(cls, FSDPStrategy)
 
 
 def check_fsdp_config(cfg: Config) -> None:
@@ -321,17 +318,16 @@ def check_fsdp_config(cfg: Config) -> None:
     """
     if not is_fsdp_config(cfg):
         return
-    unsupported = dict(
-        EMAHook='the average would be taken of the per-rank parameter shards; train with EMA under DDP',
-        ReconstructionGridHook='it calls the model outside the FSDP forward, on sharded parameters; run '
-                               '`tools/test.py --show-dir` on a checkpoint instead')
+    unsupported = {
+        EMAHook: 'the average would be taken of the per-rank parameter shards; train with EMA under DDP',
+        ReconstructionGridHook: 'it calls the model outside the FSDP forward, on sharded parameters; run '
+                                '`tools/test.py --show-dir` on a checkpoint instead'}
     for hook in cfg.get('custom_hooks', None) or []:
-        t = hook.get('type') if isinstance(hook, dict) else type(hook)
-        name = t if isinstance(t, str) else getattr(t, '__name__', '')
-        for key, why in unsupported.items():
-            if key in name:
-                raise ValueError(f'{name} is not supported with FSDP (TransVAEFSDPStrategy): {why}, or remove the '
-                                 'hook.')
+        cls = resolve_type(hook, HOOKS, missing_ok=True)  # an unregistered name fails where the hook is built
+        for base, why in unsupported.items():
+            if cls is not None and issubclass(cls, base):
+                raise ValueError(f'{cls.__name__} is not supported with FSDP (TransVAEFSDPStrategy): {why}, or remove '
+                                 'the hook.')
 
 
 def fsdp_config_for_eval(cfg: Config, runner_type: str = 'TransVAERunner') -> bool:

@@ -2,37 +2,42 @@
 submodules stay out of the shards (frozen ones), and whether the model's training step is one FSDP can run.
 
 Used by :class:`~transvae.engine.fsdp.TransVAEFSDPStrategy`; reads models through the registry and their attributes
-only (the engine imports nothing from ``transvae.models``).
+only (the engine imports nothing from ``transvae.models``): a block says it is an FSDP unit with the class attribute
+``fsdp_unit = True``, which every block of the model core inherits from its base class
+(``transvae.models.blocks.Block``).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from mmengine.model import BaseModel
 from torch import nn
 
-from transvae.registry import FUNCTIONS, MODELS
+from transvae.registry import FUNCTIONS, MODELS, resolve_type
 
-__all__ = ['DEFAULT_BLOCK_TYPES', 'resolve_block_types', 'transvae_block_wrap_policy', 'frozen_submodules',
+__all__ = ['is_fsdp_unit', 'resolve_block_types', 'transvae_block_wrap_policy', 'frozen_submodules',
            'move_unmanaged_states', 'check_fsdp_model']
-
-DEFAULT_BLOCK_TYPES: tuple[str, ...] = ('TransVAEBlock', 'ViTBlock', 'SwinBlock', 'ResBlock', 'AttnBlock')
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # auto-wrap policy
 # ---------------------------------------------------------------------------------------------------------------------
-def resolve_block_types(block_types: Sequence[Union[str, type]]) -> tuple[type, ...]:
+def is_fsdp_unit(module: nn.Module) -> bool:
+    """Whether ``module``'s class declares itself one FSDP unit (``fsdp_unit = True``, e.g. every block)."""
+    return getattr(type(module), 'fsdp_unit', False) is True
+
+
+def resolve_block_types(block_types: Union[str, type, Sequence[Union[str, type]]]) -> tuple[type, ...]:
     """Classes of ``block_types``: names are looked up in the ``MODELS`` registry (so a user-registered block can
     be named), classes are taken as they are. An unknown name raises the registry's ``KeyError`` (with hints)."""
     if isinstance(block_types, (str, type)):
         block_types = [block_types]
     classes = []
     for t in block_types:
-        cls = MODELS.get(t) if isinstance(t, str) else t
-        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        cls = resolve_type(t, MODELS)
+        if not issubclass(cls, nn.Module):
             raise TypeError(f'block_types: {t!r} is not an nn.Module class or the registered name of one')
         classes.append(cls)
     return tuple(classes)
@@ -40,17 +45,19 @@ def resolve_block_types(block_types: Sequence[Union[str, type]]) -> tuple[type, 
 
 @FUNCTIONS.register_module()
 def transvae_block_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_numel: int,
-                               block_types: Sequence[Union[str, type]] = DEFAULT_BLOCK_TYPES) -> bool:
+                               block_types: Optional[Sequence[Union[str, type]]] = None) -> bool:
     """FSDP auto-wrap policy (the callable form of ``torch.distributed.fsdp.wrap``): one FSDP unit per block.
 
-    Config: ``model_wrapper=dict(auto_wrap_policy=dict(type='transvae_block_wrap_policy'))``, optionally with
-    ``block_types=['TransVAEBlock', 'MyBlock']`` (registered names or classes).
+    Config: ``model_wrapper=dict(auto_wrap_policy=dict(type='transvae_block_wrap_policy'))``: every module whose
+    class declares ``fsdp_unit = True`` (every block: ``TransVAEBlock``, ``ViTBlock``, ``SwinBlock``, ``ResBlock``,
+    ``AttnBlock`` and any subclass of ``transvae.models.blocks.Block``, a user's included). ``block_types=[...]``
+    (registered names or classes) replaces that choice by an explicit list of classes.
 
     Args:
         module: the candidate submodule.
         recurse: FSDP asks whether to descend into ``module`` (always yes) rather than whether to wrap it.
         nonwrapped_numel: parameters of ``module`` not yet in a unit (unused: the unit boundary is the block).
-        block_types: the block classes that become units.
+        block_types: the classes that become units (``None``: the classes that declare ``fsdp_unit``).
 
     Returns:
         whether to recurse (``recurse=True``) or to wrap ``module`` (``recurse=False``).
@@ -58,6 +65,8 @@ def transvae_block_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_nume
     del nonwrapped_numel
     if recurse:
         return True
+    if block_types is None:
+        return is_fsdp_unit(module)
     return isinstance(module, resolve_block_types(block_types))
 
 

@@ -2,10 +2,12 @@
 
 mmengine's ``CheckpointLoader`` resolves ``http(s)://`` with ``torch.hub.load_state_dict_from_url`` (a full
 ``torch.load``, and a cache keyed by the file name only, so a later URL ending in the same name gets the first one's
-file) and several other schemes with plain ``torch.load``. :func:`register_remote_loaders` replaces every one of
-them (``checkpoint_io.register_mmengine_loader`` calls it on import), and :func:`load_remote` is what
-``checkpoint_io.load_checkpoint_file`` uses for a remote path, so ``init_model``, ``load_from`` / ``resume``,
-``init_cfg=dict(type='Pretrained')``, ``tools/test.py`` and ``tools/extract_latents.py`` all go through it:
+file) and several other schemes with plain ``torch.load``. ``checkpoint_io`` replaces every one of them
+(:data:`MMENGINE_REMOTE_SCHEMES`, registered by ``checkpoint_io.register_mmengine_loaders``) with
+``checkpoint_io.load_checkpoint_file``, which turns a remote path into a verified local file here
+(:func:`local_copy`) and reads that, so ``init_model``, ``load_from`` / ``resume``,
+``init_cfg=dict(type='Pretrained')``, ``tools/test.py`` and ``tools/extract_latents.py`` all go through it. This
+module fetches; it reads nothing:
 
 ========================================  ==========================================================================
 scheme                                    what happens
@@ -23,15 +25,15 @@ scheme                                    what happens
 
 Verification: a downloaded file must have the ``Content-Length`` the server announced, must not exceed
 :func:`max_download_bytes`, must match a sha256 when one is known, and must pass
-``checkpoint_io.check_file_structure`` before it is cached; a failed download leaves nothing in the cache. A sha256 is
-known from an ``#sha256=<64 hex>`` fragment of the URL, the ``sha256`` argument of :func:`fetch_url`, or the
+``checkpoint_format.check_file_structure`` before it is cached; a failed download leaves nothing in the cache. A sha256
+is known from an ``#sha256=<64 hex>`` fragment of the URL, the ``sha256`` argument of :func:`fetch_url`, or the
 torch-hub file-name convention ``name-<hex>.ext`` with at least 8 hex digits (the digest must start with them, as
 ``torch.hub`` checks with ``check_hash=True``); the name convention is applied to the URLs of the named schemes and of
 ``download.pytorch.org`` / ``download.openmmlab.com``, whose files all follow it, not to other hosts (where
-``model-20240101.pth`` is a date, not a hash). A cached file is re-hashed whenever a sha256 is known, and
-downloaded again if it differs. Cache: ``$TRANSVAE_CACHE_DIR/checkpoints`` (default ``~/.cache/transvae/checkpoints``);
-bound: ``$TRANSVAE_MAX_DOWNLOAD_MB`` (default 16384). Processes that fetch one URL at once on one host take turns
-on a lock file, so the file is downloaded once.
+``model-20240101.pth`` is a date, not a hash). A cached file is re-hashed whenever a sha256 is known, and downloaded
+again if it differs. Cache: ``$TRANSVAE_CACHE_DIR/checkpoints`` (default ``~/.cache/transvae/checkpoints``); bound:
+``$TRANSVAE_MAX_DOWNLOAD_MB`` (default 16384). Processes that fetch one URL at once on one host take turns on a lock
+file, so the file is downloaded once.
 """
 from __future__ import annotations
 
@@ -46,11 +48,13 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Optional
+from collections.abc import Iterator
+from typing import Optional
 
 from transvae.utils.files import exclusive_lock, sha256_file
 
 from .checkpoint_compat import CheckpointFileError
+from .checkpoint_format import check_file_structure
 
 #: default bound on one download (MiB), overridable by ``$TRANSVAE_MAX_DOWNLOAD_MB``
 DEFAULT_MAX_DOWNLOAD_MB = 16384
@@ -209,7 +213,6 @@ def fetch_url(url: str, sha256: Optional[str] = None, max_bytes: Optional[int] =
         RemoteCheckpointError: HTTP error, unreachable host, truncated or oversized download, wrong sha256, not a
             checkpoint; nothing is cached then.
     """
-    from .checkpoint_io import check_file_structure
     base, frag_sha = split_sha256(url)
     if not base.startswith(_HTTP):
         raise RemoteCheckpointError(f'{url}: not an http:// or https:// URL')
@@ -296,8 +299,9 @@ def resolve_url(path: str) -> str:
     return path
 
 
-def _load_ceph(path: str, map_location: Any, trusted: Optional[bool]) -> dict:
-    from .checkpoint_io import load_checkpoint_file
+@contextlib.contextmanager
+def _ceph_copy(path: str) -> Iterator[str]:
+    """A temporary local copy of an ``s3://`` / ``petrel://`` object (size bounded), deleted on exit."""
     try:
         from mmengine.fileio import get_file_backend
         backend = get_file_backend(path, backend_args={'backend': 'petrel'})
@@ -315,76 +319,55 @@ def _load_ceph(path: str, map_location: Any, trusted: Optional[bool]) -> dict:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
         del data
-        return load_checkpoint_file(tmp, map_location=map_location, trusted=trusted, source=f'{path} (fetched)')
+        yield tmp
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
 
 
-def load_remote(path: str, map_location: Any = 'cpu', trusted: Optional[bool] = None) -> dict:
-    """Fetch a remote checkpoint (module docstring), verify it and read it with ``checkpoint_io.load_checkpoint_file``
-    (``weights_only`` unless ``trusted``; ``None``: the enclosing ``trusted_checkpoints`` block decides).
+@contextlib.contextmanager
+def local_copy(path: str) -> Iterator[tuple[str, str]]:
+    """The verified local file a remote checkpoint stands for (module docstring), and how errors name it.
+
+    Yields:
+        ``(local path, name)``: the cached download of an ``http(s)://`` URL or a named scheme's URL, the file under
+        ``$MMENGINE_HOME`` an ``open-mmlab://`` name may stand for, or a temporary copy of an ``s3://`` /
+        ``petrel://`` object (deleted when the block ends). ``checkpoint_io.load_checkpoint_file`` reads it (with
+        ``source=name``) inside the block.
 
     Raises:
         RemoteCheckpointError: refused scheme, failed download or verification.
-        UntrustedCheckpointError: the file needs arbitrary unpickling (the message names the URL).
-        CheckpointFileError: the file is malformed.
     """
-    from .checkpoint_io import load_checkpoint_file
     if _matches(path, _PAVI):
         raise RemoteCheckpointError(
             f'{path}: pavi:// is not supported (mmengine\'s pavi loader unpickles a file its client downloads, and '
             'that client is not a dependency); download the file with pavi and pass its local path')
     if _matches(path, _CEPH):
-        return _load_ceph(path, map_location, trusted)
+        with _ceph_copy(path) as tmp:
+            yield tmp, f'{path} (fetched)'
+        return
     url = resolve_url(path)
     if not url.startswith(_HTTP):  # open-mmlab:// naming a file under $MMENGINE_HOME
-        return load_checkpoint_file(url, map_location=map_location, trusted=trusted)
+        yield url, url
+        return
     local = fetch_url(url, name_hash=True if url != path else None)  # named schemes: curated hub names
     shown = url if url == path else f'{path} ({split_sha256(url)[0]})'
-    ckpt = load_checkpoint_file(local, map_location=map_location, trusted=trusted,
-                                source=f'{shown} (downloaded to {local})')
+    yield local, f'{shown} (downloaded to {local})'
+
+
+def as_mmengine_loads(path: str, ckpt: dict) -> dict:
+    """What mmengine makes of a checkpoint loaded from ``path``: an ``mmcls://`` one keeps its ``backbone.``
+    weights, renamed (mmengine's ``_process_mmcls_checkpoint``); every other one is returned as it is."""
     if _matches(path, _MMCLS):
         from mmengine.runner.checkpoint import _process_mmcls_checkpoint
-        ckpt = _process_mmcls_checkpoint(ckpt)
+        return _process_mmcls_checkpoint(ckpt)
     return ckpt
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# mmengine registration
-# ---------------------------------------------------------------------------------------------------------------------
-def _make_loader(name: str) -> Callable:
-    def loader(filename: str, map_location: Any = None) -> dict:
-        return load_remote(filename, map_location=map_location)
-    loader.__name__ = name  # mmengine logs `name[10:]` as the backend name
-    loader.__qualname__ = name
-    loader.__doc__ = f'mmengine CheckpointLoader scheme ({name[10:]}): :func:`load_remote`.'
-    return loader
-
-
-#: mmengine prefix groups -> our loader (mmengine's own names, so its log line reads the same)
-MMENGINE_SCHEMES = {_HTTP: _make_loader('load_from_http'), _TORCHVISION: _make_loader('load_from_torchvision'),
-                    _OPENMMLAB: _make_loader('load_from_openmmlab'), _MMCLS: _make_loader('load_from_mmcls'),
-                    _CEPH: _make_loader('load_from_ceph'), _PAVI: _make_loader('load_from_pavi')}
-
-
-def register_remote_loaders() -> None:
-    """Register :data:`MMENGINE_SCHEMES` with mmengine's ``CheckpointLoader`` over its own loaders (idempotent)."""
-    from mmengine.runner.checkpoint import CheckpointLoader
-    for prefixes, loader in MMENGINE_SCHEMES.items():
-        if any(CheckpointLoader._schemes.get(p) is not loader for p in prefixes):
-            CheckpointLoader.register_scheme(prefixes=list(prefixes), loader=loader, force=True)
-
-
-def foreign_schemes() -> dict:
-    """Prefixes of mmengine's ``CheckpointLoader`` whose loader is not transvae's (should be empty)."""
-    from mmengine.runner.checkpoint import CheckpointLoader
-    return {p: f'{fn.__module__}.{fn.__name__}' for p, fn in CheckpointLoader._schemes.items()
-            if not getattr(fn, '__module__', '').startswith('transvae.')}
-
-
-from . import checkpoint_io as _checkpoint_io  # noqa: E402,F401 - its import registers the loaders above
+#: mmengine's remote prefix groups by the backend name of its own loader (``load_from_<name>``); ``checkpoint_io``
+#: registers its loader for each
+MMENGINE_REMOTE_SCHEMES = {'http': _HTTP, 'torchvision': _TORCHVISION, 'openmmlab': _OPENMMLAB, 'mmcls': _MMCLS,
+                           'ceph': _CEPH, 'pavi': _PAVI}
 
 __all__ = ['RemoteCheckpointError', 'HASH_NAMED_HOSTS', 'cache_dir', 'max_download_bytes', 'is_remote', 'split_sha256',
-           'hub_hash_prefix', 'fetch_url', 'resolve_url', 'load_remote', 'register_remote_loaders',
-           'foreign_schemes', 'MMENGINE_SCHEMES']
+           'hub_hash_prefix', 'fetch_url', 'resolve_url', 'local_copy', 'as_mmengine_loads', 'MMENGINE_REMOTE_SCHEMES']

@@ -2,16 +2,20 @@
 
 Differences from :class:`mmengine.runner.Runner` (0.10.7), everything else unchanged:
 
-* ``save_checkpoint`` writes to a temporary file in the target directory, flushes and fsyncs it, then
-  ``os.replace``-s it over the final name (and fsyncs the directory), so an interrupted save never leaves a truncated
-  ``iter_N.pth``. The checkpoint hook must be :class:`AtomicCheckpointHook` (a plain ``CheckpointHook`` is refused
-  with an error that says so), which writes the ``last_checkpoint`` pointer the same way and only after the
+* ``save_checkpoint`` is mmengine's, except its last step for a local file: instead of serialising the whole
+  checkpoint into memory and handing the bytes to a file backend (2-3x the checkpoint's size in host memory, tens of
+  GB for the largest models), ``torch.save`` streams into :func:`~transvae.engine.atomic_io.atomic_write`: a temporary
+  file in the target directory, flushed and fsynced, then ``os.replace``-d over the final name (and the directory
+  fsynced), so an interrupted save never leaves a truncated ``iter_N.pth`` (remote ``out_dir`` / ``backend_args``:
+  mmengine's backends, whose object stores replace whole objects anyway). The checkpoint hook must be :class:`AtomicCheckpointHook` (a plain ``CheckpointHook`` is
+  refused with an error that says so), which writes the ``last_checkpoint`` pointer the same way and only after the
   checkpoint it names is complete; ``--resume auto`` reads that pointer, so it only ever names complete files.
 * ``save_checkpoint`` refuses (``RuntimeError``, on every rank) to save a model with non-finite weights.
 * The torch / numpy / python RNG states are saved in the checkpoint (``rng_state``) and restored on resume where the
   uninterrupted run stood (after the loop has skipped the already-seen batches); validation runs with the RNG state
   saved and restored around it. A resumed run (same seed, ``num_workers=0`` or deterministic workers) therefore ends
   with the same weights as an uninterrupted one.
+* Checkpoints are encoded to load with ``torch.load(weights_only=True)`` (:mod:`~transvae.engine.checkpoint_io`).
 * The saved ``state_dict`` has the plain model's keys also when submodules are wrapped
   (``MMSeparateDistributedDataParallel`` wraps each trainable child in DDP, whose ``state_dict`` would read
   ``decoder.module.conv_in.weight``; such keys neither resume nor load into an unwrapped model), as mmengine's
@@ -26,22 +30,17 @@ Differences from :class:`mmengine.runner.Runner` (0.10.7), everything else uncha
 """
 from __future__ import annotations
 
-import time
-import warnings
+import contextlib
+from collections.abc import Iterator
 from typing import Optional
 
-import mmengine
+import mmengine.runner.runner as mm_runner_module
 import torch
-from mmengine.dist import get_rank
-from mmengine.fileio import FileClient, join_path
 from mmengine.hooks import CheckpointHook, EMAHook
 from mmengine.model import is_model_wrapper
-from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import get_state_dict
-from mmengine.runner.checkpoint import save_checkpoint as mm_save_checkpoint
-from mmengine.runner.checkpoint import weights_to_cpu
-from mmengine.utils import apply_to, get_git_hash
+from mmengine.runner.checkpoint import get_state_dict, weights_to_cpu
+from torch import nn
 
 from transvae.registry import RUNNERS
 
@@ -51,6 +50,28 @@ from .checkpoint_io import encode_checkpoint, load_checkpoint_file
 from .hooks.checkpoint_hook import AtomicCheckpointHook
 from .rng_state import RNGExactResumeMixin, get_rng_state
 from .work_dir_lock import WorkDirOwnerMixin
+
+
+@contextlib.contextmanager
+def _streamed_atomic_writes() -> Iterator[None]:
+    """While mmengine's ``Runner.save_checkpoint`` runs, its final write (the module-level ``save_checkpoint`` it
+    calls, which would ``torch.save`` into a ``BytesIO`` and ``put`` the bytes) streams a local file through
+    :func:`atomic_write` instead; remote targets and explicit backends keep mmengine's path. Swapped for the one call
+    and restored after it, so the rest of mmengine is untouched."""
+    original = mm_runner_module.save_checkpoint
+
+    def write(checkpoint: dict, filename: str, file_client_args: Optional[dict] = None,
+              backend_args: Optional[dict] = None) -> None:
+        if file_client_args is None and backend_args is None and is_local(filename):
+            atomic_write(filename, lambda f: torch.save(checkpoint, f))
+        else:
+            original(checkpoint, filename, file_client_args=file_client_args, backend_args=backend_args)
+
+    mm_runner_module.save_checkpoint = write
+    try:
+        yield
+    finally:
+        mm_runner_module.save_checkpoint = original
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -133,7 +154,7 @@ class TransVAERunner(RNGExactResumeMixin, WorkDirOwnerMixin, Runner):
         from mmengine.runner.checkpoint import _load_checkpoint_to_model
         checkpoint = load_checkpoint_file(filename, map_location=map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self.model.module if is_model_wrapper(self.model) else self.model
+        model = self._unwrapped_model()
         check_checkpoint_fits(model, checkpoint, str(filename), config_name_of(self.cfg), allow_partial=not strict,
                               tool_hint='`python tools/test.py {config} {ckpt}`')
         _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=revise_keys or [(r'^module\.', '')])
@@ -146,84 +167,42 @@ class TransVAERunner(RNGExactResumeMixin, WorkDirOwnerMixin, Runner):
     def save_checkpoint(self, out_dir: str, filename: str, file_client_args: Optional[dict] = None,
                         save_optimizer: bool = True, save_param_scheduler: bool = True, meta: Optional[dict] = None,
                         by_epoch: bool = True, backend_args: Optional[dict] = None) -> None:
-        """Save a checkpoint atomically (see the module docstring); same arguments as mmengine's."""
-        model = self.model.module if is_model_wrapper(self.model) else self.model
-        # the plain model's keys, also through wrapped submodules (MMSeparateDistributedDataParallel)
-        state_dict = get_state_dict(model)
+        """mmengine's ``save_checkpoint`` (same arguments) after the non-finite-weights check, streamed atomically into
+        a local file (:func:`_streamed_atomic_writes`); the content is completed in :meth:`call_hook` (see the module
+        docstring)."""
         # every rank checks (the weights are identical under DDP), so every rank raises together
-        bad = nonfinite_tensors(state_dict)
+        bad = nonfinite_tensors(get_state_dict(self._unwrapped_model()))
         if bad:
             raise RuntimeError(
                 f'Refusing to save checkpoint {filename}: the model has non-finite weights in {len(bad)} tensors '
                 f'(first: {", ".join(bad[:5])}). The previous checkpoint in {out_dir} is left intact; resume from it '
                 f'with `--resume` (lower lr, clip_grad, or fp32).')
-        if get_rank() != 0:
-            return
-        self._save_checkpoint_rank0(state_dict, out_dir, filename, file_client_args, save_optimizer,
-                                    save_param_scheduler, meta, by_epoch, backend_args)
+        with _streamed_atomic_writes():
+            super().save_checkpoint(out_dir, filename, file_client_args=file_client_args,
+                                    save_optimizer=save_optimizer, save_param_scheduler=save_param_scheduler,
+                                    meta=meta, by_epoch=by_epoch, backend_args=backend_args)
 
-    def _save_checkpoint_rank0(self, state_dict, out_dir, filename, file_client_args, save_optimizer,
-                               save_param_scheduler, meta, by_epoch, backend_args) -> None:
-        # Mirrors mmengine 0.10.7 Runner.save_checkpoint up to the file write.
-        if meta is None:
-            meta = {}
-        elif not isinstance(meta, dict):
-            raise TypeError(f'meta should be a dict or None, but got {type(meta)}')
-        if by_epoch:
-            meta.setdefault('epoch', self.epoch + 1)
-            meta.setdefault('iter', self.iter)
-        else:
-            meta.setdefault('epoch', self.epoch)
-            meta.setdefault('iter', self.iter + 1)
-
-        if file_client_args is not None:
-            warnings.warn('"file_client_args" will be deprecated in future. Please use "backend_args" instead',
-                          DeprecationWarning)
-            if backend_args is not None:
-                raise ValueError('"file_client_args" and "backend_args" cannot be set at the same time.')
-            file_client = FileClient.infer_client(file_client_args, out_dir)
-            filepath = file_client.join_path(out_dir, filename)
-        else:
-            filepath = join_path(out_dir, filename, backend_args=backend_args)
-
-        meta.update(
-            cfg=self.cfg.pretty_text,
-            seed=self.seed,
-            experiment_name=self.experiment_name,
-            config_file=config_name_of(self.cfg) or '',
-            time=time.strftime('%Y%m%d_%H%M%S', time.localtime()),
-            mmengine_version=mmengine.__version__ + get_git_hash())
-        if hasattr(self.train_dataloader.dataset, 'metainfo'):
-            meta.update(dataset_meta=self.train_dataloader.dataset.metainfo)
-
-        checkpoint = {
-            'meta': meta,
-            'state_dict': weights_to_cpu(state_dict),
-            'message_hub': apply_to(self.message_hub.state_dict(), lambda x: hasattr(x, 'cpu'), lambda x: x.cpu()),
-            'rng_state': get_rng_state(),
-        }
-        if save_optimizer:
-            if isinstance(self.optim_wrapper, OptimWrapper):
-                checkpoint['optimizer'] = apply_to(self.optim_wrapper.state_dict(), lambda x: hasattr(x, 'cpu'),
-                                                   lambda x: x.cpu())
-            else:
-                raise TypeError('self.optim_wrapper should be an `OptimWrapper` or `OptimWrapperDict` instance, '
-                                f'but got {self.optim_wrapper}')
-        if save_param_scheduler and self.param_schedulers is None:
-            self.logger.warning('`save_param_scheduler` is True but `self.param_schedulers` is None, so skip '
-                                'saving parameter schedulers')
-            save_param_scheduler = False
-        if save_param_scheduler:
-            if isinstance(self.param_schedulers, dict):
-                checkpoint['param_schedulers'] = {
-                    name: [s.state_dict() for s in schedulers] for name, schedulers in self.param_schedulers.items()}
-            else:
-                checkpoint['param_schedulers'] = [s.state_dict() for s in self.param_schedulers]  # type: ignore
-
-        self.call_hook('before_save_checkpoint', checkpoint=checkpoint)
-        if file_client_args is None and backend_args is None and is_local(filepath):
-            # HistoryBuffers / numpy encoded: the file loads with torch.load(weights_only=True) (checkpoint_io)
+    def call_hook(self, fn_name: str, **kwargs) -> None:
+        """mmengine's ``call_hook``; around ``before_save_checkpoint`` (called by mmengine's ``save_checkpoint`` on
+        rank 0 with the assembled checkpoint, which it then writes) the checkpoint gets, before the hooks see it, the
+        plain model's keys in ``state_dict`` (also through wrapped submodules), ``meta['config_file']`` and
+        ``rng_state``, and after them the encoding that lets it load with ``torch.load(weights_only=True)``
+        (:func:`~transvae.engine.checkpoint_io.encode_checkpoint`: HistoryBuffers, numpy arrays)."""
+        checkpoint = kwargs.get('checkpoint')
+        saving = fn_name == 'before_save_checkpoint' and isinstance(checkpoint, dict)
+        if saving:
+            state_dict = get_state_dict(self._unwrapped_model())
+            if list(state_dict) != list(checkpoint.get('state_dict', {})):  # submodules wrapped: `*.module.*` keys
+                checkpoint['state_dict'] = weights_to_cpu(state_dict)
+            if isinstance(checkpoint.get('meta'), dict):
+                checkpoint['meta']['config_file'] = config_name_of(self.cfg) or ''
+            checkpoint['rng_state'] = get_rng_state()
+        super().call_hook(fn_name, **kwargs)
+        if saving:
             encoded = encode_checkpoint(checkpoint)
-            atomic_write(filepath, lambda f: torch.save(encoded, f))
-        else:  # remote backends: mmengine's writer (object stores replace whole objects anyway)
-            mm_save_checkpoint(encode_checkpoint(checkpoint), filepath, file_client_args=file_client_args, backend_args=backend_args)
+            checkpoint.clear()
+            checkpoint.update(encoded)
+
+    def _unwrapped_model(self) -> nn.Module:
+        """The model inside the runner's own wrapper (DDP); its submodules may still be wrapped."""
+        return self.model.module if is_model_wrapper(self.model) else self.model

@@ -14,7 +14,7 @@ import os.path as osp
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from transvae.registry import DATASETS
+from transvae.registry import DATASETS, resolve_type
 
 __all__ = ['PHOTOS_ROOT', 'LAYOUTS', 'DatasetSpec', 'layout_of', 'parse_datasets', 'subset_file_list',
            'accepts_argument', 'set_max_images', 'eval_dataset_cfg']
@@ -108,24 +108,13 @@ def accepts_argument(cls: type, name: str) -> bool:
     return False
 
 
-def _dataset_class(ds: dict) -> Optional[type]:
-    typ = ds.get('type')
-    if isinstance(typ, type):
-        return typ
-    try:
-        cls = DATASETS.get(typ) if isinstance(typ, str) else None
-    except KeyError:
-        return None
-    return cls if isinstance(cls, type) else None
-
-
 def set_max_images(ds: dict, n: int) -> None:
     """Limit the dataset config ``ds`` to ``n`` images (in place).
 
     A dataset class that accepts ``max_images`` (``ImageFolderDataset``, ``SamplePhotosDataset`` and their
     subclasses) gets it; any other mmengine ``BaseDataset`` gets ``indices=n`` (its first ``n`` samples).
     """
-    cls = _dataset_class(ds)
+    cls = resolve_type(ds, DATASETS, missing_ok=True)
     if cls is not None and accepts_argument(cls, 'max_images'):
         ds['max_images'] = n
     else:

@@ -1,7 +1,8 @@
 """The reconstruction evaluation protocol: which test configs are run, and how their results become a report.
 
-``tools/test.py`` is the command line around it; the tool builds the runners and runs their test loops, everything
-that decides *what* is evaluated and *how it is described* is here (config-level, no Runner):
+``tools/test.py`` (:mod:`transvae.apis.test_cli`) is the command line around it; it builds the runners and runs
+their test loops, everything that decides *what* is evaluated and *how it is described* is here (config-level, no
+Runner):
 
 * single model: the config's own test set (:func:`single_model_config`);
 * several models x datasets x resolutions: :func:`expand_settings` lists the settings (dataset-major), and
@@ -11,7 +12,7 @@ that decides *what* is evaluated and *how it is described* is here (config-level
 
 The transforms a pipeline description knows are looked up through the registry and matched by class (subclasses
 included); the resolution of a pipeline is changed through the transforms' ``resolution_keys`` capability; the
-training-only submodules dropped for evaluation are those the model class accepts as optional arguments.
+training-only submodules dropped for evaluation are those the model class declares (``train_only_modules``).
 """
 from __future__ import annotations
 
@@ -24,19 +25,16 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from transvae.datasets.transforms.resolution import set_pipeline_resolution, transform_class
-from transvae.registry import MODELS
+from transvae.registry import MODELS, resolve_type
+from transvae.utils.errors import UserInputError
 
 from . import report as rp
 from .layouts import PHOTOS_ROOT, DatasetSpec, eval_dataset_cfg, set_max_images
 
-__all__ = ['TRAIN_ONLY_MODEL_KEYS', 'EvalSetting', 'none_ckpt', 'parse_model_spec', 'model_labels',
+__all__ = ['EvalSetting', 'none_ckpt', 'parse_model_spec', 'model_labels',
            'own_weights', 'weights_info', 'check_weights', 'eval_pipeline',
            'evaluator_cfg', 'describe_pipeline', 'strip_training_modules', 'single_model_config', 'expand_settings',
            'setting_config', 'single_report', 'multi_report']
-
-#: optional training-only submodules (e.g. of ``VAEGAN``) not built for evaluation (their checkpoint keys are ignored)
-TRAIN_ONLY_MODEL_KEYS = ('vf_loss', 'discriminator', 'gan_loss')
-
 
 @dataclass
 class EvalSetting:
@@ -117,6 +115,11 @@ def weights_info(model_cfg: Any, checkpoint: Optional[str]) -> dict[str, str]:
     return dict(source='random', detail='no checkpoint: RANDOM initial weights (an untrained model)')
 
 
+class WeightsSourceError(UserInputError, ValueError):
+    """A model that would run with random weights though nobody asked for them, or ``--random-weights`` with a
+    checkpoint."""
+
+
 def check_weights(model_cfg: Any, checkpoint: Optional[str], random_weights: bool, name: str) -> dict[str, str]:
     """:func:`weights_info`, refusing random weights unless asked for (``--random-weights``).
 
@@ -127,19 +130,19 @@ def check_weights(model_cfg: Any, checkpoint: Optional[str], random_weights: boo
         name: the config (for the message).
 
     Raises:
-        ValueError: no checkpoint and no weights of the model's own, without ``random_weights``; or
+        WeightsSourceError: no checkpoint and no weights of the model's own, without ``random_weights``; or
             ``random_weights`` with a checkpoint.
     """
     info = weights_info(model_cfg, checkpoint)
     if random_weights and info['source'] == 'checkpoint':
-        raise ValueError(f'--random-weights evaluates without a checkpoint, but {checkpoint} was given: drop one of '
-                         'the two.')
+        raise WeightsSourceError(f'--random-weights evaluates without a checkpoint, but {checkpoint} was given: drop '
+                                 'one of the two.')
     if info['source'] == 'random' and not random_weights:
         given = 'no checkpoint given' if checkpoint is None else f'checkpoint {checkpoint!r}'
-        raise ValueError(f'{name}: {given} and the model loads no weights of its own (no '
-                         f'{" / ".join(OWN_WEIGHTS_KEYS)} / Pretrained init_cfg), so it would be evaluated with random '
-                         'weights. Give a checkpoint, or --random-weights (and no checkpoint) to evaluate the '
-                         'untrained model on purpose; the report then says so.')
+        raise WeightsSourceError(f'{name}: {given} and the model loads no weights of its own (no '
+                                 f'{" / ".join(OWN_WEIGHTS_KEYS)} / Pretrained init_cfg), so it would be evaluated '
+                                 'with random weights. Give a checkpoint, or --random-weights (and no checkpoint) to '
+                                 'evaluate the untrained model on purpose; the report then says so.')
     return info
 
 
@@ -161,25 +164,15 @@ def model_labels(configs: list[str], labels: Optional[list[str]] = None) -> list
     return out
 
 
-def _model_class(model: dict) -> Optional[type]:
-    typ = model.get('type')
-    if isinstance(typ, type):
-        return typ
-    try:
-        cls = MODELS.get(typ) if isinstance(typ, str) else None
-    except KeyError:
-        return None
-    return cls if isinstance(cls, type) else None
-
-
 def strip_training_modules(cfg: Any) -> list[str]:
     """Drop the optional training-only submodules of ``cfg.model`` (in place); returns the keys dropped.
 
-    A key of :data:`TRAIN_ONLY_MODEL_KEYS` is dropped when it is set and the model class takes it as an optional
-    constructor argument (default ``None``), as ``VAEGAN`` does for its VF loss, discriminator and GAN loss.
+    A key is dropped when it is set and the model class declares it in ``train_only_modules`` and takes it as an
+    optional constructor argument (default ``None``), as ``VAEGAN`` does for its VF loss, discriminator and GAN loss
+    (their checkpoint keys are then ignored).
     """
     model = cfg.get('model', None)
-    cls = _model_class(model) if isinstance(model, dict) else None
+    cls = resolve_type(model, MODELS, missing_ok=True) if isinstance(model, dict) else None
     if cls is None:
         return []
     try:
@@ -187,7 +180,7 @@ def strip_training_modules(cfg: Any) -> list[str]:
     except (TypeError, ValueError):
         return []
     removed = []
-    for k in TRAIN_ONLY_MODEL_KEYS:
+    for k in getattr(cls, 'train_only_modules', ()):
         p = params.get(k)
         if p is not None and p.default is None and model.get(k) is not None:
             model[k] = None
@@ -353,12 +346,8 @@ def _lpips_net_of(evaluator: Any) -> str:
     for e in evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]:
         if not isinstance(e, dict):
             continue
-        typ = e.get('type')
-        try:
-            cls = METRICS.get(typ) if isinstance(typ, str) else typ
-        except KeyError:
-            cls = None
-        if isinstance(cls, type) and issubclass(cls, LPIPSMetric):
+        cls = resolve_type(e, METRICS, missing_ok=True)
+        if cls is not None and issubclass(cls, LPIPSMetric):
             return e.get('net', 'alex')
     return 'alex'
 

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
 
 __all__ = [
-    'SCHEMA', 'METRIC_COLUMNS', 'MIN_IMAGES_FOR_RFID', 'default_protocol', 'crop_description', 'make_setting',
+    'SCHEMA', 'METRIC_COLUMNS', 'MIN_IMAGES_FOR_RFID', 'default_protocol', 'make_setting',
     'build_report', 'render_markdown', 'write_report', 'canonical_metrics'
 ]
 
@@ -73,13 +73,6 @@ def _fid_protocol() -> str:
         return FIDMetric.protocol
     except Exception as e:  # pragma: no cover - e.g. the offline weights package is missing
         return f'(FIDMetric.protocol unavailable: {e})'
-
-
-def crop_description(resolution: Optional[int], interpolation: str = 'bicubic') -> str:
-    if resolution is None:
-        return "the config's own test pipeline"
-    return (f'resize the short side to {resolution} px ({interpolation}, PIL, antialiased), then a centre crop of '
-            f'{resolution}x{resolution}; no flips, no tiling of the input')
 
 
 def default_protocol(lpips_net: str = 'alex', tiling: str = 'none', crop: Optional[str] = None) -> dict[str, Any]:

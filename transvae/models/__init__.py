@@ -5,7 +5,7 @@ from .distributions import DiagonalGaussian
 
 __all__ = ['VAE', 'DiagonalGaussian']
 
-from . import adapters, discriminators, foundation, wrappers  # noqa: E402,F401
+from . import adapters, discriminators, foundation  # noqa: E402,F401
 from .autoencoders import VAEGAN  # noqa: E402
 from .averaged_model import TrainableEMA  # noqa: E402
 

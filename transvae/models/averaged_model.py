@@ -24,19 +24,14 @@ from collections.abc import Iterator, Sequence
 from typing import Optional
 
 import torch
-from mmengine.model import ExponentialMovingAverage, is_model_wrapper
+from mmengine.model import ExponentialMovingAverage
 from torch import Tensor, nn
 
 from transvae.registry import MODELS
 
-__all__ = ['TrainableEMA', 'unwrap_all', 'named_tensors_unwrapped']
+from .utils.unwrap import unwrap_model
 
-
-def unwrap_all(module: nn.Module) -> nn.Module:
-    """``module`` with any stack of mmengine / torch model wrappers (``.module``) removed."""
-    while is_model_wrapper(module):
-        module = module.module
-    return module
+__all__ = ['TrainableEMA', 'named_tensors_unwrapped']
 
 
 def named_tensors_unwrapped(model: nn.Module, buffers: bool = False) -> Iterator[tuple[str, Tensor]]:
@@ -48,7 +43,7 @@ def named_tensors_unwrapped(model: nn.Module, buffers: bool = False) -> Iterator
     seen: set[int] = set()
 
     def visit(module: nn.Module, prefix: str) -> Iterator[tuple[str, Tensor]]:
-        module = unwrap_all(module)
+        module = unwrap_model(module)
         tensors = module._buffers if buffers else module._parameters
         for name, t in tensors.items():
             if t is not None and id(t) not in seen:
@@ -65,7 +60,7 @@ def _named_modules_unwrapped(model: nn.Module) -> Iterator[tuple[str, nn.Module,
     """``(name, module, its wrapper or None)`` over the unwrapped tree, parents before children."""
 
     def visit(module: nn.Module, prefix: str) -> Iterator[tuple[str, nn.Module, Optional[nn.Module]]]:
-        inner = unwrap_all(module)
+        inner = unwrap_model(module)
         yield prefix, inner, (module if inner is not module else None)
         for name, child in inner._modules.items():
             if child is not None:
@@ -107,7 +102,7 @@ class TrainableEMA(ExponentialMovingAverage):
         self.exclude = tuple(exclude)
         self.register_buffer('steps', torch.tensor(0, dtype=torch.long, device=device))
 
-        src = unwrap_all(model)
+        src = unwrap_model(model)
         excluded = tuple(f'{name}.' for name in self.exclude)
         averaged = {name for name, p in named_tensors_unwrapped(src)
                     if p.requires_grad and not (name + '.').startswith(excluded)}

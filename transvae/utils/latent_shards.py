@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import torch
 
-from transvae.utils.errors import UserInputError
+from transvae.utils.errors import InputNotFoundError, UserInputError
 
 __all__ = ['SHARD_PATTERN', 'STATS_FILE', 'PROVENANCE_FILE', 'LatentFileError', 'LatentKeyError',
            'LatentProvenanceError', 'ShardInfo', 'shard_path', 'list_shards', 'shard_metadata', 'check_shard',
@@ -87,7 +87,7 @@ def _safe_open(path: str, what: str = 'latent shard') -> Any:
     """``safe_open(path)``; an unreadable file (truncated, garbage, a directory) is a :class:`LatentFileError`."""
     from safetensors import safe_open
     if not osp.isfile(path):
-        raise FileNotFoundError(f'{what} {path} not found')
+        raise InputNotFoundError(f'{what} {path} not found')
     try:
         return safe_open(path, framework='pt')
     except Exception as e:  # noqa: BLE001 - SafetensorError / OSError: name the file
@@ -123,14 +123,14 @@ def list_shards(out: str, complete: bool = False) -> list[str]:
     """
     if not osp.isdir(out):
         if complete:
-            raise FileNotFoundError(f'latent folder {out} does not exist (write it with tools/extract_latents.py)')
+            raise InputNotFoundError(f'latent folder {out} does not exist (write it with tools/extract_latents.py)')
         return []
     found = sorted((int(m.group(1)), f) for f in os.listdir(out) if (m := SHARD_PATTERN.match(f)))
     paths = [osp.join(out, f) for _, f in found]
     if not complete:
         return paths
     if not found:
-        raise FileNotFoundError(f'no latents_XXXXX.safetensors shard in {out}')
+        raise InputNotFoundError(f'no latents_XXXXX.safetensors shard in {out}')
     meta = shard_metadata(paths[0])
     try:
         expected = int(meta.get('num_shards', found[-1][0] + 1))
@@ -140,7 +140,7 @@ def list_shards(out: str, complete: bool = False) -> list[str]:
     missing = sorted(set(range(expected)) - {i for i, _ in found})
     if missing:
         names = ', '.join(f'latents_{i:05d}.safetensors' for i in missing[:5])
-        raise FileNotFoundError(f'{out}: {len(missing)} of {expected} shards missing ({names}'
+        raise InputNotFoundError(f'{out}: {len(missing)} of {expected} shards missing ({names}'
                                 f'{", ..." if len(missing) > 5 else ""}); finish tools/extract_latents.py first')
     extra = [p for i, p in zip((i for i, _ in found), paths) if i >= expected]
     if extra:
@@ -246,7 +246,7 @@ def load_latents(out: str, with_flip: bool = True) -> dict[str, torch.Tensor]:
     """
     paths = list_shards(out)
     if not paths:
-        raise FileNotFoundError(f'no latents_*.safetensors in {out}')
+        raise InputNotFoundError(f'no latents_*.safetensors in {out}')
     first = check_shard(paths[0])
     keys = tuple(k for k in ('latents', 'labels', 'indices', 'latents_flip') if k in first.keys and
                  (with_flip or k != 'latents_flip'))
@@ -300,7 +300,7 @@ def load_stats(out: str, num_channels: Optional[int] = None, stats_file: str = S
     """
     path = out if osp.isfile(out) else (stats_file if osp.isabs(stats_file) else osp.join(out, stats_file))
     if not osp.isfile(path):
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f'latent statistics {path} not found: tools/extract_latents.py writes them once every shard exists '
             '(re-run it on the same --out to finish)')
     with _safe_open(path, 'latent statistics') as f:

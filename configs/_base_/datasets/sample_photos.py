@@ -39,7 +39,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 # Merged into the config by `tools/train.py --preset cpu` (lists replace, dicts merge). Base files use
-# `<kind>_presets` (mmengine forbids duplicate keys among bases; see transvae.engine.utils.preset_tables).
+# `<kind>_presets` (mmengine forbids duplicate keys among bases; see transvae.engine.config_surgery.preset_tables).
 # (`__` names are local to this file: mmengine drops them from the resolved config.)
 __cpu_eval_loader = dict(
     num_workers=1,

@@ -6,8 +6,9 @@
 #   kept out of the shards (`ignored_modules`), global-norm gradient clipping in SafeOptimWrapper /
 #   SafeAmpOptimWrapper, atomic checkpoints with a non-finite-weights guard, and a clear error for the GAN stage
 #   (VAEGAN with a discriminator: train it with MMSeparateDistributedDataParallel instead).
-# * transvae_block_wrap_policy: one FSDP unit per TransVAEBlock / ViTBlock / SwinBlock / ResBlock / AttnBlock
-#   (add registered blocks by name: auto_wrap_policy=dict(type=..., block_types=[...])).
+# * transvae_block_wrap_policy: one FSDP unit per block (every class that declares `fsdp_unit = True`: the
+#   subclasses of transvae.models.blocks.Block, a user's block included; or an explicit list of registered names /
+#   classes: auto_wrap_policy=dict(type=..., block_types=[...])).
 # * use_orig_params=True: the optimizer, the param-wise settings and the adaptive loss weights (which take the
 #   gradient w.r.t. one named weight) see the model's own parameters.
 # * state_dict_cfg='full': rank 0 gathers and writes ordinary checkpoints (the plain model's keys, the full

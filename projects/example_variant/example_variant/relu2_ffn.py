@@ -4,11 +4,12 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from transvae.models.layers.ffn import FFN
 from transvae.registry import MODELS
 
 
 @MODELS.register_module()
-class ReLU2FFN(nn.Module):
+class ReLU2FFN(FFN):
     """``Linear(C, rC) -> relu(.)^2 -> Linear(rC, C)``: point-wise, so it ignores ``hw``.
 
     FFN slot contract (DESIGN.md §3): built with ``embed_dims`` injected by the block; ``(B, N, C) -> (B, N, C)``.

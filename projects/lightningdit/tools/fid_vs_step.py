@@ -1,14 +1,17 @@
 """FID of every saved checkpoint of a DiT run, and the FID-vs-step plot next to the paper's Fig. 6 series.
 
-``python projects/lightningdit/tools/fid_vs_step.py eval CONFIG WORK_DIR --label NAME --json OUT.json
+``python -m projects.lightningdit.tools.fid_vs_step eval CONFIG WORK_DIR --label NAME --json OUT.json
 [--gpus G] [--min-step S] [--max-step S] [-- tools/test.py options, e.g. --preset cpu --cfg-options ...]``
 evaluates ``WORK_DIR/iter_*.pth`` in step order with the core ``tools/test.py CONFIG CKPT`` (the config's
 generation-FID test set, metric and report; ``tools/dist_test.sh`` with ``--gpus G > 1``), keeps each checkpoint's
 JSON report and sample grid in ``OUT_reports/iter_N.{json,png}``, and rewrites ``OUT.json`` after each checkpoint;
 steps already in ``OUT.json`` are skipped, so it resumes.
 
-``python projects/lightningdit/tools/fid_vs_step.py plot OUT1.json [OUT2.json ...] --panel a|b|c --png FIG.png``
+``python -m projects.lightningdit.tools.fid_vs_step plot OUT1.json [OUT2.json ...] --panel a|b|c --png FIG.png``
 draws the runs and the paper's panel.
+
+Run from the repository root (as a module, or with ``PYTHONPATH=.`` as the project's scripts do): the project
+imports as ``projects.lightningdit``.
 """
 import argparse
 import json
@@ -18,8 +21,7 @@ import re
 import subprocess
 import sys
 
-ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))  # the repository root
-sys.path.insert(0, ROOT)
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))  # the repository root (tools/test.py)
 
 
 def checkpoints(work_dir: str, min_step: int = 0, max_step: int | None = None) -> list[tuple[int, str]]:

@@ -37,7 +37,6 @@ def test_matches_diffusers(tmp_path, extra):
     assert model.downsample_factor == 2 and model.latent_channels == 4
     sf, sh = ref.config.scaling_factor, ref.config.shift_factor or 0.0
     assert torch.allclose(model.normalize_latent(z), (z - sh) * sf, atol=1e-6)
-    assert torch.allclose(model.scale_latent(z), (z - sh) * sf)
 
 
 def test_deprecated_attention_keys_and_errors(tmp_path):

@@ -211,7 +211,7 @@ def test_recipe_configs(name):
 
     from mmengine.config import Config
 
-    from transvae.engine.utils import apply_preset
+    from transvae.engine.config_surgery import apply_preset
     path = osp.join(osp.dirname(__file__), '..', '..', '..', 'configs', 'transvae', f'{name}.py')
     cfg = Config.fromfile(path)
     m = cfg.model

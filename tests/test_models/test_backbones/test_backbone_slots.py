@@ -1,6 +1,7 @@
 """Every registered encoder / decoder: an mmengine ``BaseModule`` whose ``init_cfg`` is applied by
 ``init_weights()``, while ``init_weights()`` without one keeps the construction-time weights bit for bit (what the
-Runner calls before training, so seeded results do not move); round trip at the architecture's CPU size."""
+Runner calls before training, so seeded results do not move); its forward listed as segments (stem ... head); round
+trip at the architecture's CPU size."""
 from __future__ import annotations
 
 import os.path as osp
@@ -11,7 +12,7 @@ from mmengine.config import Config
 from mmengine.model import BaseModule
 
 import slot_registry  # noqa: F401 (registers every module)
-from transvae.engine.utils import apply_preset
+from transvae.engine.config_surgery import apply_preset
 from transvae.models.backbones import EncoderBase
 from transvae.registry import MODELS
 from transvae.utils.complexity import build_encoder_decoder
@@ -43,6 +44,8 @@ def test_backbone_is_basemodule_and_init_weights_keeps_weights(encoder):
     enc, dec = build_encoder_decoder(cfg.model)
     for m in (enc, dec):
         assert isinstance(m, BaseModule)
+        names = [seg.name for seg in m.segments()]  # forward is its segments: what exact tiling cuts
+        assert m.is_staged and len(set(names)) == len(names) and names[0] == 'stem' and names[-1] == 'head'
         before = {k: v.clone() for k, v in m.state_dict().items()}
         m.init_weights()
         assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from transvae.registry import MODELS
-from transvae.utils import register_all_modules
+from transvae.apis import register_all_modules
 
 register_all_modules()
 

@@ -1,22 +1,42 @@
 """Every registered block runs in the one stage builder of its kind (token blocks in ``TransformerStage``, window
-blocks with ``window_size``, convolutional blocks in ``ConvStage``): shapes, gradients, any grid size."""
+blocks with ``window_size``, convolutional blocks in ``ConvStage``): shapes, gradients, any grid size. A block's
+kind is its base class (``TokenBlock`` / ``ConvBlock``), so a block registered from a user package is checked too."""
 from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
 
 import pytest
 import torch
 
-from slot_registry import accepts, registered
+from slot_registry import accepts, variants
+from transvae.models import blocks
+from transvae.models.blocks import Block, ConvBlock, TokenBlock
 from transvae.models.blocks.stages import ConvStage, TransformerStage
+from transvae.registry import MODELS
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
-TOKEN_BLOCKS = registered('transvae.models.blocks.transformer_block') + registered('transvae.models.blocks.swin_block')
-CONV_BLOCKS = registered('transvae.models.blocks.resblock') + registered('transvae.models.blocks.attn_block')
+TOKEN_BLOCKS = variants(TokenBlock)
+CONV_BLOCKS = variants(ConvBlock)
 
 
 def test_blocks_are_found():
-    assert {'TransVAEBlock', 'ViTBlock', 'SwinBlock'} <= set(TOKEN_BLOCKS)
+    assert {'TransVAEBlock', 'ViTBlock', 'SwinBlock', 'LayerScaleTransVAEBlock'} <= set(TOKEN_BLOCKS)
     assert {'ResBlock', 'AttnBlock'} <= set(CONV_BLOCKS)
+    assert MODELS.get('LayerScaleTransVAEBlock').__module__ == 'example_variant.layerscale_block'
+
+
+def test_every_registered_block_has_a_kind():
+    """A registered class of ``transvae/models/blocks`` is a token or a conv block (an FSDP unit by its base)."""
+    for info in pkgutil.iter_modules(blocks.__path__):
+        module = importlib.import_module(f'{blocks.__name__}.{info.name}')
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__ and cls in MODELS.module_dict.values():
+                assert issubclass(cls, (TokenBlock, ConvBlock)), f'{module.__name__}.{name} has no block base class'
+                assert cls.fsdp_unit is True
+    assert inspect.isabstract(TokenBlock) and inspect.isabstract(ConvBlock) and Block.fsdp_unit is True
 
 
 @pytest.mark.parametrize('pe', [None, dict(type='RoPE2D')], ids=['nope', 'rope'])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from transvae.registry import TRANSFORMS
+from transvae.registry import TRANSFORMS, resolve_type
 
 __all__ = ['transform_class', 'resolution_keys', 'set_pipeline_resolution']
 
@@ -20,19 +20,7 @@ def transform_class(cfg: Any) -> Optional[type]:
 
     Returns ``None`` for anything that names no known transform (e.g. an unregistered name).
     """
-    if isinstance(cfg, dict):
-        typ = cfg.get('type')
-    else:
-        typ = type(cfg) if cfg is not None else None
-    if isinstance(typ, type):
-        return typ
-    if not isinstance(typ, str):
-        return None
-    try:
-        cls = TRANSFORMS.get(typ)
-    except KeyError:  # transvae's registry raises with close-name suggestions for an unknown name
-        return None
-    return cls if isinstance(cls, type) else None
+    return resolve_type(cfg, TRANSFORMS, missing_ok=True)
 
 
 def resolution_keys(cfg: Any) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from typing import Optional
 
 from mmengine.hooks import EMAHook
 
-from transvae.registry import HOOKS, MODELS
+from transvae.registry import HOOKS, MODELS, resolve_type
 
 __all__ = ['TransVAEEMAHook', 'is_wrapper_safe_ema']
 
@@ -14,11 +14,8 @@ __all__ = ['TransVAEEMAHook', 'is_wrapper_safe_ema']
 def is_wrapper_safe_ema(ema_type: object) -> bool:
     """Whether an ``EMAHook`` ``ema_type`` keeps the plain model's keys when submodules are DDP-wrapped."""
     from transvae.models.averaged_model import TrainableEMA
-    try:
-        cls = MODELS.get(ema_type) if isinstance(ema_type, str) else ema_type
-    except KeyError:
-        return False
-    return isinstance(cls, type) and issubclass(cls, TrainableEMA)
+    cls = resolve_type(ema_type, MODELS, missing_ok=True)
+    return cls is not None and issubclass(cls, TrainableEMA)
 
 
 @HOOKS.register_module()

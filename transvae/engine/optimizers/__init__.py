@@ -1,7 +1,7 @@
-"""Optimizer wrappers (non-finite guard, sharded-gradient clipping)."""
-from .resume_lr import ResumeLRHook, rescale_learning_rate
+"""Optimizer wrappers (non-finite guard, sharded-gradient clipping) and the VAE + GAN optimizer-wrapper constructor."""
 from .safe_optim_wrapper import NonFiniteGuardMixin, SafeAmpOptimWrapper, SafeOptimWrapper
 from .sharded_clip import ShardedGradClipMixin, clip_grad_norm_sharded_
+from .vae_gan_constructor import VAEGANOptimWrapperConstructor, split_gan_params
 
-__all__ = ['ResumeLRHook', 'rescale_learning_rate', 'NonFiniteGuardMixin', 'SafeOptimWrapper', 'SafeAmpOptimWrapper', 'ShardedGradClipMixin',
-           'clip_grad_norm_sharded_']
+__all__ = ['NonFiniteGuardMixin', 'SafeOptimWrapper', 'SafeAmpOptimWrapper', 'ShardedGradClipMixin',
+           'clip_grad_norm_sharded_', 'VAEGANOptimWrapperConstructor', 'split_gan_params']

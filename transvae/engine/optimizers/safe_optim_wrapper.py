@@ -141,7 +141,7 @@ class SafeOptimWrapper(NonFiniteGuardMixin, ShardedGradClipMixin, OptimWrapper):
         **kwargs: :class:`OptimWrapper` arguments (``optimizer``, ``clip_grad``, ``accumulative_counts``).
     """
 
-    #: the registered mixed-precision counterpart ``tools/train.py --amp`` selects (``engine.utils.set_amp``)
+    #: the registered mixed-precision counterpart ``tools/train.py --amp`` selects (``engine.config_surgery.set_amp``)
     amp_variant = 'SafeAmpOptimWrapper'
 
     def __init__(self, max_consecutive: int = 5, check_grads: bool = True, sharded_grads: bool = False,

@@ -298,11 +298,3 @@ class DiffusersAutoencoderKL(VAE):
             raise RuntimeError(f'{path}: missing keys {missing[:10]} ({len(missing)}), unexpected keys '
                                f'{unexpected[:10]} ({len(unexpected)})')
         self.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
-
-    def scale_latent(self, z: Tensor) -> Tensor:
-        """diffusers' ``(z - shift_factor) * scaling_factor``."""
-        return (z - self.shift_factor) * self.scaling_factor
-
-    def unscale_latent(self, z: Tensor) -> Tensor:
-        """Inverse of :meth:`scale_latent`."""
-        return z / self.scaling_factor + self.shift_factor

@@ -1,185 +1,106 @@
-"""Where each backbone splits into a part run on the whole grid and a convolutional part run in exact tiles.
+"""Where a staged backbone splits into convolutional segments run in exact tiles and a part run on the whole map.
 
-An :class:`ExactPlan` for an encoder is ``whole(tiled(x))`` (the high-resolution CNN stages first); for a decoder
-``tiled(whole(z))``. The whole part holds everything global (Transformer stages, attention blocks) and runs at low
-resolution on the full token grid; the tiled part is a :class:`~.exact_tiling.TiledSegment`. Plans re-state the
-backbone's forward as these two halves; :func:`exact_plan` refuses a subclass that overrides ``forward``, and the
-tests compare ``whole(tiled(x))`` with ``forward(x)`` for every planned class. A new architecture registers a
-plan builder with :func:`register_exact_plan`.
+Every encoder / decoder lists its forward as :class:`~transvae.models.backbones.base.Segment` s (``segments()``:
+stem, samplers and stages, head); an :class:`ExactPlan` is a cut index into that list. An encoder runs
+``whole(tiled(x))`` with ``segments[:cut]`` tiled, a decoder ``tiled(whole(z))`` with ``segments[cut:]`` tiled; the
+tiled part is a :class:`~.exact_tiling.TiledSegment` (halos, whole-map GroupNorm statistics), the whole part holds
+everything global (Transformer stages, attention blocks) and runs at low resolution on the full grid.
+
+The default cut (:func:`exact_cut`) takes the run of local segments at the image side (every module declared
+tile-safe, :func:`~.exact_tiling.first_non_local`) and ends it at its last resolution change: what runs at the
+tiled part's lowest resolution saves little memory in tiles, while each of its GroupNorms would cost one more sweep
+over the whole tiled part. Nothing here names a backbone class: a new backbone made of segments is tiled exactly as
+it is, and one without (a forward of its own, or no local segment at the image side) raises
+:class:`~.exact_tiling.ExactTilingUnsupported`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from ..backbones.cnn import CNNDecoder, CNNEncoder, _Level
-from ..backbones.hybrid import TransVAEDecoder, TransVAEEncoder
-from ..blocks.attn_block import AttnBlock
-from ..blocks.stages import ConvStage
-from ..layers.sampling import channel_to_space_duplicate, space_to_channel_average
-from .exact_tiling import ExactTilingUnsupported, TiledSegment, register_tile_safe
-
-register_tile_safe(_Level)  # ResBlocks (+ AttnBlocks, which check_tile_safe still rejects) at one resolution
+from ..backbones.base import DecoderBase, EncoderBase, Segment
+from .exact_tiling import ExactTilingUnsupported, TiledSegment, first_non_local
 
 
 @dataclass
 class ExactPlan:
-    """``encoder: whole(tiled(x))``; ``decoder: tiled(whole(z))``. ``tiled`` is ``None`` when nothing is local."""
+    """``encoder: whole(tiled(x))``; ``decoder: tiled(whole(z))``; ``cut`` indexes the backbone's segments."""
 
     whole: Callable[[Tensor], Tensor]
-    tiled: TiledSegment | None
+    tiled: TiledSegment
     is_encoder: bool
+    cut: int
 
 
-_PLANS: dict[type, Callable[[nn.Module], ExactPlan]] = {}
+def _chain(segments: Sequence[Segment]) -> Callable[[Tensor], Tensor]:
+    """Run ``segments`` in order (the identity for none)."""
+    def run(x: Tensor) -> Tensor:
+        for seg in segments:
+            x = seg.fn(x)
+        return x
+    return run
 
 
-def register_exact_plan(cls: type) -> Callable:
-    """Decorator registering ``builder(backbone) -> ExactPlan`` for backbones of exactly ``cls``."""
-    def deco(builder: Callable[[nn.Module], ExactPlan]) -> Callable[[nn.Module], ExactPlan]:
-        _PLANS[cls] = builder
-        return builder
-    return deco
+def _staged(backbone: nn.Module) -> tuple[list[Segment], bool]:
+    """``(segments, is_encoder)``; :class:`ExactTilingUnsupported` unless ``forward`` is the segments."""
+    if not isinstance(backbone, (EncoderBase, DecoderBase)) or not backbone.is_staged:
+        raise ExactTilingUnsupported(f'exact tiling needs a backbone whose forward is its segments(); '
+                                     f"{type(backbone).__name__} runs a forward of its own: use mode='blend'")
+    return backbone.segments(), isinstance(backbone, EncoderBase)
 
 
-def exact_plan(backbone: nn.Module) -> ExactPlan:
-    """The plan of ``backbone``; :class:`ExactTilingUnsupported` if its class (or forward) has none."""
-    for cls in type(backbone).__mro__:
-        if cls in _PLANS:
-            if type(backbone).forward is not cls.forward:
-                break
-            return _PLANS[cls](backbone)
-    raise ExactTilingUnsupported(f"exact tiling has no plan for {type(backbone).__name__} (planned: "
-                                 f"{sorted(c.__name__ for c in _PLANS)}); use mode='blend'")
+def exact_cut(backbone: nn.Module) -> int:
+    """The default cut: the image-side run of local segments, ended at its resolution change nearest the latent.
+
+    An encoder's tiled part ends after the last sampler of that run, a decoder's starts at the first one; a run
+    without a resolution change is tiled whole. Raises
+    :class:`ExactTilingUnsupported` when the segment at the image side is not local (ViT, Swin: attention or an
+    undeclared patch embedding / head there).
+    """
+    segs, is_encoder = _staged(backbone)
+    n = len(segs)
+    local = [first_non_local(s.modules) is None for s in segs]
+    if is_encoder:
+        cut = next((i for i in range(n) if not local[i]), n)  # segs[:cut] are local
+        ends = [i + 1 for i in range(cut) if segs[i].resamples]
+        cut = ends[-1] if ends else cut
+        edge, empty = segs[0], cut == 0
+    else:
+        cut = next((i + 1 for i in range(n - 1, -1, -1) if not local[i]), 0)  # segs[cut:] are local
+        starts = [i for i in range(cut, n) if segs[i].resamples]
+        cut = starts[0] if starts else cut
+        edge, empty = segs[-1], cut == n
+    if empty:
+        raise ExactTilingUnsupported(
+            f"exact tiling: {type(backbone).__name__}'s image-side segment {edge.name!r} is not local "
+            f"({first_non_local(edge.modules)}); use mode='blend'")
+    return cut
 
 
-def _num_leading_cnn(stages: nn.ModuleList) -> int:
-    n = 0
-    for s in stages:
-        if not isinstance(s, ConvStage):
-            break
-        n += 1
-    return n
+@torch.no_grad()
+def exact_plan(backbone: nn.Module, cut: int | None = None) -> ExactPlan:
+    """The plan of a staged ``backbone`` at ``cut`` (default :func:`exact_cut`).
+
+    The tiled part's input channels are the image channels (encoder) or measured on a 2 x 2 latent (decoder).
+    """
+    segs, is_encoder = _staged(backbone)
+    cut = exact_cut(backbone) if cut is None else cut
+    lo, hi = (1, len(segs)) if is_encoder else (0, len(segs) - 1)
+    if not lo <= cut <= hi:
+        raise ValueError(f'cut {cut} must be within {lo}..{hi} for the {len(segs)} segments of '
+                         f'{type(backbone).__name__} (at least one tiled)')
+    tiled, whole = (segs[:cut], segs[cut:]) if is_encoder else (segs[cut:], segs[:cut])
+    if is_encoder:
+        in_channels = backbone.in_channels
+    else:
+        p = next(backbone.parameters())
+        z = torch.zeros(1, backbone.latent_channels, 2, 2, device=p.device, dtype=p.dtype)
+        in_channels = _chain(whole)(z).shape[1]
+    seg = TiledSegment(_chain(tiled), [m for s in tiled for m in s.modules], in_channels)
+    return ExactPlan(_chain(whole), seg, is_encoder, cut)
 
 
-@register_exact_plan(TransVAEEncoder)
-def _transvae_encoder(enc: TransVAEEncoder) -> ExactPlan:
-    """Tiled: ``conv_in``, the leading CNN stages and the down-sampler into the first Transformer stage."""
-    s, nc = len(enc.stages), _num_leading_cnn(enc.stages)
-    nd = min(nc, s - 1)  # down-samplers inside the tiled part
-
-    def tiled(x: Tensor) -> Tensor:
-        h = enc.conv_in(x)
-        for i in range(nc):
-            h = enc.stages[i](h) if i == 0 else enc.stages[i](enc.downs[i - 1](h))
-        return enc.downs[nc - 1](h) if nc < s else h
-
-    def whole(h: Tensor) -> Tensor:
-        if nc == 0:
-            h = enc.conv_in(h)
-        for i in range(nc, s):
-            if i > nc:  # downs[nc - 1] (into the first Transformer stage) belongs to the tiled part
-                h = enc.downs[i - 1](h)
-            h = enc.stages[i](h)
-        out = enc.conv_out(enc.act_out(enc.norm_out(h)))
-        if enc.latent_shortcut:
-            d = enc.latent_channels
-            out = torch.cat([out[:, :d] + space_to_channel_average(h, d, factor=1), out[:, d:]], dim=1)
-        return out
-
-    if nc == 0:
-        return ExactPlan(whole, None, True)
-    mods = [enc.conv_in, *enc.stages[:nc], *enc.downs[:nd]]
-    return ExactPlan(whole, TiledSegment(tiled, mods, enc.conv_in.in_channels), True)
-
-
-@register_exact_plan(TransVAEDecoder)
-def _transvae_decoder(dec: TransVAEDecoder) -> ExactPlan:
-    """Tiled: the up-sampler out of the last Transformer stage, the CNN stages and the output head."""
-    s, nc = len(dec.stages), _num_leading_cnn(dec.stages)
-
-    def whole(z: Tensor) -> Tensor:
-        h = dec.conv_in(z)
-        if dec.latent_shortcut:
-            h = h + channel_to_space_duplicate(z, dec.widths[-1], factor=1)
-        for i in range(s - 1, nc - 1, -1):
-            h = dec.stages[i](h)
-            if i > nc:
-                h = dec.ups[i - 1](h)
-        return h
-
-    def tiled(h: Tensor) -> Tensor:
-        for i in range(nc - 1, -1, -1):
-            if i + 1 < s:
-                h = dec.ups[i](h)
-            h = dec.stages[i](h)
-        return dec.conv_out(dec.act_out(dec.norm_out(h)))
-
-    if nc == 0:
-        return ExactPlan(lambda z: dec(z), None, False)
-    mods = [*dec.ups[:min(nc, s - 1)], *dec.stages[:nc], dec.norm_out, dec.act_out, dec.conv_out]
-    in_ch = dec.widths[nc] if nc < s else dec.widths[-1]
-    return ExactPlan(whole, TiledSegment(tiled, mods, in_ch), False)
-
-
-def _has_attention(m: nn.Module) -> bool:
-    return any(isinstance(x, AttnBlock) for x in m.modules())
-
-
-@register_exact_plan(CNNEncoder)
-def _cnn_encoder(enc: CNNEncoder) -> ExactPlan:
-    """Tiled: every level before the first one with attention (with its down-sampler); whole: the rest."""
-    n = len(enc.levels)
-    first = next((i for i in range(n) if _has_attention(enc.levels[i])), n)
-    cut = min(first, n - 1)  # levels[:cut] (and downs[:cut]) are tiled
-
-    def tiled(x: Tensor) -> Tensor:
-        h = enc.conv_in(x)
-        for i in range(cut):
-            h = enc.downs[i](enc.levels[i](h))
-        return h
-
-    def whole(h: Tensor) -> Tensor:
-        if cut == 0:
-            h = enc.conv_in(h)
-        for i in range(cut, n):
-            h = enc.levels[i](h)
-            if i < len(enc.downs):
-                h = enc.downs[i](h)
-        return enc.conv_out(enc.act_out(enc.norm_out(enc.mid(h))))
-
-    if cut == 0:
-        return ExactPlan(whole, None, True)
-    mods = [enc.conv_in, *enc.levels[:cut], *enc.downs[:cut]]
-    return ExactPlan(whole, TiledSegment(tiled, mods, enc.conv_in.in_channels), True)
-
-
-@register_exact_plan(CNNDecoder)
-def _cnn_decoder(dec: CNNDecoder) -> ExactPlan:
-    """Whole: ``conv_in``, the mid-block and every level up to the last one with attention; tiled: the rest."""
-    n = len(dec.levels)
-    last = max((k for k in range(n) if _has_attention(dec.levels[k])), default=-1)
-    start = last + 1  # levels[start:] are tiled, each preceded by its up-sampler
-
-    def whole(z: Tensor) -> Tensor:
-        h = dec.mid(dec.conv_in(z))
-        for k in range(start):
-            h = dec.levels[k](h) if k == 0 else dec.levels[k](dec.ups[k - 1](h))
-        return h
-
-    def tiled(h: Tensor) -> Tensor:
-        for k in range(start, n):
-            h = dec.levels[k](h) if k == 0 else dec.levels[k](dec.ups[k - 1](h))
-        return dec.conv_out(dec.act_out(dec.norm_out(h)))
-
-    if start == n:
-        return ExactPlan(lambda z: dec(z), None, False)
-    mods = [*dec.ups[max(start - 1, 0):], *dec.levels[start:], dec.norm_out, dec.act_out, dec.conv_out]
-    in_ch = dec.conv_in.out_channels if start == 0 else dec.ups[start - 1].in_channels
-    return ExactPlan(whole, TiledSegment(tiled, mods, in_ch), False)
-
-
-__all__ = ['ExactPlan', 'register_exact_plan', 'exact_plan']
+__all__ = ['ExactPlan', 'exact_cut', 'exact_plan']

@@ -70,14 +70,22 @@ class TiledSegment:
         return self.scale.denominator
 
 
-def check_tile_safe(modules: Sequence[nn.Module]) -> None:
-    """Raise :class:`ExactTilingUnsupported` naming the first module that is not declared local."""
+def first_non_local(modules: Sequence[nn.Module]) -> str | None:
+    """``'Type (path)'`` of the first module (depth first) not declared local, ``None`` if every one is."""
     for root in modules:
         for name, m in root.named_modules():
             if type(m) not in _TILE_SAFE and not isinstance(m, nn.GroupNorm):
-                raise ExactTilingUnsupported(
-                    f'exact tiling cannot prove {type(m).__name__} ({name or type(root).__name__}) local; use '
-                    "mode='blend', or register_tile_safe() it if its output depends on a bounded neighbourhood")
+                return f'{type(m).__name__} ({name or type(root).__name__})'
+    return None
+
+
+def check_tile_safe(modules: Sequence[nn.Module]) -> None:
+    """Raise :class:`ExactTilingUnsupported` naming the first module that is not declared local."""
+    bad = first_non_local(modules)
+    if bad is not None:
+        raise ExactTilingUnsupported(
+            f"exact tiling cannot prove {bad} local; use mode='blend', or register_tile_safe() it if its output "
+            'depends on a bounded neighbourhood')
 
 
 @torch.no_grad()
@@ -254,5 +262,5 @@ def run_exact(seg: TiledSegment, x: Tensor, tile: int) -> Tensor:
     return out
 
 
-__all__ = ['ExactTilingUnsupported', 'TiledSegment', 'register_tile_safe', 'check_tile_safe', 'prepare_segment',
-           'owned_tiles', 'run_exact']
+__all__ = ['ExactTilingUnsupported', 'TiledSegment', 'register_tile_safe', 'first_non_local', 'check_tile_safe',
+           'prepare_segment', 'owned_tiles', 'run_exact']

@@ -4,8 +4,9 @@ Two modes, each a :class:`Tiler` in :data:`TILERS`:
 
 * ``'exact'`` (default): the global part (Transformer stages, attention) runs on the whole low-resolution token
   grid; only the convolutional high-resolution part is tiled, with halos and whole-map GroupNorm statistics
-  (:mod:`.exact_tiling`, :mod:`.exact_plans`). The result equals the untiled one up to float rounding. Peak memory
-  is ``max(global part at full size, one tile + the two full-size maps at the cut)``.
+  (:mod:`.exact_tiling`; where the backbone's segments are cut: :mod:`.exact_plans`). The result equals the
+  untiled one up to float rounding. Peak memory is ``max(global part at full size, one tile + the two full-size
+  maps at the cut)``.
 * ``'blend'``: the approximate mode: the whole encoder / decoder runs on overlapping tiles that are blended
   (:mod:`.blend_tiling`). Each tile's attention and GroupNorm see only the tile. Peak memory: one tile plus the
   full-size accumulators.
@@ -151,12 +152,13 @@ class ExactTiler(Tiler):
     @staticmethod
     def plan(model: nn.Module, direction: str) -> ExactPlan:
         p = _param(model)
-        key = ('plan', direction, str(p.device), str(p.dtype))
+        backbone = model.encoder if direction == 'encode' else model.decoder
+        # the plan's functions hold this backbone: a deep copy of the model (whose cache is copied too) builds its own
+        key = ('plan', direction, str(p.device), str(p.dtype), id(backbone))
         cache = _cache(model)
         if key not in cache:
-            plan = exact_plan(model.encoder if direction == 'encode' else model.decoder)
-            if plan.tiled is not None:
-                prepare_segment(plan.tiled, p.device, p.dtype)
+            plan = exact_plan(backbone)
+            prepare_segment(plan.tiled, p.device, p.dtype)
             cache[key] = plan
         return cache[key]
 
@@ -167,20 +169,14 @@ class ExactTiler(Tiler):
 
     def align(self, model: nn.Module, direction: str) -> int:
         plan = self.plan(model, direction)
-        if plan.tiled is None:
-            return model.downsample_factor
         return plan.tiled.align * self._px_per_unit(model, plan)
 
     def encode(self, model: nn.Module, x: Tensor, tile: int, cfg: TilingConfig) -> Tensor:
         plan = self.plan(model, 'encode')
-        if plan.tiled is None:
-            return model.encoder(x)
         return plan.whole(run_exact(plan.tiled, x, tile))
 
     def decode(self, model: nn.Module, z: Tensor, tile: int, cfg: TilingConfig) -> Tensor:
         plan = self.plan(model, 'decode')
-        if plan.tiled is None:
-            return model.decoder(z)
         return run_exact(plan.tiled, plan.whole(z), tile // self._px_per_unit(model, plan))
 
     def part_peak_models(self, model: nn.Module, direction: str) -> tuple[PeakModel, PeakModel]:
@@ -217,7 +213,7 @@ class ExactTiler(Tiler):
     def peak_bytes(self, model: nn.Module, direction: str, b: int, h: int, w: int, tile: int,
                    cfg: TilingConfig) -> int:
         plan = self.plan(model, direction)
-        if plan.tiled is None or tile >= max(h, w):
+        if tile >= max(h, w):
             return whole_peak_model(model, direction)(float(h * w), b)
         glob, seg_model = self.part_peak_models(model, direction)
         seg, upp = plan.tiled, self._px_per_unit(model, plan)

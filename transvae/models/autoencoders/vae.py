@@ -6,7 +6,7 @@ size is not a multiple of the compression factor ``f`` are reflect-padded up to 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from mmengine.model import BaseModel
@@ -36,6 +36,11 @@ class VAE(TilingMixin, BaseModel):
         init_cfg: MMEngine init config.
     """
 
+    train_only_modules: ClassVar[tuple[str, ...]] = ()
+    """Constructor arguments (optional, default ``None``) that build networks only the training losses use;
+    evaluation builds the model without them (``transvae.evaluation.protocol.strip_training_modules``). None here:
+    ``rec_loss`` and ``kl_loss`` also give the validation losses."""
+
     def __init__(self, encoder: dict, decoder: dict, arch: dict | None = None, rec_loss: dict | None = None, kl_loss: dict | None = None,
                  data_preprocessor: dict | None = None, sample_posterior: bool = True,
                  init_cfg: dict | list | None = None) -> None:
@@ -53,7 +58,8 @@ class VAE(TilingMixin, BaseModel):
         self.kl_loss = MODELS.build(kl_loss or dict(type='KLLoss'))
         self.sample_posterior = sample_posterior
         d = self.latent_channels
-        # Channel statistics of the latents (set by tools/extract_latents.py); saved with the checkpoint.
+        # Per-channel latent statistics for normalize_latent (identity until set_latent_stats stores them, e.g. the
+        # latents_stats.safetensors that latent extraction writes, or an adapter's scaling factors); checkpointed.
         self.register_buffer('latent_mean', torch.zeros(d))
         self.register_buffer('latent_std', torch.ones(d))
         self.tiling = None  # TilingMixin.enable_tiling

@@ -2,7 +2,7 @@
 
 PAPER.md §3.1 C: stage 1 trains encoder and decoder with L1 + LPIPS + KL + VF; stage 2 freezes the encoder and
 fine-tunes the decoder with the GAN added. :class:`VAEGAN` owns ``train_step`` and drives two optimizers from an
-``OptimWrapperDict`` (``generator``, ``discriminator``; see :class:`~transvae.models.wrappers.
+``OptimWrapperDict`` (``generator``, ``discriminator``; see :class:`~transvae.engine.optimizers.
 VAEGANOptimWrapperConstructor`):
 
 1. G step: ``loss_nll + loss_kl [+ loss_vf] [+ loss_g]`` -> ``generator`` update. The discriminator is called
@@ -25,7 +25,7 @@ networks are shared, not copied), which also keeps the EMA keys right under ``MM
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import torch
 from mmengine.optim import OptimWrapper, OptimWrapperDict
@@ -35,7 +35,7 @@ from transvae.registry import MODELS
 
 from ..distributions import DiagonalGaussian
 from ..losses.gan_loss import current_iter
-from ..wrappers import unwrap
+from ..utils.unwrap import unwrap_model
 from .vae import VAE, pad_to_multiple
 
 __all__ = ['VAEGAN']
@@ -71,6 +71,9 @@ class VAEGAN(VAE):
     ``vf_<tag>``, ``vf_mcos``, ``vf_mdms``, ``vf_weight``, ``g_raw``, ``g_weight``, ``d_real``, ``d_fake``.
     """
 
+    train_only_modules: ClassVar[tuple[str, ...]] = ('vf_loss', 'discriminator', 'gan_loss')
+    """The VF loss (its foundation network), the discriminator and the GAN loss: training only (see :class:`VAE`)."""
+
     def __init__(self, *args: Any, discriminator: dict | None = None, vf_loss: dict | None = None,
                  gan_loss: dict | None = None, disc_start: int = 0, freeze_encoder: bool = False,
                  **kwargs: Any) -> None:
@@ -96,22 +99,22 @@ class VAEGAN(VAE):
 
     # ------------------------------------------------------------------ wrapper-safe accessors
     # Under MMSeparateDistributedDataParallel the trainable submodules are DDP wrappers: reach attributes through
-    # `unwrap`, call forwards through the wrappers (so gradients are synchronised).
+    # `unwrap_model`, call forwards through the wrappers (so gradients are synchronised).
     @property
     def latent_channels(self) -> int:
-        return unwrap(self.encoder).latent_channels
+        return unwrap_model(self.encoder).latent_channels
 
     @property
     def downsample_factor(self) -> int:
-        return unwrap(self.encoder).downsample_factor
+        return unwrap_model(self.encoder).downsample_factor
 
     def get_last_layer(self) -> nn.Parameter:
         """The decoder's final conv weight (GAN adaptive weight)."""
-        return unwrap(self.decoder).get_last_layer()
+        return unwrap_model(self.decoder).get_last_layer()
 
     def get_encoder_last_layer(self) -> nn.Parameter:
         """The encoder's latent out-projection weight (VF adaptive weight)."""
-        return unwrap(self.encoder).get_last_layer()
+        return unwrap_model(self.encoder).get_last_layer()
 
     def train(self, mode: bool = True) -> 'VAEGAN':
         super().train(mode)
@@ -144,7 +147,7 @@ class VAEGAN(VAE):
             losses['loss_vf'] = loss_vf
             logs.update(vf_logs)
         if self.gan_active(it):
-            disc = unwrap(self.discriminator)
+            disc = unwrap_model(self.discriminator)
             with _no_param_grad(disc):
                 logits_fake = disc(recons)
             loss_g, g_logs = self.gan_loss.generator_loss(logits_fake, nll=nll, last_layer=self.get_last_layer(),

@@ -16,7 +16,7 @@ from ..blocks.attn_block import AttnBlock
 from ..blocks.resblock import ResBlock
 from ..layers.norm import build_norm
 from ..layers.sampling import build_sampler
-from .base import DecoderBase, EncoderBase, InitCfg
+from .base import DecoderBase, EncoderBase, InitCfg, Segment
 
 
 class _Level(nn.Module):
@@ -68,6 +68,7 @@ class CNNEncoder(EncoderBase):
         down_cfg = down_cfg or dict(type='StridedConvDown')
         norm_cfg = norm_cfg or dict(type='GN')
         chs = [base_channels * m for m in channel_mults]
+        self.in_channels = in_channels
         self.latent_channels = latent_channels
         self.downsample_factor = 2 ** (len(chs) - 1)
         self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
@@ -84,15 +85,18 @@ class CNNEncoder(EncoderBase):
         self.act_out = nn.SiLU()
         self.conv_out = nn.Conv2d(prev, (2 if double_z else 1) * latent_channels, 3, padding=1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, 3, H, W) -> (B, 2d, H/f, W/f)``."""
-        h = self.conv_in(x)
+    def segments(self) -> list[Segment]:
+        """``conv_in``, then ``levels.0``, ``downs.0``, ``levels.1``, ..., ``mid``, then the head.
+
+        Input ``(B, 3, H, W)``; output ``(B, 2d, H/f, W/f)``.
+        """
+        segs = [Segment.of('stem', self.conv_in)]
         for i, level in enumerate(self.levels):
-            h = level(h)
+            segs.append(Segment(f'levels.{i}', level, tuple(level.blocks)))
             if i < len(self.downs):
-                h = self.downs[i](h)
-        h = self.mid(h)
-        return self.conv_out(self.act_out(self.norm_out(h)))
+                segs.append(Segment.of(f'downs.{i}', self.downs[i], resamples=True))
+        segs.append(Segment('mid', self.mid, tuple(self.mid)))
+        return segs + [Segment.of('head', self.norm_out, self.act_out, self.conv_out)]
 
     def get_last_layer(self) -> nn.Parameter:
         return self.conv_out.weight
@@ -127,14 +131,17 @@ class CNNDecoder(DecoderBase):
         self.act_out = nn.SiLU()
         self.conv_out = nn.Conv2d(prev, out_channels, 3, padding=1)
 
-    def forward(self, z: Tensor) -> Tensor:
-        """``(B, d, h, w) -> (B, 3, f*h, f*w)``."""
-        h = self.mid(self.conv_in(z))
+    def segments(self) -> list[Segment]:
+        """``conv_in``, ``mid``, then ``levels.0`` (lowest resolution), ``ups.0``, ``levels.1``, ..., then the head.
+
+        Input ``(B, d, h, w)``; output ``(B, 3, f*h, f*w)``.
+        """
+        segs = [Segment.of('stem', self.conv_in), Segment('mid', self.mid, tuple(self.mid))]
         for k, level in enumerate(self.levels):
-            h = level(h)
+            segs.append(Segment(f'levels.{k}', level, tuple(level.blocks)))
             if k < len(self.ups):
-                h = self.ups[k](h)
-        return self.conv_out(self.act_out(self.norm_out(h)))
+                segs.append(Segment.of(f'ups.{k}', self.ups[k], resamples=True))
+        return segs + [Segment.of('head', self.norm_out, self.act_out, self.conv_out)]
 
     def get_last_layer(self) -> nn.Parameter:
         return self.conv_out.weight

@@ -21,7 +21,7 @@ from transvae.registry import MODELS
 from ..blocks.stages import ConvStage, TransformerStage
 from ..layers.norm import build_act, build_norm
 from ..layers.sampling import build_sampler, channel_to_space_duplicate, space_to_channel_average
-from .base import DecoderBase, EncoderBase, InitCfg
+from .base import DecoderBase, EncoderBase, InitCfg, Segment
 
 
 def _check(widths: Sequence[int], depths: Sequence[int], num_cnn_stages: int) -> None:
@@ -71,6 +71,7 @@ class TransVAEEncoder(EncoderBase):
         down_cfg = down_cfg or dict(type='DCDownsample')
         pe_cfg = dict(type='RoPE2D') if pe_cfg is None else pe_cfg
         self.widths, self.depths = list(widths), list(depths)
+        self.in_channels = in_channels
         self.latent_channels = latent_channels
         self.downsample_factor = 2 ** (len(widths) - 1)
         self.latent_shortcut = latent_shortcut
@@ -85,13 +86,18 @@ class TransVAEEncoder(EncoderBase):
         self.act_out = build_act(act_out_cfg or dict(type='SiLU'))
         self.conv_out = nn.Conv2d(widths[-1], (2 if double_z else 1) * latent_channels, 3, padding=1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, 3, H, W)`` with H, W multiples of f -> ``(B, 2d, H/f, W/f)``."""
-        h = self.conv_in(x)
+    def segments(self) -> list[Segment]:
+        """``conv_in``, then ``stages.0``, ``downs.0``, ``stages.1``, ..., then the head (norm, act, latent conv and
+        the DC shortcut). Input ``(B, 3, H, W)`` with H, W multiples of f; output ``(B, 2d, H/f, W/f)``."""
+        segs = [Segment.of('stem', self.conv_in)]
         for i, stage in enumerate(self.stages):
             if i > 0:
-                h = self.downs[i - 1](h)  # (B, C_i, H/2^i, W/2^i)
-            h = stage(h)
+                segs.append(Segment.of(f'downs.{i - 1}', self.downs[i - 1], resamples=True))  # (B, C_i, H/2^i, W/2^i)
+            segs.append(Segment.of(f'stages.{i}', stage))
+        return segs + [Segment('head', self._head, (self.norm_out, self.act_out, self.conv_out))]
+
+    def _head(self, h: Tensor) -> Tensor:
+        """``(B, C_{S-1}, h, w) -> (B, 2d, h, w)``; with ``latent_shortcut`` the mean gets the channel average."""
         out = self.conv_out(self.act_out(self.norm_out(h)))
         if self.latent_shortcut:
             d = self.latent_channels
@@ -141,16 +147,22 @@ class TransVAEDecoder(DecoderBase):
         self.act_out = build_act(act_out_cfg or dict(type='SiLU'))
         self.conv_out = nn.Conv2d(widths[0], out_channels, 3, padding=1)
 
-    def forward(self, z: Tensor) -> Tensor:
-        """``(B, d, h, w)`` -> ``(B, 3, f*h, f*w)``."""
+    def segments(self) -> list[Segment]:
+        """The stem (``conv_in`` and the DC shortcut), then ``stages.{S-1}``, ``ups.{S-2}``, ..., ``stages.0``, then
+        the head. Input ``(B, d, h, w)``; output ``(B, 3, f*h, f*w)``."""
+        segs = [Segment('stem', self._stem, (self.conv_in,))]
+        for i in range(len(self.stages) - 1, -1, -1):
+            segs.append(Segment.of(f'stages.{i}', self.stages[i]))
+            if i > 0:
+                segs.append(Segment.of(f'ups.{i - 1}', self.ups[i - 1], resamples=True))  # (B, C_{i-1}, 2h, 2w)
+        return segs + [Segment.of('head', self.norm_out, self.act_out, self.conv_out)]
+
+    def _stem(self, z: Tensor) -> Tensor:
+        """``(B, d, h, w) -> (B, C_{S-1}, h, w)``; with ``latent_shortcut`` plus the duplicated latent."""
         h = self.conv_in(z)
         if self.latent_shortcut:
             h = h + channel_to_space_duplicate(z, self.widths[-1], factor=1)
-        for i in range(len(self.stages) - 1, -1, -1):
-            h = self.stages[i](h)
-            if i > 0:
-                h = self.ups[i - 1](h)  # (B, C_{i-1}, 2h, 2w)
-        return self.conv_out(self.act_out(self.norm_out(h)))
+        return h
 
     def get_last_layer(self) -> nn.Parameter:
         return self.conv_out.weight

@@ -19,14 +19,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
-from torch import Tensor, nn
+from torch import nn
 
 from transvae.registry import MODELS
 
 from ..blocks.stages import TransformerStage
 from ..layers.norm import build_norm
 from ..layers.sampling import build_sampler
-from .base import DecoderBase, EncoderBase, InitCfg
+from .base import DecoderBase, EncoderBase, InitCfg, Segment
 
 
 def _check(widths: Sequence[int], depths: Sequence[int]) -> None:
@@ -62,6 +62,7 @@ class SwinEncoder(EncoderBase):
         _check(widths, depths)
         block_cfg = copy.deepcopy(block_cfg or dict(type='SwinBlock'))
         self.widths, self.depths = list(widths), list(depths)
+        self.in_channels = in_channels
         self.latent_channels = latent_channels
         self.downsample_factor = patch_size * 2 ** (len(widths) - 1)
         self.patch_embed = MODELS.build(
@@ -74,14 +75,15 @@ class SwinEncoder(EncoderBase):
         self.norm_out = build_norm(norm_out_cfg or dict(type='LN2d'), widths[-1])
         self.conv_out = nn.Conv2d(widths[-1], (2 if double_z else 1) * latent_channels, 3, padding=1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, 3, H, W)``, H and W multiples of f -> ``(B, 2d, H/f, W/f)``."""
-        h = self.patch_embed(x)  # (B, C0, H/2, W/2)
+    def segments(self) -> list[Segment]:
+        """``patch_embed`` (``(B, 3, H, W)``, H and W multiples of f -> ``(B, C0, H/2, W/2)``), then ``stages.0``,
+        ``downs.0``, ..., then the head (map norm, latent conv) -> ``(B, 2d, H/f, W/f)``."""
+        segs = [Segment.of('stem', self.patch_embed, resamples=True)]
         for i, stage in enumerate(self.stages):
             if i > 0:
-                h = self.downs[i - 1](h)  # (B, C_i, H/2^(i+1), W/2^(i+1))
-            h = stage(h)
-        return self.conv_out(self.norm_out(h))
+                segs.append(Segment.of(f'downs.{i - 1}', self.downs[i - 1], resamples=True))  # to H/2^(i+1), W/2^(i+1)
+            segs.append(Segment.of(f'stages.{i}', stage))
+        return segs + [Segment.of('head', self.norm_out, self.conv_out)]
 
     def get_last_layer(self) -> nn.Parameter:
         return self.conv_out.weight
@@ -122,14 +124,15 @@ class SwinDecoder(DecoderBase):
                                  default_args=dict(in_channels=widths[0], out_channels=out_channels,
                                                    patch_size=patch_size))
 
-    def forward(self, z: Tensor) -> Tensor:
-        """``(B, d, h, w) -> (B, 3, f*h, f*w)``."""
-        h = self.conv_in(z)
+    def segments(self) -> list[Segment]:
+        """``conv_in`` (``(B, d, h, w) -> (B, C_{S-1}, h, w)``), then ``stages.{S-1}``, ``ups.{S-2}``, ...,
+        ``stages.0``, then the head (map norm, output head) -> ``(B, 3, f*h, f*w)``."""
+        segs = [Segment.of('stem', self.conv_in)]
         for i in range(len(self.stages) - 1, -1, -1):
-            h = self.stages[i](h)
+            segs.append(Segment.of(f'stages.{i}', self.stages[i]))
             if i > 0:
-                h = self.ups[i - 1](h)  # (B, C_{i-1}, 2h, 2w)
-        return self.head(self.norm_out(h))
+                segs.append(Segment.of(f'ups.{i - 1}', self.ups[i - 1], resamples=True))  # (B, C_{i-1}, 2h, 2w)
+        return segs + [Segment.of('head', self.norm_out, self.head, resamples=True)]
 
     def get_last_layer(self) -> nn.Parameter:
         return self.head.last_layer

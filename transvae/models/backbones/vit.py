@@ -22,7 +22,7 @@ from transvae.registry import MODELS
 
 from ..blocks.stages import TransformerStage
 from ..layers.norm import build_norm
-from .base import DecoderBase, EncoderBase, InitCfg
+from .base import DecoderBase, EncoderBase, InitCfg, Segment
 
 
 def _pe_cfg(pe_cfg: dict | None, img_size: int, patch_size: int) -> dict:
@@ -70,6 +70,7 @@ class ViTEncoder(EncoderBase):
                  with_cp: bool = False, init_cfg: InitCfg = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.embed_dims, self.depth = embed_dims, depth
+        self.in_channels = in_channels
         self.latent_channels = latent_channels
         self.downsample_factor = patch_size
         self.patch_embed = MODELS.build(copy.deepcopy(patch_embed_cfg or dict(type='ConvPatchEmbed')),
@@ -80,11 +81,11 @@ class ViTEncoder(EncoderBase):
         self.norm_out = _TokenNorm(norm_out_cfg or dict(type='LN'), embed_dims)
         self.conv_out = nn.Conv2d(embed_dims, (2 if double_z else 1) * latent_channels, 3, padding=1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, 3, H, W)``, H and W multiples of p -> ``(B, 2d, H/p, W/p)``."""
-        h = self.patch_embed(x)  # (B, D, H/p, W/p)
-        h = self.stage(h)
-        return self.conv_out(self.norm_out(h))
+    def segments(self) -> list[Segment]:
+        """``patch_embed`` (``(B, 3, H, W)``, H and W multiples of p -> ``(B, D, H/p, W/p)``), ``stage``, then the
+        head (token norm, latent conv) -> ``(B, 2d, H/p, W/p)``."""
+        return [Segment.of('stem', self.patch_embed, resamples=True), Segment.of('stage', self.stage),
+                Segment.of('head', self.norm_out, self.conv_out)]
 
     def get_last_layer(self) -> nn.Parameter:
         return self.conv_out.weight
@@ -117,10 +118,11 @@ class ViTDecoder(DecoderBase):
                                  default_args=dict(in_channels=embed_dims, out_channels=out_channels,
                                                    patch_size=patch_size))
 
-    def forward(self, z: Tensor) -> Tensor:
-        """``(B, d, h, w) -> (B, 3, p*h, p*w)``."""
-        h = self.stage(self.conv_in(z))  # (B, D, h, w)
-        return self.head(self.norm_out(h))
+    def segments(self) -> list[Segment]:
+        """``conv_in`` (``(B, d, h, w) -> (B, D, h, w)``), ``stage``, then the head (token norm, output head)
+        -> ``(B, 3, p*h, p*w)``."""
+        return [Segment.of('stem', self.conv_in), Segment.of('stage', self.stage),
+                Segment.of('head', self.norm_out, self.head, resamples=True)]
 
     def get_last_layer(self) -> nn.Parameter:
         return self.head.last_layer

@@ -7,10 +7,11 @@ from torch import Tensor, nn
 from transvae.registry import MODELS
 
 from ..layers.norm import build_norm
+from .base import ConvBlock
 
 
 @MODELS.register_module()
-class AttnBlock(nn.Module):
+class AttnBlock(ConvBlock):
     """``x + proj(SDPA(q, k, v))`` with 1x1-conv projections on a GroupNorm-ed ``(B, C, H, W)`` map."""
 
     def __init__(self, in_channels: int, norm_cfg: dict | None = None) -> None:

@@ -6,10 +6,11 @@ from torch import Tensor, nn
 from transvae.registry import MODELS
 
 from ..layers.norm import build_act, build_norm
+from .base import ConvBlock
 
 
 @MODELS.register_module()
-class ResBlock(nn.Module):
+class ResBlock(ConvBlock):
     """``GN -> SiLU -> Conv3x3 -> GN -> SiLU -> Dropout -> Conv3x3`` plus a skip (1x1 conv if channels change).
 
     Args:

@@ -13,10 +13,11 @@ from transvae.registry import MODELS
 from ..layers.norm import build_norm
 from ..layers.position import QKTransform
 from ..layers.window_attention import shifted_window_mask, window_and_shift, window_partition, window_reverse
+from .base import TokenBlock
 
 
 @MODELS.register_module()
-class SwinBlock(nn.Module):
+class SwinBlock(TokenBlock):
     """Pre-norm Swin block: ``x + WindowAttn(Norm(x))`` then ``x + FFN(Norm(x))``.
 
     The map is zero-padded (after the norm) to a multiple of the window and cropped back; padding keys are masked

@@ -9,10 +9,11 @@ from transvae.registry import MODELS
 
 from ..layers.norm import build_norm
 from ..layers.position import QKTransform
+from .base import TokenBlock
 
 
 @MODELS.register_module()
-class TransVAEBlock(nn.Module):
+class TransVAEBlock(TokenBlock):
     """``x + Attn(Norm(x), hw, pos)`` then ``x + FFN(Norm(x), hw)`` (pre-norm, no LayerScale, no dropout).
 
     Defaults are the paper's final block: global attention with head dim 64, per-head RMSNorm on Q and K, 2D RoPE

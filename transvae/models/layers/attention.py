@@ -1,6 +1,11 @@
-"""Self-attention layers. Global attention always runs through ``F.scaled_dot_product_attention`` (flash /
-memory-efficient kernels where the backend has them)."""
+"""The attention slot: its base class :class:`Attention` and global multi-head self-attention.
+
+Global attention always runs through ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels where the
+backend has them). Window attention (Swin) is the same slot: ``window_attention.py``.
+"""
 from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -11,8 +16,22 @@ from .norm import build_norm
 from .position import QKTransform
 
 
+class Attention(nn.Module, metaclass=ABCMeta):
+    """Base class of the attention slot: the token mixer of a Transformer block (DESIGN.md §3).
+
+    Constructor: ``(embed_dims: int, head_dim: int, qk_norm_cfg: dict | None, **variant_kwargs)``; the block injects
+    ``embed_dims`` and ``head_dim`` (window attention also ``window_size``). Forward: ``(x, hw, pos) -> x`` with
+    ``x`` ``(B, N, C)`` on an ``hw`` grid; ``pos`` is the stage's position transform of the per-head queries and keys
+    (:meth:`PositionEncoding.qk_transform`, applied after the Q/K norm) or ``None``: an attention knows no encoding.
+    """
+
+    @abstractmethod
+    def forward(self, x: Tensor, hw: tuple[int, int], pos: QKTransform | None = None) -> Tensor:
+        """``x`` ``(B, N, C)`` with ``N = H * W`` for ``hw = (H, W)`` -> ``(B, N, C)``."""
+
+
 @MODELS.register_module()
-class MultiHeadSelfAttention(nn.Module):
+class MultiHeadSelfAttention(Attention):
     """Global multi-head self-attention with optional per-head Q/K norm and a position transform of Q and K.
 
     Order (TransVAE Fig. 2e): ``x -> qkv linear -> per-head norm of Q and K -> position transform of Q and K (RoPE)
@@ -47,3 +66,6 @@ class MultiHeadSelfAttention(nn.Module):
             q, k = pos(q, k)
         out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, hd)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+__all__ = ['Attention', 'MultiHeadSelfAttention']

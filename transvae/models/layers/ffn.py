@@ -1,9 +1,12 @@
 """Feed-forward networks for Transformer blocks (the FFN slot).
 
-All share ``(embed_dims, ffn_ratio, act_cfg)`` and ``forward(x: (B, N, C), hw) -> (B, N, C)``. Point-wise FFNs
-ignore ``hw``; convolutional FFNs fold the tokens back to ``(B, hidden, H, W)`` for their 3x3 conv.
+Every FFN derives from :class:`FFN`, which states the slot's contract: ``(embed_dims, ffn_ratio, act_cfg)`` and
+``forward(x: (B, N, C), hw) -> (B, N, C)``. Point-wise FFNs ignore ``hw``; convolutional FFNs fold the tokens back to
+``(B, hidden, H, W)`` for their 3x3 conv.
 """
 from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
 
 from torch import Tensor, nn
 
@@ -12,8 +15,25 @@ from transvae.registry import MODELS
 from .norm import build_act
 
 
+class FFN(nn.Module, metaclass=ABCMeta):
+    """Base class of the FFN slot: the channel mixer of a Transformer block (DESIGN.md §3).
+
+    Constructor: ``(embed_dims: int, ffn_ratio: float, act_cfg: dict | None, **variant_kwargs)``; the block injects
+    ``embed_dims`` (``MODELS.build(ffn_cfg, default_args=dict(embed_dims=C))``), so a config names the variant and its
+    own keys only. A subclass registered in ``MODELS`` is selected by ``block_cfg.ffn_cfg.type`` and checked by the
+    slot's contract test wherever it is defined.
+    """
+
+    @abstractmethod
+    def forward(self, x: Tensor, hw: tuple[int, int] | None = None) -> Tensor:
+        """``x`` ``(B, N, C)`` on an ``hw = (H, W)`` token grid (``N = H * W``) -> ``(B, N, C)``.
+
+        Point-wise FFNs ignore ``hw``; spatial ones need it to fold the tokens back into a map.
+        """
+
+
 @MODELS.register_module()
-class PointwiseFFN(nn.Module):
+class PointwiseFFN(FFN):
     """The ViT MLP: ``Linear(C, rC) -> act -> Linear(rC, C)`` (ratio 4 in the baselines)."""
 
     def __init__(self, embed_dims: int, ffn_ratio: float = 4.0, act_cfg: dict | None = None) -> None:
@@ -27,7 +47,7 @@ class PointwiseFFN(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-class _ConvFFN(nn.Module):
+class _ConvFFN(FFN):
     """Inverted bottleneck with a residual 3x3 conv in the hidden space (Fig. 2e):
 
     ``u = Linear_up(x); u = u + Conv3x3(u); y = Linear_down(act(u))``.
@@ -68,7 +88,7 @@ class DWConvFFN(_ConvFFN):
 
 
 @MODELS.register_module()
-class SwiGLUFFN(nn.Module):
+class SwiGLUFFN(FFN):
     """Gated point-wise FFN (LightningDiT / LLaMA): ``y = W3(act(x W1) * (x W2))``, ``W1`` and ``W2`` fused.
 
     The hidden width is ``int(2/3 * int(embed_dims * ffn_ratio))`` so the three matrices hold about as many
@@ -93,3 +113,6 @@ class SwiGLUFFN(nn.Module):
         """``(B, N, C) -> (B, N, C)``; ``hw`` is ignored."""
         gate, value = self.w12(x).chunk(2, dim=-1)  # each (B, N, hidden)
         return self.w3(self.act(gate) * value)
+
+
+__all__ = ['FFN', 'PointwiseFFN', 'FullConvFFN', 'DWConvFFN', 'SwiGLUFFN']

@@ -1,10 +1,15 @@
 """Normalisation and activation layers, registered by the names configs use (``LN``, ``RMSNorm``, ``GN``, ...).
 
-Token norms (``LN``, ``RMSNorm``) normalise the last dimension of ``(..., C)`` tensors; map norms (``GN``,
-``LN2d``, ``RMSNorm2d``) normalise the channel dimension of ``(B, C, H, W)`` tensors. All take the number of
-features as ``num_features`` so parents can inject it with ``MODELS.build(cfg, default_args=...)``.
+Every norm derives from :class:`Norm`, which states the slot's contract: token norms (``LN``, ``RMSNorm``,
+``channel_dim = -1``) normalise the last dimension of ``(..., C)`` tensors; map norms (``GN``, ``LN2d``,
+``RMSNorm2d``, ``channel_dim = 1``) normalise the channel dimension of ``(B, C, H, W)`` tensors. All take the number
+of features as ``num_features`` so parents can inject it with ``MODELS.build(cfg, default_args=...)``. Activations
+are torch's own classes, registered by name.
 """
 from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +26,25 @@ def gn_groups(channels: int, max_groups: int = 32) -> int:
     return 1
 
 
+class Norm(nn.Module, metaclass=ABCMeta):
+    """Base class of the norm slot (DESIGN.md §3).
+
+    Constructor: ``(num_features: int, eps: float, affine: bool, **variant_kwargs)``; parents inject
+    ``num_features`` (:func:`build_norm`). Forward: a tensor to one of the same shape, normalised over (or within
+    groups of) dimension :attr:`channel_dim`, which holds ``num_features`` channels. A subclass of a torch norm lists
+    the torch class first, so that class's ``forward`` is the one that runs.
+    """
+
+    channel_dim: ClassVar[int] = -1
+    """The dimension holding the channels: ``-1`` for tokens ``(..., C)``, ``1`` for maps ``(B, C, H, W)``."""
+
+    @abstractmethod
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` with ``num_features`` channels in dimension :attr:`channel_dim` -> the same shape."""
+
+
 @MODELS.register_module('LN')
-class LayerNorm(nn.LayerNorm):
+class LayerNorm(nn.LayerNorm, Norm):
     """LayerNorm over the last dimension. Input ``(..., C)``."""
 
     def __init__(self, num_features: int, eps: float = 1e-6, affine: bool = True) -> None:
@@ -30,7 +52,7 @@ class LayerNorm(nn.LayerNorm):
 
 
 @MODELS.register_module('RMSNorm')
-class RMSNorm(nn.Module):
+class RMSNorm(Norm):
     """Root-mean-square norm over the last dimension (no mean subtraction, no bias). Input ``(..., C)``."""
 
     def __init__(self, num_features: int, eps: float = 1e-6, affine: bool = True) -> None:
@@ -46,7 +68,7 @@ class RMSNorm(nn.Module):
 
 
 @MODELS.register_module('GN')
-class GroupNorm(nn.GroupNorm):
+class GroupNorm(nn.GroupNorm, Norm):
     """GroupNorm for ``(B, C, H, W)`` maps with ``num_groups`` shrunk to divide ``num_features``.
 
     Args:
@@ -57,6 +79,8 @@ class GroupNorm(nn.GroupNorm):
             (e.g. a 32-channel full-resolution stage of a decoder head) loses its per-image contrast and colour.
         eps / affine: as for :class:`torch.nn.GroupNorm`.
     """
+
+    channel_dim: ClassVar[int] = 1
 
     def __init__(self, num_features: int, num_groups: int = 32, eps: float = 1e-6, affine: bool = True,
                  min_group_channels: int = 1) -> None:
@@ -70,6 +94,8 @@ class GroupNorm(nn.GroupNorm):
 class LayerNorm2d(LayerNorm):
     """LayerNorm over the channels of a ``(B, C, H, W)`` map."""
 
+    channel_dim: ClassVar[int] = 1
+
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
@@ -77,6 +103,8 @@ class LayerNorm2d(LayerNorm):
 @MODELS.register_module('RMSNorm2d')
 class RMSNorm2d(RMSNorm):
     """RMSNorm over the channels of a ``(B, C, H, W)`` map (DC-AE's ``trms2d``)."""
+
+    channel_dim: ClassVar[int] = 1
 
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
@@ -98,3 +126,7 @@ def build_act(cfg: dict | None) -> nn.Module:
     if cfg is None:
         return nn.Identity()
     return MODELS.build(cfg)
+
+
+__all__ = ['Norm', 'LayerNorm', 'RMSNorm', 'GroupNorm', 'LayerNorm2d', 'RMSNorm2d', 'build_norm', 'build_act',
+           'gn_groups']

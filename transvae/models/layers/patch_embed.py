@@ -1,9 +1,9 @@
 """Patch embeddings (image -> token map) and output heads (token map -> image) of the single-stage / Swin VAEs.
 
-Two slots, each with one constructor and forward signature so a config swaps them with one key:
+Two slots, each with a base class stating one constructor and forward signature so a config swaps them with one key:
 
-* patch embed: ``(in_channels, embed_dims, patch_size)``, ``(B, C_in, H, W) -> (B, D, H/p, W/p)``;
-* output head: ``(in_channels, out_channels, patch_size)``, ``(B, D, h, w) -> (B, C_out, p*h, p*w)``.
+* :class:`PatchEmbed`: ``(in_channels, embed_dims, patch_size)``, ``(B, C_in, H, W) -> (B, D, H/p, W/p)``;
+* :class:`OutputHead`: ``(in_channels, out_channels, patch_size)``, ``(B, D, h, w) -> (B, C_out, p*h, p*w)``.
 
 ``PatchMerging`` / ``PatchExpanding`` (Swin) are samplers: ``sampling.py``.
 
@@ -13,6 +13,7 @@ Two slots, each with one constructor and forward signature so a config swaps the
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -29,8 +30,42 @@ def _log2_int(p: int, who: str) -> int:
     return k
 
 
+class PatchEmbed(nn.Module, metaclass=ABCMeta):
+    """Base class of the patch-embed slot: image to token map (DESIGN.md §3).
+
+    Constructor: ``(in_channels: int, embed_dims: int, patch_size: int, **variant_kwargs)``, injected by the encoder;
+    the embed keeps ``self.patch_size``.
+    """
+
+    patch_size: int
+
+    @abstractmethod
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, C_in, H, W) -> (B, D, H/p, W/p)``; H, W multiples of ``p``."""
+
+
+class OutputHead(nn.Module, metaclass=ABCMeta):
+    """Base class of the output-head slot: token map to image (DESIGN.md §3).
+
+    Constructor: ``(in_channels: int, out_channels: int, patch_size: int, **variant_kwargs)``, injected by the
+    decoder; the head keeps ``self.patch_size`` and names its final weight :attr:`last_layer` (what the adaptive
+    GAN / VF weights differentiate against).
+    """
+
+    patch_size: int
+
+    @abstractmethod
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, D, h, w) -> (B, C_out, p*h, p*w)``."""
+
+    @property
+    @abstractmethod
+    def last_layer(self) -> nn.Parameter:
+        """The weight of the head's last layer."""
+
+
 @MODELS.register_module()
-class ConvPatchEmbed(nn.Module):
+class ConvPatchEmbed(PatchEmbed):
     """One non-overlapping convolution, kernel = stride = ``patch_size`` (ViT / Swin patch embedding).
 
     Args:
@@ -53,7 +88,7 @@ class ConvPatchEmbed(nn.Module):
 
 
 @MODELS.register_module()
-class SeqConvPatchEmbed(nn.Module):
+class SeqConvPatchEmbed(PatchEmbed):
     """``log2(p)`` x [Conv3x3 stride 2 -> norm -> act], channels ``D/2^(k-1) ... D/2, D`` (DHVT's SOPE, §1.5).
 
     Args:
@@ -88,7 +123,7 @@ class SeqConvPatchEmbed(nn.Module):
 
 
 @MODELS.register_module()
-class PixelShuffleHead(nn.Module):
+class PixelShuffleHead(OutputHead):
     """1x1 conv ``D -> hidden * p^2`` -> PixelShuffle(p) -> Conv3x3 ``hidden -> C_out`` (ViT-VAE output, Fig. 2b).
 
     Args:
@@ -116,7 +151,7 @@ class PixelShuffleHead(nn.Module):
 
 
 @MODELS.register_module()
-class SeqConvUpHead(nn.Module):
+class SeqConvUpHead(OutputHead):
     """``log2(p)`` x [nearest x2 -> Conv3x3 -> norm -> act], channels ``D/2 ... D/2^k``, then Conv3x3 to ``C_out``.
 
     The decoder mirror of :class:`SeqConvPatchEmbed` (PAPER.md §1.5, [G]).
@@ -156,4 +191,4 @@ class SeqConvUpHead(nn.Module):
         return self.conv_out.weight
 
 
-__all__ = ['ConvPatchEmbed', 'SeqConvPatchEmbed', 'PixelShuffleHead', 'SeqConvUpHead']
+__all__ = ['PatchEmbed', 'OutputHead', 'ConvPatchEmbed', 'SeqConvPatchEmbed', 'PixelShuffleHead', 'SeqConvUpHead']

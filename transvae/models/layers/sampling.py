@@ -1,10 +1,13 @@
 """Down- and up-sampling between stages (the sampling slot) and the DC-AE parameter-free shortcuts.
 
-All samplers share ``(in_channels, out_channels)`` and map ``(B, C, H, W)`` to ``(B, C', H/2, W/2)`` (down) or
-``(B, C', 2H, 2W)`` (up). The ``DC*`` variants add DC-AE's information-preserving shortcut to the main path;
-``PatchMerging`` / ``PatchExpanding`` are Swin's token samplers.
+Every sampler derives from :class:`Downsampler` or :class:`Upsampler` (both :class:`Sampler`): it is built from
+``(in_channels, out_channels)`` and maps ``(B, C, H, W)`` to ``(B, C', H/2, W/2)`` (down) or ``(B, C', 2H, 2W)`` (up).
+The ``DC*`` variants add DC-AE's information-preserving shortcut to the main path; ``PatchMerging`` /
+``PatchExpanding`` are Swin's token samplers.
 """
 from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -53,8 +56,32 @@ def channel_to_space_duplicate(x: Tensor, out_channels: int, factor: int = 2) ->
     return F.pixel_shuffle(x, factor) if factor > 1 else x
 
 
+class Sampler(nn.Module, metaclass=ABCMeta):
+    """Base class of the sampling slot: the resolution change between two stages (DESIGN.md §3).
+
+    Constructor: ``(in_channels: int, out_channels: int, **variant_kwargs)``, both injected by the backbone
+    (:func:`build_sampler`); a sampler keeps them as ``self.in_channels`` / ``self.out_channels``. The direction is
+    the subclass: :class:`Downsampler` or :class:`Upsampler`.
+    """
+
+    in_channels: int
+    out_channels: int
+
+    @abstractmethod
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, in_channels, H, W) -> (B, out_channels, H', W')``."""
+
+
+class Downsampler(Sampler):
+    """A :class:`Sampler` that halves the resolution: ``(B, C, H, W) -> (B, C', H/2, W/2)``."""
+
+
+class Upsampler(Sampler):
+    """A :class:`Sampler` that doubles the resolution: ``(B, C, H, W) -> (B, C', 2H, 2W)``."""
+
+
 @MODELS.register_module()
-class ConvPixelUnshuffleDown(nn.Module):
+class ConvPixelUnshuffleDown(Downsampler):
     """``Conv3x3(C_in -> C_out/4)`` then ``PixelUnshuffle(2)`` (DC-AE's main down path)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -78,7 +105,7 @@ class DCDownsample(ConvPixelUnshuffleDown):
 
 
 @MODELS.register_module()
-class InterpConvUp(nn.Module):
+class InterpConvUp(Upsampler):
     """Nearest ``x2`` interpolation then ``Conv3x3(C_in -> C_out)`` (LDM's upsampler when C_in == C_out)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -100,7 +127,7 @@ class DCUpsample(InterpConvUp):
 
 
 @MODELS.register_module()
-class StridedConvDown(nn.Module):
+class StridedConvDown(Downsampler):
     """LDM's downsampler: asymmetric pad ``(0, 1, 0, 1)`` then ``Conv3x3`` stride 2."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -113,7 +140,7 @@ class StridedConvDown(nn.Module):
 
 
 @MODELS.register_module()
-class PatchMerging(nn.Module):
+class PatchMerging(Downsampler):
     """Swin patch merging as a sampler: 2x2 neighbours concatenated -> LN(4C) -> Linear(4C -> C_out).
 
     Sampling slot: ``(in_channels, out_channels)``, ``(B, C, H, W) -> (B, C_out, H/2, W/2)`` (odd sizes are
@@ -136,7 +163,7 @@ class PatchMerging(nn.Module):
 
 
 @MODELS.register_module()
-class PatchExpanding(nn.Module):
+class PatchExpanding(Upsampler):
     """Swin-Unet patch expanding as a sampler: Linear(C -> 4 C_out) -> 2x2 pixel-shuffle rearrange -> LN(C_out).
 
     With ``C_out = C / 2`` (the Swin widths) the linear is ``C -> 2C``. Sampling slot:
@@ -156,6 +183,11 @@ class PatchExpanding(nn.Module):
         return self.norm(x).permute(0, 3, 1, 2)
 
 
-def build_sampler(cfg: dict, in_channels: int, out_channels: int) -> nn.Module:
+def build_sampler(cfg: dict, in_channels: int, out_channels: int) -> Sampler:
     """Build a registered down/up sampler for the given channels."""
     return MODELS.build(cfg, default_args=dict(in_channels=in_channels, out_channels=out_channels))
+
+
+__all__ = ['Sampler', 'Downsampler', 'Upsampler', 'ConvPixelUnshuffleDown', 'DCDownsample', 'InterpConvUp',
+           'DCUpsample', 'StridedConvDown', 'PatchMerging', 'PatchExpanding', 'build_sampler',
+           'space_to_channel_average', 'channel_to_space_duplicate']

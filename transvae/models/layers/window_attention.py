@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from transvae.registry import MODELS
 
+from .attention import Attention
 from .norm import build_norm
 from .position import QKTransform
 
@@ -87,8 +88,10 @@ def shifted_window_mask(padded_hw: tuple[int, int], valid_hw: tuple[int, int], w
 
 
 @MODELS.register_module()
-class WindowAttention(nn.Module):
-    """Multi-head self-attention inside windows, with Swin-v1 relative position bias.
+class WindowAttention(Attention):
+    """Multi-head self-attention inside windows, with Swin-v1 relative position bias (an :class:`Attention`).
+
+    The slot's forward on window tokens: ``x`` ``(B * nW, n, C)``, ``hw`` the window, plus an optional ``mask``.
 
     Args:
         embed_dims: token channels ``C`` (divisible by ``head_dim``).

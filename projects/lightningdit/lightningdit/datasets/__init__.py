@@ -1,7 +1,8 @@
 from .class_balanced_noise import ClassBalancedNoiseDataset, class_balanced_labels
 from .class_balanced_sampler import ClassBalancedSampler
-from .latent_dataset import LatentShardDataset, ShardGroupedSampler, list_shards
-from .normalization import STATS_FILE, LatentNormalizer
+from .latent_dataset import LatentShardDataset, ShardGroupedSampler
+from .normalization import LatentNormalizer
 
-__all__ = ['ClassBalancedNoiseDataset', 'ClassBalancedSampler', 'LatentNormalizer', 'LatentShardDataset', 'STATS_FILE',
-           'ShardGroupedSampler', 'class_balanced_labels', 'list_shards']
+# the shard format (list_shards, STATS_FILE, ...) is transvae.utils.latent_shards'
+__all__ = ['ClassBalancedNoiseDataset', 'ClassBalancedSampler', 'LatentNormalizer', 'LatentShardDataset',
+           'ShardGroupedSampler', 'class_balanced_labels']

@@ -3,6 +3,8 @@
 Only the safetensors headers and the labels are read when the dataset is built (an ImageNet-size set of latents
 never sits in memory); each item is a slice of one memory-mapped shard. :class:`ShardGroupedSampler` visits the
 shards one after another (shuffled order, shuffled items within each shard) so reads stay local to one file.
+The shard format (file names, keys, validation) is owned by :mod:`transvae.utils.latent_shards`; this file only
+adds the lazy per-item access.
 """
 from __future__ import annotations
 
@@ -18,16 +20,9 @@ from safetensors import safe_open
 from torch.utils.data import Dataset, Sampler
 
 from transvae.registry import DATA_SAMPLERS, DATASETS
-from transvae.utils import latent_shards as shards_io
-from transvae.utils.latent_shards import LatentFileError
+from transvae.utils.latent_shards import STATS_FILE, LatentFileError, check_shard, list_shards, read_shard
 
-from .normalization import STATS_FILE, LatentNormalizer
-
-
-def list_shards(latent_dir: str) -> list[str]:
-    """The shard files of ``latent_dir`` in index order; raises when the folder or a shard is missing
-    (:func:`transvae.utils.latent_shards.list_shards` with ``complete=True``)."""
-    return shards_io.list_shards(latent_dir, complete=True)
+from .normalization import LatentNormalizer
 
 
 @DATASETS.register_module()
@@ -52,7 +47,7 @@ class LatentShardDataset(Dataset):
                  latent_shape: tuple[int, int, int] | None = None, max_open_files: int = 4) -> None:
         self.data_root = data_root
         self.use_flip = use_flip
-        self.shards = list_shards(data_root)
+        self.shards = list_shards(data_root, complete=True)  # every shard 0 .. num_shards - 1, or an error
         self.max_open_files = max_open_files
         self._handles: OrderedDict[str, Any] = OrderedDict()
         self.starts: list[int] = []
@@ -60,12 +55,11 @@ class LatentShardDataset(Dataset):
         shape = tuple(latent_shape) if latent_shape is not None else None
         first = 'the configured latent_shape'
         total = 0
-        for path in self.shards:  # headers only (the format's one validation: transvae.utils.latent_shards)
-            info = shards_io.check_shard(path, latent_shape=shape, require_flip=use_flip, expected_from=first)
+        for path in self.shards:  # headers and labels only, through the format's one reader
+            info = check_shard(path, latent_shape=shape, require_flip=use_flip, expected_from=first)
             if shape is None:
                 shape, first = info.latent_shape, path  # every other shard must have the first one's shape
-            with safe_open(path, framework='pt') as f:
-                lab = f.get_tensor('labels').long()
+            lab = read_shard(path, keys=('labels',))['labels']  # int64
             self.starts.append(total)
             total += info.num_items
             labels.append(lab)

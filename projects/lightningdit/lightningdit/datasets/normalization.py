@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import math
-import os.path as osp
 
 import torch
 from torch import Tensor
 
-STATS_FILE = 'latents_stats.safetensors'  # written by tools/extract_latents.py
+from transvae.utils.errors import InputNotFoundError
+from transvae.utils.latent_shards import STATS_FILE, load_stats
 
 
 class LatentNormalizer:
@@ -35,16 +35,13 @@ class LatentNormalizer:
     @classmethod
     def from_dir(cls, latent_dir: str, multiplier: float = 1.0, stats_file: str = STATS_FILE,
                  num_channels: int | None = None) -> 'LatentNormalizer':
-        """Load ``mean`` / ``std`` from ``latent_dir/stats_file``, validated by the shard format's reader
-        (:func:`transvae.utils.latent_shards.load_stats`: keys, dtype, shape, finite, ``num_channels`` when given);
-        a missing or malformed file is an error naming it."""
-        from transvae.utils.latent_shards import load_stats
-        path = stats_file if osp.isabs(stats_file) else osp.join(latent_dir, stats_file)
-        if not osp.isfile(path):
-            raise FileNotFoundError(
-                f'latent statistics {path} not found: tools/extract_latents.py writes them once every shard exists '
-                '(re-run it on the same --out to finish), or set latent_norm=False to train on raw latents')
-        stats = load_stats(path, num_channels=num_channels)
+        """Load ``mean`` / ``std`` from ``latent_dir/stats_file`` (``stats_file`` may be absolute) with the shard
+        format's reader (:func:`transvae.utils.latent_shards.load_stats`: keys, dtype, shape, finite,
+        ``num_channels`` when given); a missing or malformed file is an error naming it."""
+        try:
+            stats = load_stats(latent_dir, num_channels=num_channels, stats_file=stats_file)
+        except InputNotFoundError as e:
+            raise InputNotFoundError(f'{e}, or set latent_norm=False to train on raw latents') from None
         if not math.isfinite(float(multiplier)) or float(multiplier) <= 0:
             raise ValueError(f'latent_multiplier must be a finite number > 0, got {multiplier!r}')
         return cls(stats['mean'], stats['std'], multiplier)

@@ -64,8 +64,8 @@ class LatentDataCheckHook(Hook):
 
     ``before_train`` runs after mmengine has built the train dataloader and before the first step (a mismatch would
     otherwise train without complaint: the backbone accepts any grid size). The test set's shape is checked by the
-    model's ``predict`` step on the first batch. In ``dit_runtime.py``'s ``default_hooks`` (a dict entry, so no
-    config's ``custom_hooks`` list drops it).
+    model's ``predict`` step on the first batch. In the project's ``configs/_base_/default_runtime.py``
+    ``default_hooks`` (a dict entry, so no config's ``custom_hooks`` list drops it).
     """
 
     priority = 'VERY_HIGH'
