@@ -205,29 +205,6 @@ def write_config(path: str, max_iters: int = 2, val_interval: int = 2, ckpt_inte
     return path
 
 
-def load_tool(name: str):
-    """Import the script ``tools/{name}.py`` as a module (``name`` may contain a sub-folder, e.g.
-    ``'analysis_tools/linear_probe'``), for in-process calls of its functions; loaded once per test session.
-
-    Tools are scripts, not a package: they import ``transvae`` (installed) and nothing from each other, so loading
-    one by its path needs no ``sys.path`` entry.
-    """
-    import importlib.util
-    import re
-    mod_name = 'transvae_tool_' + re.sub(r'\W', '_', name)
-    if mod_name in sys.modules:
-        return sys.modules[mod_name]
-    spec = importlib.util.spec_from_file_location(mod_name, osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module  # dataclasses and pickling look the module up by name
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[mod_name]
-        raise
-    return module
-
-
 def build_runner(cfg_path: str, work_dir: str, cfg_options: Optional[dict] = None):
     """An in-process ``TransVAERunner`` for the config at ``cfg_path``."""
     from mmengine.config import Config

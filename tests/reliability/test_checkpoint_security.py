@@ -2,6 +2,7 @@
 import os
 import os.path as osp
 import pickle
+import subprocess
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ import torch
 import rel_helpers as rh
 import tiny_vae_fixtures as tv
 from transvae.apis import test_cli
+from transvae.apis.convert import checkpoint_to_safetensors
 from transvae.engine.checkpoint_io import (UntrustedCheckpointError, export_safetensors, load_checkpoint_file,
                                            trusted_checkpoints)
 
@@ -107,23 +109,14 @@ def test_legacy_pickled_checkpoint_refused_with_conversion_hint(tmp_path):
     assert isinstance(load_checkpoint_file(path, trusted=True)['message_hub']['log_scalars']['loss'], HistoryBuffer)
 
 
-def _converter():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'to_safetensors', osp.join(tv.REPO, 'tools', 'model_converters', 'to_safetensors.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_safetensors_export_tool_and_init_model(tmp_path):
     cfg = tv.write_config(str(tmp_path / 'tiny.py'), max_iters=1, val_interval=1, ckpt_interval=1)
     runner = rh.build_runner(cfg, str(tmp_path / 'wd'))
     runner.train()
     src = str(tmp_path / 'wd' / 'iter_1.pth')
     out = str(tmp_path / 'tiny.safetensors')
-    convert = _converter()
-    assert convert.main([src, out]) == 0
+    num_tensors, path = checkpoint_to_safetensors(src, out)
+    assert num_tensors > 0 and path == out
     from safetensors import safe_open
     with safe_open(out, framework='pt') as f:
         assert 'transvae_meta' in f.metadata()
@@ -134,5 +127,8 @@ def test_safetensors_export_tool_and_init_model(tmp_path):
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     assert torch.equal(a.reconstruct(x), b.reconstruct(x))
     assert load_checkpoint_file(out)['meta']['config_file'].endswith('tiny.py')
-    with pytest.raises(SystemExit, match='exists'):  # an existing output is not overwritten without --force
-        convert.main([src, out])
+    # the command line, for real: an existing output is not overwritten without --force, said in one `error:` line
+    proc = subprocess.run([tv.PYTHON, 'tools/model_converters/to_safetensors.py', src, out], cwd=tv.REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f'error: {out} exists (use --force to overwrite)'

@@ -19,6 +19,7 @@ import pytest
 
 import tiny_vae_fixtures as tv
 from transvae.apis import extract_latents_cli, test_cli, train_cli
+from transvae.apis.convert import checkpoint_to_safetensors
 from transvae.engine.config_validation import ConfigValueError, check_config_values
 from transvae.utils.cli_types import non_negative_int, positive_float, positive_int
 from transvae.utils.output_paths import OutputPathError, check_outputs
@@ -225,13 +226,12 @@ def test_extract_latents_out_must_not_be_or_hold_the_data_root(tmp_path):
 
 def test_to_safetensors_never_over_its_input(trained, tmp_path):
     _, _, ckpt = trained
-    conv = tv.load_tool('model_converters/to_safetensors')
     st = str(tmp_path / 'm.safetensors')
-    assert conv.main([ckpt, st]) == 0
+    assert checkpoint_to_safetensors(ckpt, st)[1] == st
     before = _sha(st)
     os.symlink(st, tmp_path / 'alias.safetensors')
-    with pytest.raises(SystemExit, match='is the checkpoint'):
-        conv.main([st, str(tmp_path / 'alias.safetensors'), '--force'])
+    with pytest.raises(OutputPathError, match='is the checkpoint'):
+        checkpoint_to_safetensors(st, str(tmp_path / 'alias.safetensors'), force=True)
     assert _sha(st) == before
 
 

@@ -13,8 +13,10 @@ import tiny_vae_fixtures as tv
 from projects.fault_drill.fault_drill.remote import good_checkpoint, malformed_files, write_safetensors
 from transvae.apis import extract_latents_cli, test_cli
 from transvae.apis import init_model
+from transvae.apis.convert import checkpoint_to_safetensors
 from transvae.engine.checkpoint_compat import CheckpointFileError, CheckpointMismatchError, dtype_problem
 from transvae.engine.checkpoint_io import export_safetensors, load_checkpoint_file
+from transvae.utils.errors import UserInputError
 
 
 @pytest.fixture(scope='module')
@@ -49,11 +51,10 @@ def test_tools_report_a_malformed_file_in_one_line(files, tmp_path):
                                               str(tmp_path / 'lat'), '--device', 'cpu', '--num-workers', '0'])
     assert str(info.value.code).startswith('error: ') and 'holds a list' in str(info.value.code)
     assert not osp.exists(tmp_path / 'lat') or not any(p.suffix == '.pt' for p in (tmp_path / 'lat').iterdir())
-    convert = tv.load_tool('model_converters/to_safetensors')
-    for key in ('truncated zip .pth', 'a string where the model has a tensor'):
-        with pytest.raises(SystemExit) as info:
-            convert.main([cases[key][0], str(tmp_path / 'out.safetensors')])
-        assert str(info.value.code).startswith('error: ') and cases[key][0] in str(info.value.code)
+    for key in ('truncated zip .pth', 'a string where the model has a tensor'):  # the converter's command line
+        with pytest.raises(UserInputError) as info:  # prints such an error as its `error:` line
+            checkpoint_to_safetensors(cases[key][0], str(tmp_path / 'out.safetensors'))
+        assert cases[key][0] in str(info.value)
     assert not osp.exists(tmp_path / 'out.safetensors')
 
 

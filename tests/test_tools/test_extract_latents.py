@@ -1,5 +1,5 @@
 """Latent extraction (transvae.apis.latents behind tools/extract_latents.py: shards, flips, stats, resume), the latent
-uniformity metrics (transvae.evaluation.latent_stats) and the linear probe."""
+uniformity metrics (transvae.evaluation.latent_stats)."""
 from __future__ import annotations
 
 import os
@@ -15,10 +15,6 @@ from transvae.apis import extract_latents_cli, latents
 from transvae.evaluation import latent_stats as ls
 from transvae.registry import DATASETS, MODELS
 from transvae.utils.latent_shards import list_shards, load_latents, load_stats
-
-import tiny_vae_fixtures as tv
-
-lp = tv.load_tool('analysis_tools/linear_probe')
 
 
 MODEL = dict(type='VAE', arch=dict(base_channels=8, channel_mults=[1, 2], num_res_blocks=1, latent_channels=4,
@@ -124,20 +120,6 @@ def test_latent_stats_pipeline_smoke():
                              progress=False, perplexity=5.0, max_iter=250)
     assert set(res['mean']) == {'density_cv', 'normalized_entropy', 'gini'} and len(res['runs']) == 2
     assert 0 < res['mean']['normalized_entropy'] <= 1 and res['num_samples'] == 30
-
-
-def test_linear_probe_separable():
-    g = torch.Generator().manual_seed(0)
-    def make(n):
-        y = torch.randint(0, 3, (n,), generator=g)
-        z = torch.randn(n, 4, 2, 2, generator=g) * 0.5
-        z[torch.arange(n), y] += 2.0  # class-dependent channel mean
-        return z, y
-    (zt, yt), (zv, yv) = make(192), make(60)
-    res = lp.train_probe(zt, yt, zv, yv, pool='gap', epochs=5, batch_size=64, warmup_epochs=1, progress=False)
-    assert res['top1'] > 90 and res['in_features'] == 4 and res['num_classes'] == 3
-    res = lp.train_probe(zt, yt, zv, yv, pool='flatten', epochs=1, batch_size=64, warmup_epochs=1, progress=False)
-    assert res['in_features'] == 16
 
 
 def test_resolution_by_transform_capability():

@@ -10,16 +10,19 @@
   experiment name, iteration, config text) that ``transvae.apis.init_model`` and the tools use to name the config
   a checkpoint was trained with. Written atomically; an existing file is kept unless ``--force``.
 
-Load it with ``init_model(config, 'model.safetensors')`` or ``tools/test.py CONFIG model.safetensors``.
+Load it with ``init_model(config, 'model.safetensors')`` or ``tools/test.py CONFIG model.safetensors``. The converter
+is :func:`transvae.apis.convert.checkpoint_to_safetensors`; a refusal ends in one ``error:`` line (exit status 1).
 """
 from __future__ import annotations
 
 import argparse
-import os.path as osp
 import sys
 
+from transvae.apis.convert import checkpoint_to_safetensors
+from transvae.engine.config_validation import config_errors
 
-def parse_args(argv=None) -> argparse.Namespace:
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Export checkpoint weights to .safetensors')
     p.add_argument('checkpoint', help='.pth checkpoint')
     p.add_argument('out', nargs='?', help='output .safetensors (default: beside the checkpoint)')
@@ -29,30 +32,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Convert CKPT to OUT; 0 on success (a refusal exits with one ``error:`` line)."""
     args = parse_args(argv)
-    from transvae.engine.checkpoint_io import UntrustedCheckpointError, export_safetensors, load_checkpoint_file
-    if '://' in args.checkpoint and not args.out:
-        raise SystemExit('error: give OUT (a local .safetensors path) when CKPT is a URL')
-    out = args.out or osp.splitext(args.checkpoint)[0] + '.safetensors'
-    if not out.endswith('.safetensors'):
-        raise SystemExit(f'error: the output must end in .safetensors, got {out!r}')
-    if osp.exists(out) and not args.force:
-        raise SystemExit(f'error: {out} exists (use --force to overwrite)')
-    from transvae.utils.output_paths import OutputPathError, check_outputs
-    try:  # never over the input (even with --force, through a symlink or a hard link), and writable
-        check_outputs({'OUT': out}, {'checkpoint': args.checkpoint})
-    except OutputPathError as e:
-        raise SystemExit(f'error: {e}') from None
-    from transvae.engine.checkpoint_compat import CheckpointFileError
-    try:
-        ckpt = load_checkpoint_file(args.checkpoint, trusted=args.trust_checkpoint)
-    except (UntrustedCheckpointError, CheckpointFileError, FileNotFoundError) as e:
-        raise SystemExit(f'error: {e}') from None
-    try:
-        n = export_safetensors(ckpt, out)
-    except TypeError as e:  # a state-dict entry that is not a tensor
-        raise SystemExit(f'error: {args.checkpoint}: {e}; only tensors can be exported') from None
+    with config_errors(exit_on_error=True):
+        n, out = checkpoint_to_safetensors(args.checkpoint, args.out, trusted=args.trust_checkpoint,
+                                           force=args.force)
     print(f'{n} tensors -> {out}', flush=True)
     return 0
 

@@ -103,7 +103,9 @@ def write_config(path: str, root: str, iters: int = 6, workers: int = 0, hooks: 
     return path
 
 
-_TOOLS: dict = {}
+#: the command line behind each ``tools/<name>.py`` the drill runs in a forked child
+TOOL_MODULES = {'train': 'transvae.apis.train_cli', 'test': 'transvae.apis.test_cli',
+                'extract_latents': 'transvae.apis.extract_latents_cli'}
 
 
 def warm_up() -> None:
@@ -115,20 +117,14 @@ def warm_up() -> None:
     import transvae.apis  # noqa: F401
     from transvae.apis import register_all_modules
     register_all_modules()
-    for name in ('train', 'test', 'extract_latents'):
+    for name in TOOL_MODULES:
         load_tool(name)
 
 
 def load_tool(name: str):
-    if name in _TOOLS:
-        return _TOOLS[name]
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(f'drill_tool_{osp.basename(name)}',
-                                                  osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    _TOOLS[name] = module
-    return module
+    """The module whose ``main(argv)`` is the command line of ``tools/<name>.py`` (a ``transvae.apis`` module)."""
+    import importlib
+    return importlib.import_module(TOOL_MODULES[name])
 
 
 def _redirect_output(log: str) -> None:

@@ -1,10 +1,13 @@
-"""tools/analysis_tools/linear_probe.py on latent shards: pooled-on-read vs in-memory, streaming, memory bound."""
+"""The linear probe (transvae.evaluation.linear_probe, behind tools/analysis_tools/linear_probe.py) on latent shards:
+pooled-on-read vs in-memory, streaming, memory bound."""
 from __future__ import annotations
 
 import json
 import math
 import os
 import os.path as osp
+import subprocess
+import sys
 import weakref
 from typing import Optional
 
@@ -13,10 +16,10 @@ import safetensors.torch
 import torch
 from safetensors.torch import save_file
 
-import tiny_vae_fixtures as tv
+from transvae.evaluation import linear_probe as lp
+from transvae.utils.latent_shards import STATS_FILE, list_shards, load_latents, shard_path
 
-el = tv.load_tool('extract_latents')
-lp = tv.load_tool('analysis_tools/linear_probe')
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 KW = dict(epochs=5, batch_size=32, warmup_epochs=1, progress=False)
@@ -48,9 +51,9 @@ def _write_shards(out: str, z: torch.Tensor, y: torch.Tensor, shard_size: int,
             t['latents_flip'] = zf[s:e].float().contiguous()
         meta = dict(shard_size=shard_size, flip=zf is not None, num_items=n, num_shards=num_shards, shard=i,
                     start=s, stop=e)
-        save_file(t, el.shard_path(out, i), metadata={'json': json.dumps(meta)})
-    save_file({'mean': torch.zeros(1, 4, 1, 1), 'std': torch.ones(1, 4, 1, 1)}, osp.join(out, el.STATS_FILE))
-    return el.list_shards(out)
+        save_file(t, shard_path(out, i), metadata={'json': json.dumps(meta)})
+    save_file({'mean': torch.zeros(1, 4, 1, 1), 'std': torch.ones(1, 4, 1, 1)}, osp.join(out, STATS_FILE))
+    return list_shards(out)
 
 
 def _dirs(tmp_path, flip: bool = True) -> tuple[str, str, tuple]:
@@ -62,6 +65,20 @@ def _dirs(tmp_path, flip: bool = True) -> tuple[str, str, tuple]:
     return tr, va, (z, y, zf, zv, yv)
 
 
+def test_linear_probe_separable():
+    g = torch.Generator().manual_seed(0)
+    def make(n):
+        y = torch.randint(0, 3, (n,), generator=g)
+        z = torch.randn(n, 4, 2, 2, generator=g) * 0.5
+        z[torch.arange(n), y] += 2.0  # class-dependent channel mean
+        return z, y
+    (zt, yt), (zv, yv) = make(192), make(60)
+    res = lp.train_probe(zt, yt, zv, yv, pool='gap', epochs=5, batch_size=64, warmup_epochs=1, progress=False)
+    assert res['top1'] > 90 and res['in_features'] == 4 and res['num_classes'] == 3
+    res = lp.train_probe(zt, yt, zv, yv, pool='flatten', epochs=1, batch_size=64, warmup_epochs=1, progress=False)
+    assert res['in_features'] == 16
+
+
 def test_gap_pooled_on_read_equals_in_memory(tmp_path):
     tr, va, (z, y, zf, zv, yv) = _dirs(tmp_path)
     ref = lp.train_probe(z, y, zv, yv, pool='gap', train_flip=zf, **KW)
@@ -71,14 +88,18 @@ def test_gap_pooled_on_read_equals_in_memory(tmp_path):
     assert math.isclose(res['final_train_loss'], ref['final_train_loss'], rel_tol=1e-5)  # bitwise equal here
     assert res['num_train'] == ref['num_train'] == 145 and res['num_val'] == 60 and res['in_features'] == 4
     assert res['top1'] > 90 and res['feature_mb'] == 2 * 145 * 4 * 4 / 2 ** 20  # flips pooled and kept
-    # the CLI: same protocol, streamed when the features exceed --cache-mb
+    # same protocol, streamed when the features exceed cache_mb (the CLI's --cache-mb)
+    streamed = lp.probe_dirs(tr, va, pool='gap', cache_mb=0, **KW)
+    assert streamed['data'] == 'streamed' and streamed['steps_per_epoch'] == res['steps_per_epoch'] == 5
+    assert streamed['top1'] > 90
+    # the command line, for real: its flags reach probe_dirs, --out writes the result
     out = str(tmp_path / 'res.json')
-    lp.main([tr, va, '--epochs', '5', '--batch-size', '32', '--warmup-epochs', '1', '--cache-mb', '0',
-             '--device', 'cpu', '--out', out])
+    subprocess.run([sys.executable, 'tools/analysis_tools/linear_probe.py', tr, va, '--epochs', '1', '--batch-size',
+                    '32', '--warmup-epochs', '1', '--cache-mb', '0', '--device', 'cpu', '--out', out],
+                   cwd=REPO, check=True, capture_output=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
     with open(out) as f:
         cli = json.load(f)
-    assert cli['data'] == 'streamed' and cli['steps_per_epoch'] == res['steps_per_epoch'] == 5
-    assert cli['top1'] > 90
+    assert cli['data'] == 'streamed' and cli['epochs'] == 1 and cli['batch_size'] == 32 and cli['num_train'] == 145
 
 
 def test_streamed_flatten_trains_and_keeps_the_epoch_layout(tmp_path):
@@ -146,10 +167,9 @@ class _RawLatentTracker:
         def _load(*args, **kwargs) -> dict:
             return {k: tracker.record(k, v) for k, v in real_load(*args, **kwargs).items()}
 
-        for mod in (lp, el, safetensors):
+        for mod in (lp, safetensors):  # transvae.utils.latent_shards opens shards through safetensors.safe_open
             monkeypatch.setattr(mod, 'safe_open', _Open, raising=False)
-        for mod in (el, safetensors.torch):
-            monkeypatch.setattr(mod, 'load_file', _load)
+        monkeypatch.setattr(safetensors.torch, 'load_file', _load)
 
 
 def test_never_more_than_one_shard_of_raw_latents(tmp_path, monkeypatch):
@@ -164,5 +184,5 @@ def test_never_more_than_one_shard_of_raw_latents(tmp_path, monkeypatch):
         assert tracker.reads >= 8 and 0 < tracker.peak <= one_shard, (pool, cache_mb, tracker.peak)
     # the check bites: concatenating every shard (the old loader) holds all raw latents at once
     tracker.peak = 0
-    el.load_latents(tr)
+    load_latents(tr)
     assert tracker.peak > 2 * one_shard
