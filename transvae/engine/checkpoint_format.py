@@ -34,12 +34,14 @@ def sniff_format(path: str) -> str:
         raise CheckpointFileError(f'cannot read {path}: {e.strerror}') from None
     if not head:
         return 'empty'
+    # safetensors first: its 8-byte little-endian header length may start with 0x80 or 'PK' (1 file in ~32 started
+    # 0x80 and was refused); byte 8 is never '{' in a torch zip (compression method) or legacy file (magic number)
+    if len(head) == 9 and head[8:9] == b'{':
+        return 'safetensors'
     if head[:2] == b'PK':
         return 'zip'
     if head[:1] == b'\x80':  # pickle protocol >= 2: torch's legacy format starts with a pickled magic number
         return 'legacy'
-    if len(head) == 9 and head[8:9] == b'{':
-        return 'safetensors'
     return 'unknown'
 
 
