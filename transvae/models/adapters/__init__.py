@@ -3,3 +3,6 @@ from .diffusers_kl import (DiffusersAutoencoderKL, DiffusersKLDecoder, Diffusers
                            convert_diffusers_state_dict)
 
 __all__ = ['DiffusersAutoencoderKL', 'DiffusersKLEncoder', 'DiffusersKLDecoder', 'convert_diffusers_state_dict']
+from .diffusers_vae import DiffusersVAEWrapper  # noqa: E402
+
+__all__ += ['DiffusersVAEWrapper']
