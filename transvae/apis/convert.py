@@ -11,7 +11,7 @@ import os.path as osp
 from typing import Optional
 
 from transvae.engine.checkpoint_io import export_safetensors, load_checkpoint_file
-from transvae.utils.errors import InputNotFoundError, UserInputError
+from transvae.utils.errors import UserInputError
 from transvae.utils.output_paths import check_outputs
 
 __all__ = ['ConversionError', 'checkpoint_to_safetensors']
@@ -47,12 +47,7 @@ def checkpoint_to_safetensors(checkpoint: str, out: Optional[str] = None, truste
     if osp.exists(out) and not force:
         raise ConversionError(f'{out} exists (use --force to overwrite)')
     check_outputs({'OUT': out}, {'checkpoint': checkpoint})  # never over the input, and writable
-    try:
-        ckpt = load_checkpoint_file(checkpoint, trusted=trusted)
-    except FileNotFoundError as e:
-        if isinstance(e, UserInputError):
-            raise
-        raise InputNotFoundError(str(e)) from None
+    ckpt = load_checkpoint_file(checkpoint, trusted=trusted)  # a missing file: InputNotFoundError
     try:
         n = export_safetensors(ckpt, out)
     except TypeError as e:  # a state-dict entry that is not a tensor

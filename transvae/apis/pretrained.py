@@ -312,12 +312,7 @@ def export_pretrained(config: Any, checkpoint: str, out_dir: str, *, report: Opt
             text = f.read()
     cfg = load_config(config)
     strip_training_modules(cfg)
-    try:
-        ckpt = load_checkpoint_file(checkpoint, trusted=trusted)
-    except FileNotFoundError as e:
-        if isinstance(e, UserInputError):
-            raise
-        raise InputNotFoundError(str(e)) from None
+    ckpt = load_checkpoint_file(checkpoint, trusted=trusted)  # a missing file: InputNotFoundError
     sd, source = select_weights(ckpt, ema)
     model = build_model(cfg, None)
     one_sided = check_checkpoint_fits(model, {'state_dict': sd}, checkpoint, config_name_of(cfg), allow_partial=True,

@@ -42,7 +42,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from transvae.utils.errors import UserInputError
+from transvae.utils.errors import InputNotFoundError, UserInputError
 
 from . import remote_checkpoint
 from .checkpoint_compat import CheckpointFileError, check_checkpoint_fits, state_dict_of, strip_prefix
@@ -218,7 +218,7 @@ def load_checkpoint_file(path: str, map_location: Any = 'cpu', trusted: Optional
         The checkpoint with mmengine's objects restored (:func:`decode_checkpoint`); always a dict.
 
     Raises:
-        FileNotFoundError: no such file.
+        InputNotFoundError: no such file (a ``FileNotFoundError`` and a ``UserInputError``).
         UntrustedCheckpointError: the file needs arbitrary unpickling and it is not trusted.
         CheckpointFileError: the file is empty, truncated, malformed, not a dict, or could not be fetched.
     """
@@ -231,7 +231,7 @@ def load_checkpoint_file(path: str, map_location: Any = 'cpu', trusted: Optional
     if not osp.isfile(path):
         if '://' in path:
             raise remote_checkpoint.unsupported_scheme_error(path)
-        raise FileNotFoundError(f'checkpoint not found: {path}')
+        raise InputNotFoundError(f'checkpoint not found: {path}')
     name = source or path
     fmt = check_file_structure(path, name)
     if fmt == 'safetensors':

@@ -8,59 +8,40 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Any, Callable
 
 __all__ = ['positive_int', 'non_negative_int', 'positive_float', 'non_negative_float']
 
 
-def _int(value: str, what: str) -> int:
+def _number(value: str, kind: type, what: str, ok: Callable[[float], bool]) -> Any:
+    """``value`` parsed as ``kind`` (``int`` or a finite ``float``) and accepted by ``ok``, else an
+    :class:`argparse.ArgumentTypeError` saying ``expected <what>``."""
     try:
-        return int(str(value).strip())
+        n = kind(str(value).strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f'expected {what}, got {value!r}') from None
-
-
-def _float(value: str, what: str) -> float:
-    try:
-        f = float(str(value).strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected {what}, got {value!r}') from None
-    if not math.isfinite(f):
+    if kind is float and not math.isfinite(n):
         raise argparse.ArgumentTypeError(f'expected {what}, got {value!r} (not finite)')
-    return f
+    if not ok(n):
+        raise argparse.ArgumentTypeError(f'expected {what}, got {value!r}')
+    return n
 
 
 def positive_int(value: str) -> int:
     """An integer >= 1 (iterations, epochs, batch sizes, resolutions, counts)."""
-    what = 'a positive integer (>= 1)'
-    n = _int(value, what)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f'expected {what}, got {value!r}')
-    return n
+    return _number(value, int, 'a positive integer (>= 1)', lambda n: n >= 1)
 
 
 def non_negative_int(value: str) -> int:
     """An integer >= 0 (worker counts, ranks, seeds)."""
-    what = 'a non-negative integer (>= 0)'
-    n = _int(value, what)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f'expected {what}, got {value!r}')
-    return n
+    return _number(value, int, 'a non-negative integer (>= 0)', lambda n: n >= 0)
 
 
 def positive_float(value: str) -> float:
     """A finite number > 0 (learning rates, scales)."""
-    what = 'a positive finite number (> 0)'
-    f = _float(value, what)
-    if f <= 0:
-        raise argparse.ArgumentTypeError(f'expected {what}, got {value!r}')
-    return f
+    return _number(value, float, 'a positive finite number (> 0)', lambda f: f > 0)
 
 
 def non_negative_float(value: str) -> float:
     """A finite number >= 0."""
-    what = 'a non-negative finite number (>= 0)'
-    f = _float(value, what)
-    if f < 0:
-        raise argparse.ArgumentTypeError(f'expected {what}, got {value!r}')
-    return f
-
+    return _number(value, float, 'a non-negative finite number (>= 0)', lambda f: f >= 0)
