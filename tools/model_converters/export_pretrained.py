@@ -1,11 +1,13 @@
 """Export a trained model as a self-describing package folder (``config.json``, ``model.safetensors``, ``README.md``).
 
 ``python tools/model_converters/export_pretrained.py CONFIG CKPT OUT [--report report.md] [--trust-checkpoint]
-[--no-ema]``
+[--no-ema] [--latent-dir DIR]``
 
 The package loads with ``transvae.apis.from_pretrained(OUT)``: no ``configs/`` tree, no pickle, no config code. EMA
 weights are exported where the checkpoint has them (``--no-ema``: the live weights); ``--report`` copies a
-``tools/test.py`` Markdown report into the model card. The library side is :mod:`transvae.apis.pretrained`; a refusal
+``tools/test.py`` Markdown report into the model card; ``--latent-dir`` (the folder ``tools/extract_latents.py`` wrote
+with this config and checkpoint, checked against its provenance) stores its latent statistics in the package, the
+same values the DiT normalises with. The library side is :mod:`transvae.apis.pretrained`; a refusal
 ends in one ``error:`` line (exit status 1).
 """
 from __future__ import annotations
@@ -26,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--trust-checkpoint', action='store_true',
                    help='allow a checkpoint that needs arbitrary unpickling (it can run code)')
     p.add_argument('--no-ema', action='store_true', help='export the live weights even where EMA weights exist')
+    p.add_argument('--latent-dir', help='latent folder of this VAE (tools/extract_latents.py --out): its '
+                   'statistics become the package\'s latent_mean / latent_std')
     return p.parse_args(argv)
 
 
@@ -34,9 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with config_errors(exit_on_error=True):
         info = export_pretrained(args.config, args.checkpoint, args.out, report=args.report,
-                                 trusted=args.trust_checkpoint, ema=not args.no_ema)
+                                 trusted=args.trust_checkpoint, ema=not args.no_ema, latent_dir=args.latent_dir)
     print(f"{info['model_type']} ({info['parameters']['total']:,} parameters, {info['weights']} weights) -> "
           f'{args.out}', flush=True)
+    if info.get('latent_stats'):
+        print(f"latent statistics of {info['latent_stats']['latent_dir']} "
+              f"({info['latent_stats'].get('convention', 'unrecorded')} convention)", flush=True)
     return 0
 
 

@@ -2,18 +2,22 @@
 LightningDiT training, latent statistics, probes).
 
 ``python tools/extract_latents.py CONFIG CKPT --out DIR [--data-root R] [--split test|val|train] [--flip]
-[--shard-size N] [--resolution R] [--batch-size B] [--preset cpu] [--rank K --world-size W]``
+[--shard-size N] [--resolution R] [--batch-size B] [--preset cpu] [--rank K --world-size W]
+[--stats-convention transvae|lightningdit]``
 
 * The config is resolved by the entry layer (:func:`transvae.apis.entry.load_config`: preset, ``--data-root``,
   checked ``--cfg-options``, the same checks as ``tools/train.py``); the dataset is the config's
   ``<split>_dataloader.dataset`` (default: test) with its test pipeline; ``--resolution`` changes every crop /
   resize size of that pipeline.
 * ``CKPT`` is an mmengine checkpoint (its ``state_dict``: EMA weights when trained with ``EMAHook``), or ``none``
-  for a model that loads its own weights (``DiffusersAutoencoderKL``); random weights only with
+  for a model that loads its own weights (a ``Pretrained`` ``init_cfg``); random weights only with
   ``--random-weights``.
 * Output: ``DIR/latents_{i:05d}.safetensors`` shards, ``DIR/latents_provenance.json`` and, once every shard exists,
   ``DIR/latents_stats.safetensors`` (the format: :mod:`transvae.utils.latent_shards`; the extraction, resume,
-  provenance and statistics: :mod:`transvae.apis.latents`). An interrupted run is resumed by running the same
+  provenance and statistics: :mod:`transvae.apis.latents`), computed in ``--stats-convention``
+  (:mod:`transvae.utils.latent_statistics`: ``transvae``, every latent and its flip, population std, the default;
+  ``lightningdit``, the official unflipped latents and unbiased std). The official LightningDiT layout of the same
+  folder: ``tools/model_converters/latents_to_official.py DIR OUT``. An interrupted run is resumed by running the same
   command again; a resume with another checkpoint, config, split, resolution, flip or shard layout is refused.
 * Refused before any shard is written: an ``--out`` that is, lies inside or contains an input, or cannot be written;
   a checkpoint with a NaN / Inf weight. A batch of non-finite latents is never written.
@@ -36,6 +40,7 @@ from transvae.apis.entry import load_config
 from transvae.apis.latents import extract_latents, own_out_dir, weights_source
 from transvae.utils.cli_types import non_negative_int, positive_int
 from transvae.utils.latent_shards import STATS_FILE, list_shards
+from transvae.utils.latent_statistics import CONVENTIONS, DEFAULT_CONVENTION
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--rank', type=non_negative_int, default=0)
     p.add_argument('--world-size', type=positive_int, default=1)
+    p.add_argument('--stats-convention', default=DEFAULT_CONVENTION, choices=sorted(CONVENTIONS),
+                   help='how latents_stats.safetensors is computed: transvae (every latent and its flip, population '
+                   'std) or lightningdit (the official: unflipped latents, unbiased std)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     p.add_argument('--trust-checkpoint', action='store_true',
                    help='allow a checkpoint that needs arbitrary unpickling (it can run code)')
@@ -97,12 +105,12 @@ def run(args: argparse.Namespace, cfg: Optional[Config] = None) -> Optional[dict
                             flip=args.flip, shard_size=args.shard_size, resolution=args.resolution,
                             batch_size=args.batch_size, num_workers=args.num_workers, max_items=args.max_items,
                             device=args.device, rank=args.rank, world_size=args.world_size,
-                            random_weights=args.random_weights)
+                            random_weights=args.random_weights, stats_convention=args.stats_convention)
     if stats is None:
         print(f'shards of other ranks are missing: {STATS_FILE} is written by the last rank to finish')
     else:
         print(f'{len(list_shards(args.out))} shards in {args.out}; channel mean |max| '
-              f'{stats["mean"].abs().max():.4f}, std range [{stats["std"].min():.4f}, {stats["std"].max():.4f}]')
+              f'{stats["mean"].abs().max():.4f}, std range [{stats["std"].min():.4f}, {stats["std"].max():.4f}] ({stats["convention"]} convention)')
     return stats
 
 

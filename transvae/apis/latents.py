@@ -16,9 +16,12 @@ keys, validation, reading) has one owner, :mod:`transvae.utils.latent_shards`, w
   folder (:data:`PROVENANCE_KEYS`); a resume with any of them changed is refused, naming what differs.
 * Non-finite values are refused: a model with a NaN / Inf weight (:func:`check_finite_weights`) before any shard,
   a batch of non-finite latents before it is written (naming the first bad dataset index).
-* :func:`compute_stats`: ``out/latents_stats.safetensors``, per-channel ``mean`` and ``std`` ``(1, d, 1, 1)`` over
-  every latent (flipped ones included), once all shards exist (LightningDiT's ``latents_stats.pt`` convention).
-  Store them with the model via ``VAE.set_latent_stats(mean, std)``.
+* :func:`compute_stats`: ``out/latents_stats.safetensors``, per-channel ``mean`` and ``std`` ``(1, d, 1, 1)``, once
+  all shards exist, by the one statistics function (:mod:`transvae.utils.latent_statistics`; default convention
+  ``'transvae'``: every latent and its flip, population std; ``'lightningdit'``: the official one). The exported
+  package carries the same values (``tools/model_converters/export_pretrained.py ... --latent-dir DIR``).
+* :func:`check_latents_vae`: the folder's recorded VAE (checkpoint sha256, :func:`vae_fingerprint` of the model
+  config) against the VAE a consumer (the DiT's decoder, the package export) is given.
 * :func:`own_out_dir`: one extraction per rank owns ``out`` (``out/extract_latents.rank{K}.lock``).
 """
 from __future__ import annotations
@@ -34,14 +37,14 @@ from typing import Any, Optional
 
 import torch
 from mmengine.config import Config
-from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
 from transvae.utils.errors import UserInputError
 from transvae.utils.files import sha256_file
-from transvae.utils.latent_shards import (PROVENANCE_FILE, STATS_FILE, LatentFileError, LatentProvenanceError,
-                                          check_finite_latents, list_shards, provenance_differences,
-                                          read_provenance, read_shard, shard_metadata, shard_path)
+from transvae.utils.latent_shards import (PROVENANCE_FILE, LatentProvenanceError, atomic_save, check_finite_latents,
+                                          list_shards, provenance_differences, read_provenance, read_shard,
+                                          shard_metadata, shard_path, write_stats)
+from transvae.utils.latent_statistics import DEFAULT_CONVENTION, compute_latent_stats
 
 #: what a resume must share with the run that wrote ``--out`` (recorded in ``latents_provenance.json`` and in every
 #: shard's metadata): the weights, the model / dataset config, the data split, crop size, flip and shard layout
@@ -81,6 +84,64 @@ def config_fingerprint(cfg: Config, split: str) -> str:
                  test_pipeline=plain(cfg['test_dataloader']['dataset'].get('pipeline')) if split == 'train' and
                  'test_dataloader' in cfg else None)
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def vae_fingerprint(cfg: Config) -> str:
+    """sha256 of the resolved ``model`` config alone (no ``init_cfg``, no dataset): recorded as ``vae_sha256`` in a
+    latent folder's provenance and compared with the DiT's VAE config (:func:`check_latents_vae`)."""
+    model = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
+    model.pop('init_cfg', None)
+    return hashlib.sha256(json.dumps(model, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def checkpoint_id(checkpoint: Optional[str]) -> str:
+    """What a latent folder records of its VAE's weights (``checkpoint_sha256``): the checkpoint file's sha256, or
+    ``'none'`` for a model that loads its own weights."""
+    from transvae.evaluation.protocol import none_ckpt
+    ckpt = none_ckpt(checkpoint)
+    return 'none' if ckpt is None else file_sha256(ckpt)
+
+
+def check_latents_vae(latent_dir: str, cfg: Config, checkpoint: Optional[str], *, config_name: str,
+                      provenance: Optional[dict]) -> bool:
+    """Refuse latents written by another VAE than ``cfg``'s model with ``checkpoint`` weights.
+
+    Compares the folder's recorded ``checkpoint_sha256`` with :func:`checkpoint_id` of ``checkpoint`` and its
+    ``vae_sha256`` with :func:`vae_fingerprint` of ``cfg`` (each when recorded: folders of older extractions lack
+    ``vae_sha256``).
+
+    Args:
+        latent_dir: the latent folder (named in the error).
+        cfg: the resolved config of the VAE the caller uses (e.g. the DiT's ``vae_config``).
+        checkpoint: its checkpoint (``None`` / ``'none'``: the model loads its own weights).
+        config_name: how the error names ``cfg`` (its file).
+        provenance: the folder's record (:meth:`transvae.utils.latent_folders.LatentFolderLayout.provenance`);
+            ``None`` (an official LightningDiT folder) cannot be checked.
+
+    Returns:
+        ``True`` when checked, ``False`` when the folder records no VAE (no ``checkpoint_sha256`` / ``vae_sha256``).
+
+    Raises:
+        LatentProvenanceError: naming both VAEs.
+    """
+    if not provenance or not {'checkpoint_sha256', 'vae_sha256'} & set(provenance):
+        return False
+    diffs = []
+    rec_ckpt = provenance.get('checkpoint_sha256')
+    if rec_ckpt is not None:
+        mine = checkpoint_id(checkpoint)
+        if ('none' if str(rec_ckpt).lower() in ('none', '') else str(rec_ckpt)) != mine:
+            diffs.append(f'its VAE weights are {provenance.get("checkpoint")!r} (sha256 {rec_ckpt}), the given '
+                         f'checkpoint is {checkpoint!r} (sha256 {mine}, for {config_name})')
+    rec_vae = provenance.get('vae_sha256')
+    if rec_vae is not None and str(rec_vae) != vae_fingerprint(cfg):
+        diffs.append(f'its VAE config is {provenance.get("config")!r} (model sha256 {str(rec_vae)[:16]}...), the '
+                     f'given config {config_name!r} builds another model (sha256 {vae_fingerprint(cfg)[:16]}...)')
+    if diffs:
+        raise LatentProvenanceError(f'the latents in {latent_dir} come from another VAE: ' + '; '.join(diffs) +
+                                    '. Point the VAE (config / checkpoint) at the one that wrote the latents, or '
+                                    'extract latents with this VAE (tools/extract_latents.py)')
+    return True
 
 
 def check_provenance(out: str, meta: dict) -> None:
@@ -164,15 +225,6 @@ class _Indexed(Dataset):
 
 
 # ----------------------------------------------------------------------------------------------------------- shards
-def atomic_save(tensors: dict[str, torch.Tensor], path: str, metadata: Optional[dict[str, str]] = None) -> None:
-    """``save_file`` to ``path + '.tmp'``, fsync, rename: a reader never sees a partial file."""
-    tmp = f'{path}.tmp.{os.getpid()}'
-    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-    with open(tmp, 'rb') as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 @torch.no_grad()
 def encode_batch(model: torch.nn.Module, batch: dict, flip: bool, device: str) -> dict[str, torch.Tensor]:
     data = model.data_preprocessor(batch, False)
@@ -227,35 +279,23 @@ def extract(model: torch.nn.Module, dataset: Dataset, out: str, shard_size: int 
     return written
 
 
-def compute_stats(out: str) -> Optional[dict[str, torch.Tensor]]:
-    """Per-channel mean / std ``(1, d, 1, 1)`` over all shards (``None`` while shards are missing); written to
-    ``latents_stats.safetensors``."""
+def compute_stats(out: str, convention: str = DEFAULT_CONVENTION, max_items: Optional[int] = None,
+                  seed: int = 0) -> Optional[dict]:
+    """Per-channel statistics of every shard of ``out`` (:func:`transvae.utils.latent_statistics.
+    compute_latent_stats` in ``convention``), written to ``latents_stats.safetensors`` (the convention in its
+    metadata); ``None`` while shards are missing.
+
+    Returns:
+        ``{'mean', 'std'}`` ``(1, d, 1, 1)`` float32 and how they were computed (``count``, ``convention``, ...).
+    """
     shards = list_shards(out)
     if not shards:
         return None
     expected = shard_metadata(shards[0]).get('num_shards', len(shards))
     if len(shards) < expected:
         return None
-    s = sq = None
-    count = 0
-    for path in shards:
-        t = read_shard(path)  # validated (keys, dtypes, lengths, one latent shape) and finite
-        if s is not None and t['latents'].shape[1] != s.numel():
-            raise LatentFileError(f'{path}: latents have {t["latents"].shape[1]} channels, {shards[0]} has '
-                                  f'{s.numel()}: shards of two extractions')
-        for key in ('latents', 'latents_flip'):
-            if key not in t:
-                continue
-            z = t[key].double()
-            s = z.sum(dim=(0, 2, 3)) if s is None else s + z.sum(dim=(0, 2, 3))
-            sq = (z ** 2).sum(dim=(0, 2, 3)) if sq is None else sq + (z ** 2).sum(dim=(0, 2, 3))
-            count += z.shape[0] * z.shape[2] * z.shape[3]
-    mean = s / count
-    std = (sq / count - mean ** 2).clamp_min(0).sqrt()
-    stats = {'mean': mean.float().view(1, -1, 1, 1), 'std': std.float().view(1, -1, 1, 1)}
-    if not all(bool(torch.isfinite(v).all()) for v in stats.values()):  # overflow of finite but huge latents
-        raise LatentFileError(f'{out}: the latent statistics are not finite (latents too large for float64 sums)')
-    atomic_save(stats, osp.join(out, STATS_FILE), metadata={'json': json.dumps(dict(count=count))})
+    stats = compute_latent_stats(shards, convention, max_items=max_items, seed=seed)
+    write_stats(out, stats)
     return stats
 
 
@@ -288,7 +328,7 @@ def extract_latents(cfg: Config, checkpoint: Optional[str], out: str, *, config_
                     flip: bool = False, shard_size: int = 10000, resolution: Optional[int] = None,
                     batch_size: int = 32, num_workers: int = 0, max_items: Optional[int] = None,
                     device: str = 'cpu', rank: int = 0, world_size: int = 1, random_weights: bool = False,
-                    progress: bool = True) -> Optional[dict[str, torch.Tensor]]:
+                    progress: bool = True, stats_convention: str = DEFAULT_CONVENTION) -> Optional[dict]:
     """Extract the posterior means of ``cfg``'s ``split`` dataset into ``out`` and, once every shard exists, their
     per-channel statistics.
 
@@ -308,9 +348,11 @@ def extract_latents(cfg: Config, checkpoint: Optional[str], out: str, *, config_
         rank / world_size: this process writes the shards ``i % world_size == rank``.
         random_weights: allow a model without a checkpoint and without weights of its own.
         progress: show progress bars.
+        stats_convention: how the statistics are computed (:data:`transvae.utils.latent_statistics.CONVENTIONS`).
 
     Returns:
-        ``{'mean', 'std'}`` ``(1, d, 1, 1)``, or ``None`` while shards of other ranks are missing.
+        ``{'mean', 'std'}`` ``(1, d, 1, 1)`` (and how they were computed, :func:`compute_stats`), or ``None`` while
+        shards of other ranks are missing.
     """
     from transvae.apis.entry import build_model
     weights = weights_source(cfg, checkpoint, random_weights, config_path)  # recorded in every shard's metadata
@@ -319,8 +361,9 @@ def extract_latents(cfg: Config, checkpoint: Optional[str], out: str, *, config_
     dataset = build_dataset(cfg, split, resolution)
     meta = dict(config=osp.abspath(config_path), checkpoint=checkpoint, split=split, weights=weights,
                 resolution=resolution, latent_channels=int(getattr(model, 'latent_channels', -1)),
-                checkpoint_sha256=file_sha256(checkpoint), config_sha256=config_fingerprint(cfg, split))
+                checkpoint_sha256=file_sha256(checkpoint), config_sha256=config_fingerprint(cfg, split),
+                vae_sha256=vae_fingerprint(cfg))
     extract(model, dataset, out, shard_size=shard_size, flip=flip, batch_size=batch_size, num_workers=num_workers,
             collate_fn=collate_fn_of(cfg, split), device=device, rank=rank, world_size=world_size,
             max_items=max_items, meta=meta, progress=progress)
-    return compute_stats(out)
+    return compute_stats(out, stats_convention)

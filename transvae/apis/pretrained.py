@@ -6,14 +6,18 @@
   ...}``: the ``model`` dict of the config as plain JSON (every ``type`` by its registered name, tuples as lists),
   plus ``transvae_version``, ``torch_version``, parameter counts, the source config file, the checkpoint's
   iteration / epoch, which weights were written (``weights``: ``'ema'`` or ``'model'``) and the latent statistics
-  (``latent_mean`` / ``latent_std`` per channel) when the model has them set (:meth:`VAE.set_latent_stats`);
+  (``latent_mean`` / ``latent_std`` per channel) when the model has them set (:meth:`VAE.set_latent_stats`), with
+  where they came from (``latent_stats``: the latent folder, its convention and count) when exported with one;
 * ``model.safetensors``: the model's state dict (exact dtypes, contiguous, unshared);
 * ``README.md``: a model card (architecture, parameters, training config summary, the ``tools/test.py`` report).
 
 :func:`from_pretrained` reads ``config.json`` with :mod:`json` only, builds ``model`` through the registry and loads
 ``model.safetensors`` after checking it (file structure, keys, shapes and exact dtypes), in eval mode.
 :func:`export_pretrained` is the converter behind ``tools/model_converters/export_pretrained.py``: config +
-checkpoint -> package, preferring the EMA weights where the checkpoint has them.
+checkpoint -> package, preferring the EMA weights where the checkpoint has them; with ``latent_dir`` (the folder
+``tools/extract_latents.py`` wrote with this checkpoint; its recorded VAE is checked) the package's ``latent_mean`` /
+``latent_std`` are that folder's statistics, bit for bit, so the package and the latents a DiT trains on carry the
+same values.
 
 EMA in a checkpoint (mmengine's ``EMAHook`` / :class:`~transvae.engine.hooks.TransVAEEMAHook`): before saving, the
 hook swaps the averaged weights into ``state_dict`` and stores the live (trained) weights under
@@ -125,7 +129,8 @@ def _latent_stats(model: nn.Module) -> tuple[Optional[list], Optional[list]]:
 # save
 # ---------------------------------------------------------------------------------------------------------------------
 def save_pretrained(model: nn.Module, out_dir: str, *, config: Any = None, checkpoint_meta: Optional[dict] = None,
-                    report: Optional[str] = None, weights: Optional[str] = None) -> dict:
+                    report: Optional[str] = None, weights: Optional[str] = None,
+                    latent_stats_source: Optional[dict] = None) -> dict:
     """Write ``model`` as a package folder (module docstring); returns the ``config.json`` content.
 
     Args:
@@ -136,6 +141,8 @@ def save_pretrained(model: nn.Module, out_dir: str, *, config: Any = None, check
         checkpoint_meta: the checkpoint's ``meta`` (its iteration, epoch, config file, experiment name).
         report: the Markdown of a ``tools/test.py`` report, copied into the model card.
         weights: which weights ``model`` holds (``'ema'`` / ``'model'``), recorded in ``config.json``.
+        latent_stats_source: where the model's latent statistics come from (folder, convention, count), recorded
+            in ``config.json`` as ``latent_stats``.
     """
     check_outputs({'out_dir': out_dir}, {}, dirs=['out_dir'])
     model_cfg = _model_cfg_of(model, config)
@@ -164,7 +171,7 @@ def save_pretrained(model: nn.Module, out_dir: str, *, config: Any = None, check
         'source_config': osp.basename(source) if source else meta.get('config_file'),
         'checkpoint': {k: meta[k] for k in ('iter', 'epoch', 'experiment_name', 'config_file') if k in meta},
         'weights': weights or 'model',
-        'latent_mean': mean, 'latent_std': std,
+        'latent_mean': mean, 'latent_std': std, 'latent_stats': latent_stats_source if mean is not None else None,
         'model': model_cfg,
     }
     info = to_plain(info, 'config.json')
@@ -289,7 +296,7 @@ def select_weights(ckpt: dict, ema: bool = True) -> tuple[dict, str]:
 
 
 def export_pretrained(config: Any, checkpoint: str, out_dir: str, *, report: Optional[str] = None,
-                      trusted: bool = False, ema: bool = True) -> dict:
+                      trusted: bool = False, ema: bool = True, latent_dir: Optional[str] = None) -> dict:
     """Build ``config``'s model (training-only submodules dropped), load ``checkpoint`` (EMA weights where present
     unless ``ema=False``) and write the package to ``out_dir``; returns its ``config.json`` content.
 
@@ -298,12 +305,16 @@ def export_pretrained(config: Any, checkpoint: str, out_dir: str, *, report: Opt
         checkpoint: ``.pth`` / ``.safetensors`` (read safely; ``trusted`` allows arbitrary unpickling).
         out_dir: package folder; must not be or contain an input.
         report: a ``tools/test.py`` report file (Markdown), copied into the model card.
+        latent_dir: a latent folder of this VAE (either layout, :mod:`transvae.utils.latent_folders`): its
+            statistics become the package's ``latent_mean`` / ``latent_std``; latents recorded as written by another
+            checkpoint or model config are refused (:func:`transvae.apis.latents.check_latents_vae`).
     """
     from transvae.apis.entry import build_model, load_config
     from transvae.engine.checkpoint_compat import config_name_of
     from transvae.evaluation.protocol import strip_training_modules
     check_outputs({'OUT': out_dir}, {'config': config if isinstance(config, str) else None,
-                                     'checkpoint': checkpoint, 'report': report}, dirs=['OUT'], exclusive=['OUT'])
+                                     'checkpoint': checkpoint, 'report': report, 'latent folder': latent_dir},
+                  dirs=['OUT'], exclusive=['OUT'])
     text = None
     if report is not None:
         if not osp.isfile(report):
@@ -311,6 +322,9 @@ def export_pretrained(config: Any, checkpoint: str, out_dir: str, *, report: Opt
         with open(report, encoding='utf-8') as f:
             text = f.read()
     cfg = load_config(config)
+    stats = stats_source = None
+    if latent_dir is not None:  # checked before strip_training_modules: the folder records the full model config
+        stats, stats_source = _folder_stats(latent_dir, cfg, checkpoint, str(config))
     strip_training_modules(cfg)
     ckpt = load_checkpoint_file(checkpoint, trusted=trusted)  # a missing file: InputNotFoundError
     sd, source = select_weights(ckpt, ema)
@@ -323,5 +337,29 @@ def export_pretrained(config: Any, checkpoint: str, out_dir: str, *, report: Opt
         raise CheckpointFileError(f'{checkpoint} has no weights for {", ".join(absent)} of the model of '
                                   f'{config_name_of(cfg)}: the package would hold random weights there')
     model.load_state_dict(sd, strict=False)
+    if stats is not None:
+        if not hasattr(model, 'set_latent_stats'):
+            raise PretrainedFormatError(f'{type(model).__name__} has no latent statistics to set (--latent-dir)')
+        if stats['mean'].numel() != int(getattr(model, 'latent_channels', -1)):
+            raise PretrainedFormatError(f'{latent_dir}: statistics of {stats["mean"].numel()} channels, the model has '
+                                        f'{getattr(model, "latent_channels", None)} latent channels')
+        model.set_latent_stats(stats['mean'], stats['std'])
     meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else {}
-    return save_pretrained(model.eval(), out_dir, config=cfg, checkpoint_meta=meta, report=text, weights=source)
+    return save_pretrained(model.eval(), out_dir, config=cfg, checkpoint_meta=meta, report=text, weights=source,
+                           latent_stats_source=stats_source)
+
+
+def _folder_stats(latent_dir: str, cfg: Any, checkpoint: str, config_name: str) -> tuple[dict, dict]:
+    """The statistics of the latent folder ``latent_dir`` and a record of them, after checking that its recorded
+    VAE is ``cfg``'s model with ``checkpoint`` (a folder that records no VAE is refused: nothing ties it to it)."""
+    from transvae.apis.latents import check_latents_vae
+    from transvae.utils.latent_folders import layout_of
+    layout = layout_of(latent_dir)
+    prov = layout.provenance(latent_dir)
+    if not check_latents_vae(latent_dir, cfg, checkpoint, config_name=config_name, provenance=prov):
+        raise PretrainedFormatError(f'{latent_dir} does not record which VAE wrote it: the package would carry '
+                                    'statistics of unknown latents; use a folder of tools/extract_latents.py')
+    stats = layout.load_stats(latent_dir)
+    info = dict(latent_dir=osp.abspath(latent_dir), layout=layout.name, file=layout.stats_file,
+                **layout.stats_info(latent_dir))
+    return stats, info

@@ -3,7 +3,8 @@
 ``DIR/latents_{i:05d}.safetensors`` holds ``latents`` ``(n, d, h, w)`` float32 posterior means, optionally
 ``latents_flip`` (same shape, of the horizontally flipped images), ``labels`` ``(n,)`` and ``indices`` ``(n,)``
 int64, with a ``json`` metadata entry (layout and provenance); ``DIR/latents_stats.safetensors`` holds the
-per-channel ``mean`` and ``std`` ``(1, d, 1, 1)``; ``DIR/latents_provenance.json`` records what wrote the folder
+per-channel ``mean`` and ``std`` ``(1, d, 1, 1)`` (how they were computed, :mod:`transvae.utils.latent_statistics`,
+in its ``json`` metadata); ``DIR/latents_provenance.json`` records what wrote the folder
 (checkpoint sha256, config fingerprint, split, resolution, flip, ...), so a resume with anything else is refused.
 
 Every reader (``extract_latents`` itself, the analysis tools ``latent_stats.py`` / ``linear_probe.py``, the
@@ -28,8 +29,8 @@ from transvae.utils.errors import InputNotFoundError, UserInputError
 
 __all__ = ['SHARD_PATTERN', 'STATS_FILE', 'PROVENANCE_FILE', 'LatentFileError', 'LatentKeyError',
            'LatentProvenanceError', 'ShardInfo', 'shard_path', 'list_shards', 'shard_metadata', 'check_shard',
-           'read_shard', 'check_finite_latents', 'load_latents', 'check_stats', 'load_stats', 'read_provenance',
-           'provenance_differences']
+           'read_shard', 'check_finite_latents', 'load_latents', 'check_stats', 'load_stats', 'atomic_save',
+           'write_stats', 'stats_metadata', 'read_provenance', 'provenance_differences']
 
 #: file name of shard ``i``
 SHARD_PATTERN = re.compile(r'^latents_(\d{5})\.safetensors$')
@@ -308,6 +309,36 @@ def load_stats(out: str, num_channels: Optional[int] = None, stats_file: str = S
         stats = {k: f.get_tensor(k) for k in ('mean', 'std') if k in present}
     mean, std = check_stats(stats, path, num_channels)
     return {'mean': mean, 'std': std}
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], path: str, metadata: Optional[dict[str, str]] = None) -> None:
+    """``save_file`` to a temporary file beside ``path``, fsync, rename: a reader never sees a partial file."""
+    from safetensors.torch import save_file
+    tmp = f'{path}.tmp.{os.getpid()}'
+    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+    with open(tmp, 'rb') as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_stats(out: str, stats: dict) -> str:
+    """Write ``stats`` (:func:`transvae.utils.latent_statistics.compute_latent_stats`: ``mean`` / ``std``
+    ``(1, d, 1, 1)`` and how they were computed) to ``out/latents_stats.safetensors`` atomically, the convention,
+    count and subset in its ``json`` metadata; returns the path."""
+    mean, std = check_stats(stats, out)
+    info = {k: stats[k] for k in ('count', 'num_items', 'convention', 'with_flip', 'max_items', 'seed')
+            if k in stats}
+    path = osp.join(out, STATS_FILE)
+    atomic_save({'mean': mean, 'std': std}, path, metadata={'json': json.dumps(info)})
+    return path
+
+
+def stats_metadata(out: str, stats_file: str = STATS_FILE) -> dict:
+    """How ``out``'s statistics were computed: the ``json`` metadata :func:`write_stats` stores (``convention``,
+    ``count``, ``num_items``, ``max_items``, ``seed``); ``{}`` for a file written before it was recorded."""
+    path = stats_file if osp.isabs(stats_file) else osp.join(out, stats_file)
+    with _safe_open(path, 'latent statistics') as f:
+        return _metadata(f, path)
 
 
 # --------------------------------------------------------------------------------------------------------- provenance

@@ -58,8 +58,9 @@ class VAE(TilingMixin, BaseModel):
         self.kl_loss = MODELS.build(kl_loss or dict(type='KLLoss'))
         self.sample_posterior = sample_posterior
         d = self.latent_channels
-        # Per-channel latent statistics for normalize_latent (identity until set_latent_stats stores them, e.g. the
-        # latents_stats.safetensors that latent extraction writes, or an adapter's scaling factors); checkpointed.
+        # Per-channel latent statistics for normalize_latent (identity until set_latent_stats stores them: the
+        # statistics of the latent folder a DiT trains on, set by `export_pretrained.py ... --latent-dir DIR`, or an
+        # adapter's scaling factors); checkpointed and exported with the package.
         self.register_buffer('latent_mean', torch.zeros(d))
         self.register_buffer('latent_std', torch.ones(d))
         self.tiling = None  # TilingMixin.enable_tiling

@@ -1,10 +1,12 @@
-"""Latents written by ``tools/extract_latents.py`` as a dataset, read lazily shard by shard.
+"""Latents written by ``tools/extract_latents.py`` (or the official LightningDiT ``extract_features.py``) as a dataset,
+read lazily shard by shard.
 
 Only the safetensors headers and the labels are read when the dataset is built (an ImageNet-size set of latents
 never sits in memory); each item is a slice of one memory-mapped shard. :class:`ShardGroupedSampler` visits the
 shards one after another (shuffled order, shuffled items within each shard) so reads stay local to one file.
-The shard format (file names, keys, validation) is owned by :mod:`transvae.utils.latent_shards`; this file only
-adds the lazy per-item access.
+The shard format (file names, keys, validation) is owned by :mod:`transvae.utils.latent_shards`, the two folder
+layouts (ours, the official per-rank one with ``latents_stats.pt``) by :mod:`transvae.utils.latent_folders`, which
+recognises a folder's layout by its files; this file only adds the lazy per-item access.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from safetensors import safe_open
 from torch.utils.data import Dataset, Sampler
 
 from transvae.registry import DATA_SAMPLERS, DATASETS
-from transvae.utils.latent_shards import STATS_FILE, LatentFileError, check_shard, list_shards, read_shard
+from transvae.utils.latent_folders import layout_of
+from transvae.utils.latent_shards import LatentFileError, check_shard, read_shard
 
 from .normalization import LatentNormalizer
 
@@ -31,23 +34,29 @@ class LatentShardDataset(Dataset):
 
     Items: ``dict(inputs=(C, H, W) float32, data_samples=dict(label, index, flipped))``.
 
+    ``data_root`` may hold either layout (:func:`transvae.utils.latent_folders.layout_of`): ours, or an official
+    LightningDiT folder, whose item ``k`` is the official ``ImgLatentDataset``'s item ``k`` (same shards, same
+    order, same normalisation; the flip drawn with ``torch`` instead of numpy).
+
     Args:
-        data_root: folder of ``latents_XXXXX.safetensors`` shards (+ ``latents_stats.safetensors``).
+        data_root: folder of ``latents_XXXXX.safetensors`` shards (+ ``latents_stats.safetensors``), or of official
+            ``latents_rankRR_shardSSS.safetensors`` shards (+ ``latents_stats.pt``).
         use_flip: pick the stored flipped latent with probability 0.5 (needs ``--flip`` at extraction).
         latent_norm: normalise channels by the stored statistics (LightningDiT ``latent_norm: true``).
         latent_multiplier: scale after the normalisation (1.0).
-        stats_file: statistics file, relative to ``data_root`` or absolute.
+        stats_file: statistics file, relative to ``data_root`` or absolute (``None``: the layout's own file).
         num_classes: when given, every label must be in ``[0, num_classes)`` (unlabelled ``-1`` is refused).
         latent_shape: when given, the ``(C, H, W)`` every shard must have.
         max_open_files: shard handles kept open.
     """
 
     def __init__(self, data_root: str, use_flip: bool = True, latent_norm: bool = True,
-                 latent_multiplier: float = 1.0, stats_file: str = STATS_FILE, num_classes: int | None = None,
+                 latent_multiplier: float = 1.0, stats_file: str | None = None, num_classes: int | None = None,
                  latent_shape: tuple[int, int, int] | None = None, max_open_files: int = 4) -> None:
         self.data_root = data_root
         self.use_flip = use_flip
-        self.shards = list_shards(data_root, complete=True)  # every shard 0 .. num_shards - 1, or an error
+        self.layout = layout_of(data_root)
+        self.shards = self.layout.list_shards(data_root)  # every shard, in item order, or an error
         self.max_open_files = max_open_files
         self._handles: OrderedDict[str, Any] = OrderedDict()
         self.starts: list[int] = []

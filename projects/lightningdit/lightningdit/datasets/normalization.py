@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from transvae.utils.errors import InputNotFoundError
-from transvae.utils.latent_shards import STATS_FILE, load_stats
+from transvae.utils.latent_folders import layout_of
 
 
 class LatentNormalizer:
@@ -33,13 +33,15 @@ class LatentNormalizer:
         return self.mean.shape[0]
 
     @classmethod
-    def from_dir(cls, latent_dir: str, multiplier: float = 1.0, stats_file: str = STATS_FILE,
+    def from_dir(cls, latent_dir: str, multiplier: float = 1.0, stats_file: str | None = None,
                  num_channels: int | None = None) -> 'LatentNormalizer':
-        """Load ``mean`` / ``std`` from ``latent_dir/stats_file`` (``stats_file`` may be absolute) with the shard
-        format's reader (:func:`transvae.utils.latent_shards.load_stats`: keys, dtype, shape, finite,
-        ``num_channels`` when given); a missing or malformed file is an error naming it."""
+        """Load ``mean`` / ``std`` from the statistics of the latent folder ``latent_dir``, whichever its layout
+        (:func:`transvae.utils.latent_folders.layout_of`: ``latents_stats.safetensors``, or the official
+        ``latents_stats.pt`` loaded with ``weights_only=True``; ``stats_file`` another file, relative or absolute),
+        validated (keys, dtype, shape, finite, ``num_channels`` when given); a missing or malformed file is an
+        error naming it."""
         try:
-            stats = load_stats(latent_dir, num_channels=num_channels, stats_file=stats_file)
+            stats = layout_of(latent_dir).load_stats(latent_dir, num_channels=num_channels, stats_file=stats_file)
         except InputNotFoundError as e:
             raise InputNotFoundError(f'{e}, or set latent_norm=False to train on raw latents') from None
         if not math.isfinite(float(multiplier)) or float(multiplier) <= 0:

@@ -1,6 +1,8 @@
 """The frozen VAE that turns generated (normalised) latents back into images."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -28,7 +30,12 @@ class FrozenLatentDecoder(nn.Module):
                     latent_multiplier: float = 1.0, device: str | torch.device = 'cpu',
                     preset: str | None = None) -> 'FrozenLatentDecoder':
         """Load the VAE of ``config`` (``checkpoint`` ``None`` / ``'none'``: a model that loads its own weights, e.g.
-        the diffusers adapter) and the statistics stored in ``latent_dir`` (validated, with the VAE's channel count).
+        the diffusers adapter) and the statistics stored in ``latent_dir`` (validated, with the VAE's channel count;
+        either folder layout, :mod:`transvae.utils.latent_folders`).
+
+        Latents of another VAE are refused: the VAE recorded in ``latent_dir``'s provenance (checkpoint sha256,
+        model config fingerprint) must be this one (:func:`transvae.apis.latents.check_latents_vae`, an error naming
+        both); a folder without provenance (an official LightningDiT folder) is used with a warning.
 
         The checkpoint is read with ``weights_only=True`` unless the enclosing
         :func:`~transvae.engine.checkpoint_io.trusted_checkpoints` block (the tools' ``--trust-checkpoint``) allows
@@ -46,6 +53,14 @@ class FrozenLatentDecoder(nn.Module):
         if bad:
             raise ValueError(f'VAE checkpoint {checkpoint}: {len(bad)} weight tensor(s) are not finite (NaN / Inf), '
                              f'first {bad[0]!r}: every decoded sample would be black')
+        if latent_dir:
+            from transvae.apis.latents import check_latents_vae
+            from transvae.utils.latent_folders import layout_of
+            checked = check_latents_vae(latent_dir, vae.cfg, ckpt, config_name=str(config),
+                                        provenance=layout_of(latent_dir).provenance(latent_dir))
+            if not checked:
+                warnings.warn(f'{latent_dir} records no provenance (an official LightningDiT folder?): cannot check '
+                              f'that its latents come from the VAE {config} / {checkpoint}')
         channels = getattr(vae, 'latent_channels', None)
         norm = LatentNormalizer.from_dir(latent_dir, latent_multiplier,
                                          num_channels=int(channels) if isinstance(channels, int) else None) \

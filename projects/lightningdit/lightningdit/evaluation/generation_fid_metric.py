@@ -35,8 +35,9 @@ class GenerationFIDMetric(BaseMetric):
     Args:
         vae_config: config of the VAE that produced the latents (any registered VAE with ``decode``).
         vae_checkpoint: its checkpoint (``None`` / ``'none'``: a model that loads its own weights).
-        latent_dir: the latent folder whose ``latents_stats.safetensors`` the DiT was trained with (``None``: the
-            latents were not normalised).
+        latent_dir: the latent folder whose statistics the DiT was trained with (``latents_stats.safetensors``, or
+            ``latents_stats.pt`` of an official LightningDiT folder; ``None``: the latents were not normalised);
+            latents whose recorded VAE is not ``vae_config`` / ``vae_checkpoint`` are refused.
         reference: ``.npz`` (``mu``, ``sigma``) or a folder of real images.
         reference_size: centre-crop size of the images of a reference folder.
         reference_cache_dir: where folder statistics are cached (default: the folder).
@@ -87,7 +88,7 @@ class GenerationFIDMetric(BaseMetric):
                                     '--cfg-options test_evaluator.vae_checkpoint=PATH)')
         if self.latent_dir and not osp.isdir(self.latent_dir):
             raise InputNotFoundError(f'GenerationFIDMetric: latent_dir {self.latent_dir} not found (the latent folder '
-                                    'whose latents_stats.safetensors the DiT was trained with)')
+                                    'whose statistics the DiT was trained with)')
         check_reference(self.reference)
         check_outputs({'test_evaluator.grid_file': self.grid_file},
                       {'FID reference': self.reference, 'VAE config': self.vae_config, 'VAE checkpoint': ckpt,

@@ -1,6 +1,8 @@
-"""Refuse a DiT whose latent shape or class count does not match its training data, before the first step."""
+"""Refuse a DiT whose latent shape, class count or VAE does not match its training data, before the first step."""
 from __future__ import annotations
 
+import os.path as osp
+import warnings
 from typing import Any
 
 from mmengine.hooks import Hook
@@ -58,9 +60,56 @@ def check_latent_data(model: Any, dataset: Any, what: str) -> None:
                 f'the {what} latents{src} have labels up to {hi}, the DiT has model.backbone.num_classes={num_classes}')
 
 
+def _configured_vaes(cfg: Any) -> list[tuple[str, dict]]:
+    """``(where, {vae_config, vae_checkpoint, vae_preset})`` of every VAE the DiT config names: the test evaluator
+    (``GenerationFIDMetric``) and hooks (``LatentSampleGridHook``) that decode with one."""
+    found = []
+    ev = cfg.get('test_evaluator') if hasattr(cfg, 'get') else None
+    if isinstance(ev, dict) and ev.get('vae_config'):
+        found.append(('test_evaluator', ev))
+    for i, h in enumerate(cfg.get('custom_hooks') or [] if hasattr(cfg, 'get') else []):
+        if isinstance(h, dict) and h.get('vae_config'):
+            found.append((f'custom_hooks[{i}] ({h.get("type")})', h))
+    return found
+
+
+def check_latent_vae(cfg: Any, dataset: Any, what: str) -> int:
+    """Refuse ``dataset``'s latents when the VAE recorded in their folder (checkpoint sha256, model config) is not
+    the VAE the DiT config decodes with (:func:`_configured_vaes`; :func:`transvae.apis.latents.check_latents_vae`,
+    a ``LatentProvenanceError`` naming both).
+
+    A configured VAE whose config or checkpoint file does not exist yet is not checked (its consumer refuses it
+    when built); a folder without provenance (an official LightningDiT folder) is used with a warning.
+
+    Returns:
+        How many configured VAEs were checked.
+    """
+    from transvae.apis.entry import load_config
+    from transvae.apis.latents import check_latents_vae
+    from transvae.evaluation.protocol import none_ckpt
+    ds = _inner(dataset)
+    root, layout = getattr(ds, 'data_root', None), getattr(ds, 'layout', None)
+    if root is None or layout is None:
+        return 0
+    provenance = layout.provenance(root)
+    checked = 0
+    for where, spec in _configured_vaes(cfg):
+        config, ckpt = spec['vae_config'], none_ckpt(spec.get('vae_checkpoint'))
+        if not osp.isfile(config) or (ckpt is not None and '://' not in ckpt and not osp.isfile(ckpt)):
+            continue
+        vae_cfg = load_config(config, spec.get('vae_preset'))
+        if not check_latents_vae(root, vae_cfg, ckpt, config_name=f'{config} ({where})', provenance=provenance):
+            warnings.warn(f'the {what} latents in {root} record no VAE (an official LightningDiT folder?): cannot '
+                          f'check that they come from the VAE of {where} ({config})')
+            return checked
+        checked += 1
+    return checked
+
+
 @HOOKS.register_module()
 class LatentDataCheckHook(Hook):
-    """Before training, compare the data's latent shape and labels with the DiT (:func:`check_latent_data`).
+    """Before training, compare the data's latent shape and labels with the DiT (:func:`check_latent_data`) and the
+    VAE recorded in the latent folder with the VAE the config decodes with (:func:`check_latent_vae`).
 
     ``before_train`` runs after mmengine has built the train dataloader and before the first step (a mismatch would
     otherwise train without complaint: the backbone accepts any grid size). The test set's shape is checked by the
@@ -72,3 +121,4 @@ class LatentDataCheckHook(Hook):
 
     def before_train(self, runner) -> None:
         check_latent_data(runner.model, runner.train_dataloader.dataset, 'training')
+        check_latent_vae(runner.cfg, runner.train_dataloader.dataset, 'training')

@@ -22,7 +22,8 @@ class LatentSampleGridHook(Hook):
     Args:
         vae_config: config of the VAE whose latents the DiT learns.
         vae_checkpoint: its checkpoint (``None`` / ``'none'``: it loads its own weights).
-        latent_dir: the latent folder (its ``latents_stats.safetensors`` undoes the normalisation).
+        latent_dir: the latent folder (its statistics undo the normalisation: ``latents_stats.safetensors``, or
+            ``latents_stats.pt`` of an official LightningDiT folder); its recorded VAE must be this one.
         interval: iterations between grids; a grid is also saved before training and after the last iteration.
         num_images: images in the grid.
         nrow: images per row.
