@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from projects.lightningdit.lightningdit.models import LightningDiT, LightningDiTBlock
+from projects.lightningdit.lightningdit.models.flops import dit_forward_flops
 from transvae.registry import MODELS
 
 
@@ -154,7 +155,10 @@ def test_fig6_configs_build_at_the_published_size(name, arch, in_ch, depth, d, p
     opt = cfg.optim_wrapper
     assert opt.dtype == 'bfloat16' and opt.optimizer.lr == 2e-4 and tuple(opt.optimizer.betas) == (0.9, 0.95)
     assert opt.optimizer.weight_decay == 0 and cfg.custom_hooks[0].momentum == 1e-4
-    assert model.guidance.scale == 1.0 and model.sampler.num_steps == 250 and model.sampler.shift == 0.3
+    assert model.guidance.scale == 1.0 and model.sampler.shift == 0.3 and model.guidance.guided_channels is None
+    # the reference's protocol: `num_sampling_steps: 250` = a 250-point grid = 249 Euler steps
+    assert model.sampler.num_steps == 249 and model.sampler.num_grid_points == 250
+    assert not model.backbone.use_checkpoint and not model.backbone.blocks[0].wo_shift
     # the generation-FID test set draws noise of the model's latent shape; the metric decodes with an existing VAE
     assert tuple(cfg.test_dataloader.dataset.latent_shape) == model.latent_shape
     assert cfg.test_dataloader.dataset.num_samples == 10000 and cfg.test_report.type == 'GenerationFIDReport'
@@ -191,3 +195,58 @@ def test_fig6_configs_inherit_bases_and_state_real_defaults(name):
     vae_name = osp.splitext(osp.basename(ev.vae_config))[0]
     vae_iters = Config.fromfile(osp.join(configs, '..', '..', '..', ev.vae_config)).train_cfg.max_iters
     assert ev.vae_checkpoint == f'work_dirs/{vae_name}/iter_{vae_iters}.pth'
+
+
+def test_wo_shift_is_adaln_with_zero_shift():
+    """``wo_shift``: a ``Linear(C, 4C)`` of (scale, gate) x 2 equals the 6C block whose shift rows are zero."""
+    torch.manual_seed(0)
+    full = _micro().blocks[0]
+    cut = _micro(wo_shift=True).blocks[0]
+    assert cut.wo_shift and cut.adaLN_modulation[-1].out_features == 4 * 32
+    with torch.no_grad():
+        w, b = full.adaLN_modulation[-1].weight, full.adaLN_modulation[-1].bias
+        w.normal_(std=0.3), b.normal_(std=0.3)
+        for i in (0, 3):  # shift1, shift2 of (shift1, scale1, gate1, shift2, scale2, gate2)
+            w[i * 32:(i + 1) * 32].zero_(), b[i * 32:(i + 1) * 32].zero_()
+        keep = torch.cat([torch.arange(i * 32, (i + 1) * 32) for i in (1, 2, 4, 5)])
+        cut.load_state_dict({k: v for k, v in full.state_dict().items() if not k.startswith('adaLN')}, strict=False)
+        cut.adaLN_modulation[-1].weight.copy_(w[keep]), cut.adaLN_modulation[-1].bias.copy_(b[keep])
+    x, c = torch.randn(2, 16, 32), torch.randn(2, 32)
+    out = cut(x, c, (4, 4))
+    assert torch.allclose(out, full(x, c, (4, 4)), atol=1e-6) and not torch.allclose(out, x)
+    with torch.device('meta'):
+        flops = [dit_forward_flops(_micro(wo_shift=ws), 1, (8, 8)) for ws in (False, True)]
+    assert flops[0] - flops[1] == 2 * 2 * 2 * 32 * 32  # 2 blocks x 2C^2 fewer multiply-adds
+
+
+def test_activation_checkpointing_same_outputs_and_gradients(monkeypatch):
+    """``use_checkpoint``: every block goes through torch's checkpoint while training with gradients (not in eval
+    or without gradients); outputs and gradients are those without it."""
+    import projects.lightningdit.lightningdit.models.lightningdit as ldit
+    calls = []
+
+    def counting(fn, *args, **kw):
+        calls.append(fn)
+        return torch.utils.checkpoint.checkpoint(fn, *args, **kw)
+
+    monkeypatch.setattr(ldit, 'checkpoint', counting)
+    x, t, y = torch.randn(2, 4, 8, 8), torch.rand(2), torch.tensor([1, 3])
+    grads = []
+    for use in (False, True):
+        model = _micro(use_checkpoint=use)
+        for blk in model.blocks:
+            torch.nn.init.normal_(blk.adaLN_modulation[-1].weight, std=0.1)
+        torch.nn.init.normal_(model.final_layer.linear.weight, std=0.1)
+        model.train()
+        torch.manual_seed(1)  # the same label dropout draw
+        out = model(x, t, y)
+        out.square().mean().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[0][1], grads[1][1]))
+    assert len(calls) == 2  # the two blocks of the checkpointed run, none of the plain one
+    model.eval()
+    model(x, t, y)
+    with torch.no_grad():
+        model.train()(x, t, y)
+    assert len(calls) == 2

@@ -138,3 +138,56 @@ def test_flow_model_loss_and_seeded_sampling():
         model(torch.zeros(1, 4, 2, 2), [dict(label=0)], mode='predict')
     with pytest.raises(KeyError, match='label'):
         model(torch.zeros(1, 4, 4, 4), [dict()], mode='loss')
+
+
+@pytest.mark.parametrize('cls,per_step', [(EulerODESampler, 1), (HeunODESampler, 2)])
+def test_grid_points_vs_steps(cls, per_step):
+    """``num_grid_points=N`` (the reference's ``num_sampling_steps``) is N - 1 steps; ``num_steps=N`` is N steps. The
+    model is called ``per_step`` times per step, at the points of the shifted N-point grid (hand formula)."""
+    seen = []
+
+    def velocity(x, t):
+        seen.append(float(t[0]))
+        return torch.zeros_like(x)
+
+    x0 = torch.zeros(2, 1, 2, 2)
+    for kw, steps in ((dict(num_grid_points=10), 9), (dict(num_steps=10), 10), (dict(), 250)):
+        seen.clear()
+        sampler = cls(shift=0.3, **kw)
+        sampler.sample(velocity, x0)
+        assert len(seen) == per_step * steps == sampler.nfe() and sampler.num_grid_points == steps + 1
+    seen.clear()
+    cls(num_grid_points=5, shift=0.3).sample(velocity, x0)
+    u = [i / 4 for i in range(5)]
+    grid = [0.3 * v / (1 + (0.3 - 1) * v) for v in u]  # the reference: linspace(0, 1, 5) then t -> s t / (1 + (s-1) t)
+    expected = grid[:-1] if per_step == 1 else [p for a, b in zip(grid[:-1], grid[1:]) for p in (a, b)]
+    assert seen == pytest.approx(expected, abs=1e-7)
+    from transvae.engine.config_validation import ConfigValueError
+    with pytest.raises(ConfigValueError, match='both given'):
+        cls(num_steps=249, num_grid_points=250)
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ConfigValueError, match='num_grid_points'):
+            cls(num_grid_points=bad)
+
+
+def test_cfg_on_the_first_channels_only():
+    """``guided_channels=3`` (the reference's DiT legacy): channels 0-2 guided, channels 3.. = the conditional
+    prediction; ``None`` (default) guides every channel; below the interval every channel is conditional."""
+    torch.manual_seed(0)
+    model = _Toy()
+    x, t, y = torch.randn(4, 5, 3, 3), torch.full((4,), 0.6), torch.tensor([0, 1, 2, 1])
+    s = 3.0
+    v_c, v_u = model(x, t, y), model(x, t, y, force_drop=torch.ones(4, dtype=torch.bool))
+    three = ClassifierFreeGuidance(scale=s, interval_start=0.11, guided_channels=3).velocity_fn(model, y)(x, t)
+    assert torch.equal(three[:, 3:], v_c[:, 3:])
+    assert torch.allclose(three[:, :3], v_u[:, :3] + s * (v_c[:, :3] - v_u[:, :3]), atol=1e-6)
+    assert not torch.allclose(three[:, :3], v_c[:, :3])  # the guidance does act on the first three
+    every = ClassifierFreeGuidance(scale=s, interval_start=0.11).velocity_fn(model, y)(x, t)
+    assert torch.allclose(every, v_u + s * (v_c - v_u), atol=1e-6) and not torch.allclose(every[:, 3:], v_c[:, 3:])
+    early = torch.full((4,), 0.05)
+    assert torch.equal(ClassifierFreeGuidance(scale=s, interval_start=0.11, guided_channels=3).velocity_fn(
+        model, y)(x, early), model(x, early, y))
+    from transvae.engine.config_validation import ConfigValueError
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ConfigValueError, match='guided_channels'):
+            ClassifierFreeGuidance(scale=s, guided_channels=bad)

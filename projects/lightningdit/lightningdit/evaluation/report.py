@@ -52,13 +52,17 @@ def generation_protocol(cfg: Any, reference: Any) -> dict[str, Any]:
         classes = f"{_get(ds, 'num_classes', 1000)} classes (label = i % K)"
     sampler, guidance = cfg.model.get('sampler', {}), cfg.model.get('guidance', {})
     scale = float(_get(guidance, 'scale', 1.0))
+    points = _get(sampler, 'num_grid_points')
+    steps = f'{int(points) - 1} steps ({points}-point time grid)' if points else f"{_get(sampler, 'num_steps', 250)} steps"
+    channels = _get(guidance, 'guided_channels')
+    guided = 'every channel' if channels is None else f'the first {channels} channels'
     return dict(
         samples=f'{n} images, class-balanced over {classes}, noise of seed {seed} + i for sample i (the same images '
                 'on any number of ranks)',
-        sampler=f"{_get(sampler, 'type', 'EulerODESampler')}, {_get(sampler, 'num_steps', 250)} steps, time shift "
+        sampler=f"{_get(sampler, 'type', 'EulerODESampler')}, {steps}, time shift "
                 f"{_get(sampler, 'shift', 0.3)} (t = 0 noise -> 1 data)",
         guidance='none (no CFG)' if scale == 1.0 else
-        f"CFG scale {scale} for t >= {_get(guidance, 'interval_start', 0.0)}",
+        f"CFG scale {scale} for t >= {_get(guidance, 'interval_start', 0.0)}, {guided} guided",
         weights="the checkpoint's state_dict (the EMA weights of a TransVAEEMAHook run)",
         decoding='samples denormalised with the latent statistics, decoded by the frozen VAE, clamped to [-1, 1], '
                  'quantised to uint8',

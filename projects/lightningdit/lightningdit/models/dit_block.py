@@ -9,9 +9,11 @@ from transvae.models.layers import build_norm
 from transvae.registry import MODELS
 
 
-def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+def modulate(x: Tensor, shift: Tensor | None, scale: Tensor) -> Tensor:
     """``x * (1 + scale) + shift`` with per-sample ``shift`` / ``scale`` ``(B, C)`` broadcast over tokens of ``x``
-    ``(B, N, C)``."""
+    ``(B, N, C)``; ``shift=None``: ``x * (1 + scale)`` (adaLN without shift)."""
+    if shift is None:
+        return x * (1 + scale.unsqueeze(1))
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
@@ -28,15 +30,19 @@ class LightningDiTBlock(nn.Module):
         norm_cfg: the two pre-norms (``RMSNorm`` in LightningDiT).
         attn_cfg: a registered attention of the core slot (``MultiHeadSelfAttention``, no QK-norm).
         ffn_cfg: a registered FFN of the core slot (``SwiGLUFFN`` with ratio 4).
+        wo_shift: adaLN without the shift terms (the reference's ``wo_shift`` model option, off in every released
+            LightningDiT): ``Linear(C, 4C)`` gives scale and gate of each branch, ``modulate`` only scales.
     """
 
-    def __init__(self, embed_dims: int, head_dim: int, norm_cfg: dict, attn_cfg: dict, ffn_cfg: dict) -> None:
+    def __init__(self, embed_dims: int, head_dim: int, norm_cfg: dict, attn_cfg: dict, ffn_cfg: dict,
+                 wo_shift: bool = False) -> None:
         super().__init__()
+        self.wo_shift = bool(wo_shift)
         self.norm1 = build_norm(norm_cfg, embed_dims)
         self.attn = MODELS.build(attn_cfg, default_args=dict(embed_dims=embed_dims, head_dim=head_dim))
         self.norm2 = build_norm(norm_cfg, embed_dims)
         self.ffn = MODELS.build(ffn_cfg, default_args=dict(embed_dims=embed_dims))
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(embed_dims, 6 * embed_dims))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(embed_dims, (4 if wo_shift else 6) * embed_dims))
 
     def zero_init(self) -> None:
         """adaLN-Zero: all modulation outputs 0 (gates closed, so the block returns its input)."""
@@ -46,7 +52,10 @@ class LightningDiTBlock(nn.Module):
     def forward(self, x: Tensor, c: Tensor, hw: tuple[int, int], qk_transform: Callable | None = None) -> Tensor:
         """``x`` ``(B, N, C)``, ``c`` ``(B, C)``, ``qk_transform`` the position encoding's ``qk_transform(hw)``
         (RoPE on Q and K) or ``None`` -> ``(B, N, C)``."""
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=1)
+        if self.wo_shift:
+            (scale1, gate1, scale2, gate2), shift1, shift2 = self.adaLN_modulation(c).chunk(4, dim=1), None, None
+        else:
+            shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=1)
         x = x + gate1.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift1, scale1), hw, qk_transform)
         x = x + gate2.unsqueeze(1) * self.ffn(modulate(self.norm2(x), shift2, scale2), hw)
         return x

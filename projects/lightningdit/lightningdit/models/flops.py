@@ -12,7 +12,8 @@ def dit_forward_flops(model: LightningDiT, batch: int, latent_hw: tuple[int, int
     n = (latent_hw[0] // p) * (latent_hw[1] // p)
     block = model.blocks[0]
     ffn_macs = sum(m.in_features * m.out_features for m in block.ffn.modules() if hasattr(m, 'in_features'))
-    per_block = n * (4 * d * d + ffn_macs) + 2 * n * n * d + 6 * d * d  # tokens, attention scores, adaLN
+    ada = block.adaLN_modulation[-1]
+    per_block = n * (4 * d * d + ffn_macs) + 2 * n * n * d + ada.in_features * ada.out_features  # + scores, adaLN
     macs = len(model.blocks) * per_block
     macs += n * model.in_channels * p * p * d  # patch embedding
     macs += n * d * p * p * model.out_channels + 2 * d * d  # output layer + its modulation

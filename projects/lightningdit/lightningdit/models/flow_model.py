@@ -60,7 +60,8 @@ class LatentFlowModel(BaseModel):
         path: the probability path (``LinearPath``).
         timesteps: training time distribution (``LogitNormalTimesteps``).
         loss: the regression loss (``VelocityLoss``: MSE + cosine).
-        sampler: the ODE sampler (``EulerODESampler``, 250 steps, shift 0.3).
+        sampler: the ODE sampler (default ``EulerODESampler``, 250 steps, shift 0.3; the Fig. 6 configs take 249 steps =
+            the reference's 250-point grid).
         guidance: classifier-free guidance (scale 1.0 = off).
         data_preprocessor: defaults to :class:`LatentDataPreprocessor`.
         init_cfg: mmengine init config.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from transvae.models.layers import build_position_encoding
 from transvae.registry import MODELS
@@ -50,6 +51,11 @@ class LightningDiT(BaseModule):
         ape_cfg: absolute encoding added to the tokens (fixed ``SinCosAPE``; ``None`` for none).
         rope_cfg: rotary encoding given to attention (``RoPE2D`` with theta 10000; ``None`` for none).
         learn_sigma: predict a variance too (doubles the output; LightningDiT uses ``False``).
+        wo_shift: adaLN without shift in every block (the reference's model option ``wo_shift``; ``False`` in every
+            released LightningDiT): see :class:`LightningDiTBlock`.
+        use_checkpoint: activation checkpointing of every block while training with gradients (the reference's
+            ``use_checkpoint``): block activations are recomputed in the backward pass instead of stored; the
+            outputs and gradients are the same.
         init_cfg: mmengine init config (the default initialisation below is always applied first).
     """
 
@@ -59,7 +65,8 @@ class LightningDiT(BaseModule):
                  norm_cfg: dict | None = None, attn_cfg: dict | None = None, ffn_cfg: dict | None = None,
                  ape_cfg: dict | None = dict(type='SinCosAPE'), rope_cfg: dict | None = dict(type='RoPE2D',
                                                                                              theta=10000.0),
-                 learn_sigma: bool = False, init_cfg: dict | None = None) -> None:
+                 learn_sigma: bool = False, wo_shift: bool = False, use_checkpoint: bool = False,
+                 init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if arch is not None:
             if arch not in ARCHS:
@@ -77,6 +84,7 @@ class LightningDiT(BaseModule):
         self.patch_size = patch_size
         self.embed_dims = embed_dims
         self.num_classes = num_classes
+        self.use_checkpoint = bool(use_checkpoint)
         head_dim = embed_dims // num_heads
         norm_cfg = norm_cfg or dict(type='RMSNorm', eps=1e-6)
         attn_cfg = attn_cfg or dict(type='MultiHeadSelfAttention', qk_norm_cfg=None, qkv_bias=True)
@@ -90,7 +98,7 @@ class LightningDiT(BaseModule):
         self.ape = build_position_encoding(ape_cfg, head_dim=head_dim, embed_dims=embed_dims)
         self.rope = build_position_encoding(rope_cfg, head_dim=head_dim, embed_dims=embed_dims)
         self.blocks = nn.ModuleList(
-            LightningDiTBlock(embed_dims, head_dim, norm_cfg, attn_cfg, ffn_cfg) for _ in range(depth))
+            LightningDiTBlock(embed_dims, head_dim, norm_cfg, attn_cfg, ffn_cfg, wo_shift) for _ in range(depth))
         self.final_layer = FinalLayer(embed_dims, patch_size, self.out_channels, norm_cfg)
         self.reset_parameters()
 
@@ -141,8 +149,12 @@ class LightningDiT(BaseModule):
         tokens = self.ape.embed_tokens(tokens.flatten(2).transpose(1, 2), hw)  # (B, N, D)
         rope = self.rope.qk_transform(hw)  # what attention applies to q / k
         c = self.t_embedder(t) + self.y_embedder(y, self.training, force_drop)  # (B, D)
+        recompute = self.use_checkpoint and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            tokens = block(tokens, c, hw, rope)
+            if recompute:
+                tokens = checkpoint(block, tokens, c, hw, rope, use_reentrant=False)
+            else:
+                tokens = block(tokens, c, hw, rope)
         out = self.unpatchify(self.final_layer(tokens, c), hw)
         if self.learn_sigma:
             out = out[:, :self.in_channels]

@@ -29,16 +29,47 @@ def time_grid(num_steps: int, shift: float = 1.0, device: torch.device | str = '
 
 
 class _ODESampler:
-    """Shared set-up. ``num_steps`` counts integration steps (the reference's ``num_sampling_steps=250`` is a grid of
-    250 points, i.e. 249 steps; set 249 here to reproduce it exactly)."""
+    """Shared set-up: the time grid and how many steps it has.
 
-    def __init__(self, num_steps: int = 250, shift: float = 0.3) -> None:
+    Two names for the one count, so a config says which it means:
+
+    * ``num_steps``: integration steps, i.e. the grid has ``num_steps + 1`` points (0 and 1 included); this
+      project's convention (and the default, 250 steps);
+    * ``num_grid_points``: points of the time grid, i.e. ``num_grid_points - 1`` steps; the reference's
+      ``sample.num_sampling_steps`` means this (it builds ``linspace(0, 1, num_sampling_steps)``), so its 250 is
+      ``num_grid_points=250`` = ``num_steps=249``.
+
+    Give at most one of them (both: a config error naming the two keys).
+
+    Args:
+        num_steps: integration steps (>= 1); 250 when neither count is given.
+        shift: time shift ``s`` of :func:`time_grid` (0.3 in LightningDiT; ``<= 0`` or 1: uniform grid).
+        num_grid_points: grid points including both ends (>= 2), the reference's ``num_sampling_steps``.
+    """
+
+    def __init__(self, num_steps: int | None = None, shift: float = 0.3, num_grid_points: int | None = None) -> None:
+        if num_steps is not None and num_grid_points is not None:
+            raise ConfigValueError(f'model.sampler: num_steps={num_steps!r} and num_grid_points={num_grid_points!r} '
+                                   'both given; set one (num_steps = integration steps; num_grid_points = time-grid '
+                                   'points = steps + 1, the reference\'s num_sampling_steps)')
+        if num_grid_points is not None:
+            if isinstance(num_grid_points, bool) or not isinstance(num_grid_points, int) or num_grid_points < 2:
+                raise ConfigValueError(f'model.sampler.num_grid_points={num_grid_points!r}: expected an integer >= 2 '
+                                       '(time-grid points including t = 0 and t = 1)')
+            num_steps = num_grid_points - 1
+        elif num_steps is None:
+            num_steps = 250
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
             raise ConfigValueError(f'model.sampler.num_steps={num_steps!r}: expected an integer >= 1')
         # a NaN shift would silently fall back to the uniform grid (``shift > 0`` is False)
         self.num_steps = num_steps
         self.shift = check_number('model.sampler.shift', shift, hint=' (< 1: more steps near the noise; <= 0 or 1: '
                                                                       'uniform grid)')
+
+    @property
+    def num_grid_points(self) -> int:
+        """Points of the time grid (``num_steps + 1``): the reference's ``num_sampling_steps``."""
+        return self.num_steps + 1
 
     def nfe(self) -> int:
         """Velocity evaluations per sample (CFG doubles the batch of each, not their number)."""

@@ -4,7 +4,7 @@
 # decodes them with the frozen VAE of the latents and computes FID against `reference`; the report is the registered
 # GenerationFIDReport layout. A leaf config states the latent shape, the VAE (config and checkpoint) and the latents;
 # every key here can be overridden with --cfg-options (e.g. test_evaluator.reference=REF.npz
-# test_evaluator.grid_file=samples.png test_dataloader.dataset.num_samples=50000 model.sampler.num_steps=249).
+# test_evaluator.grid_file=samples.png test_dataloader.dataset.num_samples=50000 model.sampler.num_steps=99).
 test_dataloader = dict(
     batch_size=64,
     num_workers=0,
