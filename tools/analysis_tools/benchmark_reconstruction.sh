@@ -5,10 +5,10 @@
 #
 #   tools/analysis_tools/benchmark_reconstruction.sh MODEL [MODEL ...] [-- EXTRA tools/test.py ARGS]
 #
-# MODEL is CFG[:CKPT]; omit CKPT (or write :none) for adapters that load their own weights, e.g.
+# MODEL is CFG[:CKPT] (a public VAE's CKPT: OUT/model.safetensors of tools/model_converters/diffusers_to_transvae.py), e.g.
 #   tools/analysis_tools/benchmark_reconstruction.sh \
 #       configs/transvae/transvae-t_f16d32_8xb32-10e-gan_in1k.py:work_dirs/stage2/iter_50050.pth \
-#       configs/benchmarks/flux-vae_f8d16.py configs/benchmarks/sd35-vae_f8d16.py
+#       configs/benchmarks/flux-vae_f8d16.py:checkpoints/flux-vae/model.safetensors
 #
 # Environment:
 #   IMAGENET_VAL  ImageNet val folder with class sub-folders   (default data/imagenet/val)

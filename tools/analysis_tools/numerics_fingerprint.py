@@ -88,8 +88,6 @@ def _vae_record(model: torch.nn.Module) -> dict[str, Any]:
 def fingerprint_vae(path: str, preset: Optional[str], weights: bool = True) -> dict[str, Any]:
     from transvae.registry import MODELS
     cfg = _load(path, preset)
-    if cfg.model.type == 'DiffusersAutoencoderKL':
-        return {'skipped': 'adapter config (loads local diffusers weights)'}
     if not weights:
         with torch.device('meta'):
             model = MODELS.build(cfg.model)

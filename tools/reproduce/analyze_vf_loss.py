@@ -7,7 +7,7 @@ For each model: extract posterior means of the train split (for the probe, with 
 (latent statistics: density CV, normalised entropy, Gini; probe evaluation) with ``tools/extract_latents.py``
 (resumable: re-running skips finished shards), then run ``latent_stats`` and ``linear_probe`` (each tool through its
 command line, in a subprocess). Writes
-``DIR/vf_analysis.json`` and prints a Markdown table. ``CKPT`` may be ``none`` (e.g. ``DiffusersAutoencoderKL``).
+``DIR/vf_analysis.json`` and prints a Markdown table. ``CKPT`` may be ``none`` (a model that loads its own weights).
 """
 from __future__ import annotations
 

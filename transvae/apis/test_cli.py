@@ -11,8 +11,8 @@ Several models side by side, on datasets x resolutions (one Runner test loop per
         --datasets imagenet=data/imagenet/val coco=data/coco/val2017 --resolutions 256 512 1024 \\
         [--max-images N] --report report.md --out report.json
 
-``CKPT`` may be omitted (or ``none``) for models that load their own weights (``DiffusersAutoencoderKL``'s
-``pretrained_path``, a ``Pretrained`` ``init_cfg``). A model that would be evaluated with random initial weights is
+``CKPT`` may be omitted (or ``none``) for models that load their own weights (a ``pretrained_path``, a
+``Pretrained`` ``init_cfg``). A model that would be evaluated with random initial weights is
 refused unless ``--random-weights`` is given (``tools/test.py CONFIG --random-weights``); the report then says so in
 its title, its JSON (``weights``, ``random_weights``) and its first warning.
 

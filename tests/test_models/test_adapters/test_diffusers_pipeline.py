@@ -8,13 +8,14 @@ model's, the latent-normalisation modes, tiling, slicing, the config) needs no d
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from transvae.models.adapters import DiffusersVAEWrapper
+from transvae.models.adapters import DiffusersVAEWrapper, vae_from_diffusers
 from transvae.registry import MODELS
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -125,18 +126,22 @@ def test_dit_pipeline_with_a_cnn_vae_and_tiling():
 @pytest.mark.parametrize('latent_norm', ['scalar', 'inside'])
 def test_drop_in_for_diffusers_autoencoder_kl(tmp_path, latent_norm):
     """The same DiTPipeline (transformer, scheduler, seed) with diffusers' own ``AutoencoderKL`` as ``vae`` and with
-    our wrapper around that VAE loaded into transvae (``DiffusersAutoencoderKL``: ``latent_mean`` = shift,
-    ``latent_std`` = 1 / scaling_factor) gives the same images: ``'scalar'`` restates its scaling factor, ``'inside'``
-    applies it inside decode. (When issue 22 item 2 replaces the adapter by a converter into the native CNN-VAE,
-    build the transvae model with that converter here.)"""
+    our wrapper around that VAE's folder converted into our native CNN-VAE (``vae_from_diffusers``, as
+    ``tools/model_converters/diffusers_to_transvae.py`` does: ``latent_mean`` = shift, ``latent_std`` =
+    1 / scaling_factor) gives the same images: ``'scalar'`` restates its scaling factor, ``'inside'`` applies it
+    inside decode."""
     diffusers = pytest.importorskip('diffusers', reason=NO_DIFFUSERS)
     torch.manual_seed(0)
     ref = diffusers.AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
                                   norm_num_groups=8, latent_channels=4, down_block_types=('DownEncoderBlock2D',) * 2,
                                   up_block_types=('UpDecoderBlock2D',) * 2).eval()
     ref.save_pretrained(str(tmp_path))
-    vae = DiffusersVAEWrapper(MODELS.build(dict(type='DiffusersAutoencoderKL', pretrained_path=str(tmp_path))),
-                              latent_norm=latent_norm)
+    from safetensors.torch import load_file
+    with open(tmp_path / 'config.json') as f:
+        config = json.load(f)
+    model, _ = vae_from_diffusers(config, load_file(str(tmp_path / 'diffusion_pytorch_model.safetensors')))
+    assert type(model.encoder).__name__ == 'CNNEncoder'
+    vae = DiffusersVAEWrapper(model, latent_norm=latent_norm)
     assert vae.config.scaling_factor == (pytest.approx(ref.config.scaling_factor) if latent_norm == 'scalar' else 1.0)
     outs = []
     for v in (ref, vae):

@@ -58,12 +58,14 @@ class CNNEncoder(EncoderBase):
         down_cfg: down-sampler (LDM's ``StridedConvDown`` keeps the channel count).
         norm_cfg: every map norm (LDM / diffusers: ``GroupNorm(32)``, diffusers' ``norm_num_groups``; the CPU
             preset's quarter widths use 8 groups, which keeps LDM's 4-16 channels per group).
+        quant_conv: end with LDM's ``quant_conv``, a 1x1 conv on the moments ``(2d -> 2d)`` (SD / SDXL / VA-VAE;
+            diffusers' ``use_quant_conv``; SD3.5 and FLUX have none). Off by default: no module, no parameters.
     """
 
     def __init__(self, base_channels: int, channel_mults: Sequence[int], num_res_blocks: int,
                  latent_channels: int, attn_levels: Sequence[int] = (), mid_attn: bool = True,
                  down_cfg: dict | None = None, in_channels: int = 3, double_z: bool = True,
-                 norm_cfg: dict | None = None, init_cfg: InitCfg = None) -> None:
+                 norm_cfg: dict | None = None, quant_conv: bool = False, init_cfg: InitCfg = None) -> None:
         super().__init__(init_cfg=init_cfg)
         down_cfg = down_cfg or dict(type='StridedConvDown')
         norm_cfg = norm_cfg or dict(type='GN')
@@ -83,10 +85,13 @@ class CNNEncoder(EncoderBase):
         self.mid = _MidBlock(prev, mid_attn, norm_cfg)
         self.norm_out = build_norm(norm_cfg, prev)
         self.act_out = nn.SiLU()
-        self.conv_out = nn.Conv2d(prev, (2 if double_z else 1) * latent_channels, 3, padding=1)
+        moments = (2 if double_z else 1) * latent_channels
+        self.conv_out = nn.Conv2d(prev, moments, 3, padding=1)
+        self.quant_conv = nn.Conv2d(moments, moments, 1) if quant_conv else None
 
     def segments(self) -> list[Segment]:
-        """``conv_in``, then ``levels.0``, ``downs.0``, ``levels.1``, ..., ``mid``, then the head.
+        """``conv_in``, then ``levels.0``, ``downs.0``, ``levels.1``, ..., ``mid``, then the head (with the
+        ``quant_conv`` when there is one).
 
         Input ``(B, 3, H, W)``; output ``(B, 2d, H/f, W/f)``.
         """
@@ -96,7 +101,8 @@ class CNNEncoder(EncoderBase):
             if i < len(self.downs):
                 segs.append(Segment.of(f'downs.{i}', self.downs[i], resamples=True))
         segs.append(Segment('mid', self.mid, tuple(self.mid)))
-        return segs + [Segment.of('head', self.norm_out, self.act_out, self.conv_out)]
+        quant = (self.quant_conv,) if self.quant_conv is not None else ()
+        return segs + [Segment.of('head', self.norm_out, self.act_out, self.conv_out, *quant)]
 
     def get_last_layer(self) -> nn.Parameter:
         return self.conv_out.weight
@@ -104,12 +110,16 @@ class CNNEncoder(EncoderBase):
 
 @MODELS.register_module()
 class CNNDecoder(DecoderBase):
-    """LDM decoder (``num_res_blocks + 1`` ResBlocks per level), mirror of :class:`CNNEncoder` (same arguments)."""
+    """LDM decoder (``num_res_blocks + 1`` ResBlocks per level), mirror of :class:`CNNEncoder` (same arguments).
+
+    ``post_quant_conv``: start with LDM's ``post_quant_conv``, a 1x1 conv on the latent ``(d -> d)`` (diffusers'
+    ``use_post_quant_conv``); off by default (no module).
+    """
 
     def __init__(self, base_channels: int, channel_mults: Sequence[int], num_res_blocks: int,
                  latent_channels: int, attn_levels: Sequence[int] = (), mid_attn: bool = True,
                  up_cfg: dict | None = None, out_channels: int = 3, norm_cfg: dict | None = None,
-                 init_cfg: InitCfg = None) -> None:
+                 post_quant_conv: bool = False, init_cfg: InitCfg = None) -> None:
         super().__init__(init_cfg=init_cfg)
         up_cfg = up_cfg or dict(type='InterpConvUp')
         norm_cfg = norm_cfg or dict(type='GN')
@@ -130,13 +140,16 @@ class CNNDecoder(DecoderBase):
         self.norm_out = build_norm(norm_cfg, prev)
         self.act_out = nn.SiLU()
         self.conv_out = nn.Conv2d(prev, out_channels, 3, padding=1)
+        self.post_quant_conv = nn.Conv2d(latent_channels, latent_channels, 1) if post_quant_conv else None
 
     def segments(self) -> list[Segment]:
-        """``conv_in``, ``mid``, then ``levels.0`` (lowest resolution), ``ups.0``, ``levels.1``, ..., then the head.
+        """``conv_in`` (after the ``post_quant_conv`` when there is one), ``mid``, then ``levels.0`` (lowest
+        resolution), ``ups.0``, ``levels.1``, ..., then the head.
 
         Input ``(B, d, h, w)``; output ``(B, 3, f*h, f*w)``.
         """
-        segs = [Segment.of('stem', self.conv_in), Segment('mid', self.mid, tuple(self.mid))]
+        quant = (self.post_quant_conv,) if self.post_quant_conv is not None else ()
+        segs = [Segment.of('stem', *quant, self.conv_in), Segment('mid', self.mid, tuple(self.mid))]
         for k, level in enumerate(self.levels):
             segs.append(Segment(f'levels.{k}', level, tuple(level.blocks)))
             if k < len(self.ups):

@@ -1,4 +1,4 @@
-# Shared evaluation-only settings of the adapter configs in this folder (test loop only: no train / val loop).
+# Shared evaluation-only settings of the public-VAE configs in this folder (test loop only: no train / val loop).
 # ImageNet val at 256 (resize short side, bicubic, + centre crop), PSNR / SSIM / LPIPS-alex / rFID. For the paper's
 # six settings use tools/analysis_tools/benchmark_reconstruction.sh (tools/test.py --models ... --datasets ...).
 _base_ = ['../../_base_/default_runtime.py']
