@@ -36,10 +36,12 @@ class TinyVAE(BaseModel):
     Args:
         ch: hidden channels.
         nan_at_iters: training iterations (message-hub ``iter``) whose loss is made NaN.
+        init_cfg: mmengine ``init_cfg`` (e.g. a ``Pretrained`` checkpoint).
     """
 
-    def __init__(self, ch: int = 8, nan_at_iters: tuple = (), data_preprocessor: Optional[dict] = None) -> None:
-        super().__init__(data_preprocessor=data_preprocessor)
+    def __init__(self, ch: int = 8, nan_at_iters: tuple = (), data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.enc = nn.Sequential(nn.Conv2d(3, ch, 3, 2, 1), nn.SiLU(), nn.Conv2d(ch, 8, 1))
         self.dec = nn.Sequential(nn.Conv2d(4, ch, 3, 1, 1), nn.SiLU(), nn.Upsample(scale_factor=2),
                                  nn.Conv2d(ch, 3, 3, 1, 1))

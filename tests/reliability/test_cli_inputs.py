@@ -263,8 +263,6 @@ def test_extract_latents_none_needs_random_weights_and_records_the_weights(tmp_p
 
 def test_weights_info_own_weights():
     from transvae.evaluation.protocol import check_weights, weights_info
-    assert weights_info(dict(type='DiffusersAutoencoderKL', pretrained_path='ckpts/flux'), 'none')['source'] == \
-        'pretrained'
     assert weights_info(dict(type='VAE', encoder=dict(init_cfg=dict(type='Pretrained', checkpoint='e.pth'))),
                         None)['source'] == 'pretrained'
     assert check_weights(dict(type='VAE'), 'a.pth', False, 'c.py')['source'] == 'checkpoint'

@@ -76,3 +76,33 @@ def test_importing_utils_registers_nothing():
             "print(' '.join(m for m in sys.modules if m.startswith('transvae')))")
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
     assert {m for m in out.split() if m != 'transvae' and not m.startswith('transvae.utils')} == set()
+
+
+def test_a_pretrained_init_cfg_is_applied_when_evaluating_without_a_checkpoint(tmp_path):
+    """A model whose config names its own weights (``init_cfg=dict(type='Pretrained', ...)``) is evaluated with those
+    weights by ``build_model`` and ``tools/test.py`` alike: mmengine applies ``init_cfg`` only when training starts,
+    so without the explicit ``init_weights`` the report said "pretrained" over random weights."""
+    import json
+    path = tv.write_config(str(tmp_path / 'tiny.py'))
+    torch.manual_seed(0)
+    reference = init_model(path)
+    with torch.no_grad():  # weights no seeded initialisation reproduces
+        for p in reference.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ckpt = str(tmp_path / 'm.pth')
+    torch.save({'state_dict': reference.state_dict()}, ckpt)
+    own = tv.write_config(str(tmp_path / 'own.py'),
+                          extra=f"\nmodel.update(init_cfg=dict(type='Pretrained', checkpoint={ckpt!r}))\n")
+    torch.manual_seed(1)
+    built = build_model(load_config(own), None)
+    for (k, a), (_, b) in zip(reference.state_dict().items(), built.state_dict().items()):
+        assert torch.equal(a, b), k
+    reports = []
+    for args in ([path, ckpt], [own]):
+        out = str(tmp_path / f'r{len(reports)}.json')
+        test_cli.main(args + ['--work-dir', str(tmp_path / f't{len(reports)}'), '--out', out])
+        with open(out) as f:
+            reports.append(json.load(f))
+    assert 'pretrained' in json.dumps(reports[1]['weights'])
+    metrics = [{k: v for k, v in r['metrics'].items() if isinstance(v, float)} for r in reports]
+    assert metrics[0] and metrics[0] == metrics[1]

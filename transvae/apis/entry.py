@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from mmengine.config import Config
@@ -121,8 +121,8 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None, device: str | tor
     Args:
         cfg: a resolved config (:func:`load_config`).
         checkpoint: an mmengine ``.pth`` with ``state_dict`` / ``meta``, a plain state dict, or a ``.safetensors``
-            export; ``None`` (or ``'none'``) keeps the weights the model builds with (random, or its own
-            ``pretrained_path``). A checkpoint that does not fit the model raises ``CheckpointMismatchError`` naming
+            export; ``None`` (or ``'none'``) keeps the weights the model builds with (random, or those of its
+            ``Pretrained`` ``init_cfg``, applied with ``init_weights``). A checkpoint that does not fit the model raises ``CheckpointMismatchError`` naming
             the config it was trained with.
         device: target device.
         trusted: allow a checkpoint that needs arbitrary unpickling (``None``: the innermost
@@ -144,10 +144,22 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None, device: str | tor
     if checkpoint is not None:
         model_cfg.pop('init_cfg', None)  # no pretrained init when weights follow
     model = MODELS.build(model_cfg)
-    if checkpoint is not None:
+    if checkpoint is None:
+        apply_own_weights(model, model_cfg)
+    else:
         load_weights(model, str(checkpoint), config_name=config_name_of(cfg), allow_partial=allow_partial,
                      trusted=trusted, tool_hint=tool_hint)
     return model.to(device).eval()
 
 
-__all__ = ['load_config', 'build_runner', 'check_strategy_runner', 'build_model']
+def apply_own_weights(model: torch.nn.Module, model_cfg: Any) -> None:
+    """Load the weights a model config names for itself (a ``Pretrained`` ``init_cfg`` of the model, its encoder or
+    decoder) into ``model``; nothing when it names none. mmengine applies ``init_cfg`` only when a training run
+    starts, so an evaluation without a checkpoint calls this, or it would run with random weights while the report
+    says "pretrained"."""
+    from transvae.evaluation.protocol import own_weights
+    if own_weights(model_cfg) is not None and callable(getattr(model, 'init_weights', None)):
+        model.init_weights()
+
+
+__all__ = ['load_config', 'build_runner', 'check_strategy_runner', 'build_model', 'apply_own_weights']

@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Extract VAE posterior means into safetensors shards')
     p.add_argument('config')
     p.add_argument('checkpoint', help='mmengine checkpoint, or "none" (the model loads its own weights: '
-                   'pretrained_path / Pretrained init_cfg; random weights only with --random-weights)')
+                   'a Pretrained init_cfg; random weights only with --random-weights)')
     p.add_argument('--random-weights', action='store_true',
                    help='with checkpoint "none": allow a model that loads no weights of its own (random latents)')
     p.add_argument('--out', required=True, help='output directory')

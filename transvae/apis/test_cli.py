@@ -11,7 +11,7 @@ Several models side by side, on datasets x resolutions (one Runner test loop per
         --datasets imagenet=data/imagenet/val coco=data/coco/val2017 --resolutions 256 512 1024 \\
         [--max-images N] --report report.md --out report.json
 
-``CKPT`` may be omitted (or ``none``) for models that load their own weights (a ``pretrained_path``, a
+``CKPT`` may be omitted (or ``none``) for models that load their own weights (a
 ``Pretrained`` ``init_cfg``). A model that would be evaluated with random initial weights is
 refused unless ``--random-weights`` is given (``tools/test.py CONFIG --random-weights``); the report then says so in
 its title, its JSON (``weights``, ``random_weights``) and its first warning.
@@ -57,7 +57,7 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 
-from transvae.apis.entry import build_runner, load_config
+from transvae.apis.entry import apply_own_weights, build_runner, load_config
 from transvae.apis.setup_env import register_all_modules
 from transvae.engine.fsdp import fsdp_config_for_eval
 from transvae.engine.hooks import EvalCountHook
@@ -216,6 +216,8 @@ def run_test(cfg: Config, launcher: str, tile: str,
     runner = build_runner(cfg)
     counter = EvalCountHook()
     runner.register_hook(counter)
+    if pr.none_ckpt(cfg.get('load_from', None)) is None:
+        apply_own_weights(_unwrap(runner.model), cfg.model)
     tiling = apply_tiling(runner.model, tile, tile_mode)
     metrics = {k: _jsonable(v) for k, v in (runner.test() or {}).items()}
     n, skipped = counter.totals()

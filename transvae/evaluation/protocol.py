@@ -75,10 +75,6 @@ def parse_model_spec(spec: str) -> tuple[str, Optional[str]]:
     return m.group(1), none_ckpt(m.group(2))
 
 
-#: model-config keys that make a model load weights of its own when built (an adapter's ``pretrained_path``)
-OWN_WEIGHTS_KEYS = ('pretrained_path', 'pretrained')
-
-
 def _pretrained_init(init_cfg: Any) -> Optional[str]:
     """The checkpoint of a ``Pretrained`` ``init_cfg`` (a dict or a list of them), else ``None``."""
     for c in (init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]):
@@ -88,14 +84,11 @@ def _pretrained_init(init_cfg: Any) -> Optional[str]:
 
 
 def own_weights(model_cfg: Any) -> Optional[str]:
-    """How the model config loads weights of its own when built (``"pretrained_path='...'"``,
-    ``"init_cfg Pretrained '...'"`` of the model, its encoder or decoder), or ``None``: without a checkpoint its
-    weights are the random initialisation."""
+    """How the model config loads weights of its own (``"init_cfg Pretrained '...'"`` of the model, its encoder or
+    decoder: applied by ``init_weights``, which :func:`transvae.apis.entry.build_model` and ``tools/test.py`` call
+    when no checkpoint is given), or ``None``: without a checkpoint its weights are the random initialisation."""
     if not isinstance(model_cfg, dict):
         return None
-    for key in OWN_WEIGHTS_KEYS:
-        if model_cfg.get(key):
-            return f'{key}={model_cfg[key]!r}'
     for where, sub in (('model', model_cfg), ('encoder', model_cfg.get('encoder')),
                        ('decoder', model_cfg.get('decoder'))):
         ckpt = _pretrained_init(sub.get('init_cfg')) if isinstance(sub, dict) else None
@@ -140,7 +133,7 @@ def check_weights(model_cfg: Any, checkpoint: Optional[str], random_weights: boo
     if info['source'] == 'random' and not random_weights:
         given = 'no checkpoint given' if checkpoint is None else f'checkpoint {checkpoint!r}'
         raise WeightsSourceError(f'{name}: {given} and the model loads no weights of its own (no '
-                                 f'{" / ".join(OWN_WEIGHTS_KEYS)} / Pretrained init_cfg), so it would be evaluated '
+                                 'Pretrained init_cfg), so it would be evaluated '
                                  'with random weights. Give a checkpoint, or --random-weights (and no checkpoint) to '
                                  'evaluate the untrained model on purpose; the report then says so.')
     return info
