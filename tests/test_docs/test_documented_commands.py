@@ -94,7 +94,7 @@ def test_documented_shell_scripts_parse():
     scripts = sorted({dc.parse_command(c.text).script for c in dc.all_commands()
                       if (dc.parse_command(c.text).script or '').endswith('.sh')})
     scripts += ['tools/dist_train.sh', 'tools/dist_test.sh', 'tools/slurm_train.sh', 'tools/slurm_test.sh',
-                'projects/lightningdit/scripts/run_fig6.sh', 'tools/analysis_tools/benchmark_gpu.sh']
+                'projects/lightningdit/scripts/run_fig6.sh', 'tools/analysis_tools/gpu_check.sh']
     for s in sorted(set(scripts)):
         if dc.is_placeholder(s):
             continue
@@ -142,7 +142,8 @@ def test_dist_train_preflight_names_a_misspelt_option():
 @pytest.mark.skipif(torch.cuda.is_available(), reason='a CUDA device is present: the GPU commands would run')
 def test_gpu_benchmarks_without_cuda_refuse_in_one_line(tmp_path):
     """`benchmark_dit.py --archs B/1 XL/1 --amp bfloat16` fell back to the CPU and was killed at 24 GB; now one line.
-    `benchmark_gpu.sh` ran plain `python`: with no python on PATH it must still find the project's interpreter."""
+    `gpu_check.sh` (was `benchmark_gpu.sh`, which ran plain `python`): with no python on PATH it must still find the
+    project's interpreter."""
     proc = _run([PY, '-m', 'projects.lightningdit.tools.benchmark_dit', '--archs', 'B/1', 'XL/1', '--amp', 'bfloat16'],
                 60)
     _assert_one_line_error(proc, 'no CUDA device', '--device cpu')
@@ -150,9 +151,9 @@ def test_gpu_benchmarks_without_cuda_refuse_in_one_line(tmp_path):
     proc = _run([PY, '-m', 'projects.lightningdit.tools.benchmark_dit', '--device', 'cpu', '--archs', 'XL/1'], 60)
     _assert_one_line_error(proc, 'XL/1', '--cpu-max-gb')
     if not osp.isfile(osp.join(REPO, '.venv', 'bin', 'python')):
-        pytest.skip('no .venv here: benchmark_gpu.sh falls back to python3 on PATH')
+        pytest.skip('no .venv here: gpu_check.sh falls back to python3 on PATH')
     bash = shutil.which('bash')
-    proc = _run([bash, 'tools/analysis_tools/benchmark_gpu.sh', str(tmp_path / 'out')], 60,
+    proc = _run([bash, 'tools/analysis_tools/gpu_check.sh', str(tmp_path / 'out')], 60,
                 env={'PATH': '/usr/bin:/bin', 'PYTHON': ''})  # no `python` (nor the venv) on PATH
     assert 'command not found' not in proc.stderr
     _assert_one_line_error(proc, 'no CUDA device')

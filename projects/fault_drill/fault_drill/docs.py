@@ -76,7 +76,7 @@ def drill_launch_without_inputs(ctx: dict) -> list[dict]:
         cases.append(([PY, '-m', 'projects.lightningdit.tools.benchmark_dit', '--archs', 'B/1', 'XL/1', '--amp',
                        'bfloat16'], {},
                       'no CUDA device'))
-        cases.append((['bash', 'tools/analysis_tools/benchmark_gpu.sh', osp.join(out, 'gpu')],
+        cases.append((['bash', 'tools/analysis_tools/gpu_check.sh', osp.join(out, 'gpu')],
                       {'PATH': '/usr/bin:/bin', 'PYTHON': ''}, 'no CUDA device'))
     survived = 0
     for cmd, env, needle in cases:
