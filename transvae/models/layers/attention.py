@@ -59,8 +59,9 @@ class MultiHeadSelfAttention(Attention):
     def forward(self, x: Tensor, hw: tuple[int, int], pos: QKTransform | None = None) -> Tensor:
         """``x`` ``(B, N, C)`` -> ``(B, N, C)``; ``pos``: the stage's ``PositionEncoding.qk_transform(hw)`` or ``None``."""
         b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B, heads, N, hd)
+        # split the token-major (B, N, 3, heads, hd) view, then transpose each: the backward stacks the three grads
+        # straight into that layout, with no copy before the projection's backward
+        q, k, v = (t.transpose(1, 2) for t in self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).unbind(2))
         q, k = self.q_norm(q), self.k_norm(k)
         if pos is not None:
             q, k = pos(q, k)

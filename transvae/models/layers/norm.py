@@ -62,6 +62,12 @@ class RMSNorm(Norm):
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight
+        if x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_autocast_enabled('cpu'):
+            # torch's CPU rms_norm is this composite plus a final ``.contiguous()``: the same ops without that copy
+            # (bit for bit the same values and gradients) keep the layout of ``x``, so per-head Q / K views of the
+            # QKV projection stay token-major and attention's output needs no copy either
+            y = x.mul(torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add(self.eps)))
+            return y if w is None else y.mul(w)
         if w is not None and w.dtype != x.dtype:  # under autocast Q / K arrive in bf16 / fp16: keep the fused kernel
             w = w.to(x.dtype)  # (it accumulates in fp32); a dtype mismatch falls back to a slow unfused path
         return F.rms_norm(x, (x.shape[-1],), w, self.eps)

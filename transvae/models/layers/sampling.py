@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -122,7 +123,11 @@ class DCUpsample(InterpConvUp):
     """:class:`InterpConvUp` plus the parameter-free channel-duplicating shortcut (TransVAE's DC path)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        # in place on the fresh conv output (autograd does not need it)
+        if self.out_channels == self.in_channels and not (x.requires_grad and torch.is_grad_enabled()):
+            # the duplicating shortcut is then the nearest x2 up-sampling itself: up-sample once for both paths
+            # (inference only: under autograd the one up-sampling would sum its two grads in another order)
+            up = F.interpolate(x, scale_factor=2.0, mode='nearest')
+            return self.conv(up).add_(up)  # in place on the fresh conv output (autograd does not need it)
         return super().forward(x).add_(channel_to_space_duplicate(x, self.out_channels))
 
 
