@@ -388,6 +388,19 @@ def test_load_rgb_and_gray_are_exact(tmp_path):
     np.testing.assert_array_equal(load(tmp_path / 'g.png'), np.repeat(src[..., 2:], 3, 2))
 
 
+# ----------------------------------------------------------------------------------------------- LoadImageRGBDraft
+@pytest.mark.parametrize('min_size, flag', [(18, cv2.IMREAD_REDUCED_COLOR_2), (9, cv2.IMREAD_REDUCED_COLOR_4),
+                                            (4, cv2.IMREAD_REDUCED_COLOR_8), (30, cv2.IMREAD_COLOR)])
+def test_load_draft_equals_opencv_scaled_jpeg_decode(tmp_path, min_size, flag):
+    """A 53 x 37 JPEG decoded at 1/2, 1/4, 1/8 (both sides >= min_size; ceil) equals OpenCV's own libjpeg DCT-scaled
+    decode (``IMREAD_REDUCED_COLOR_k``) exactly; min_size 30 allows no reduction: the full decode."""
+    Image.fromarray(image(seed=21)).save(tmp_path / 'a.jpg', quality=90)
+    out = build(dict(type='LoadImageRGBDraft', min_size=min_size))(dict(img_path=str(tmp_path / 'a.jpg')))
+    want = cv2.imread(str(tmp_path / 'a.jpg'), flag)[..., ::-1]
+    assert out['img'].shape == want.shape and out['img_shape'] == want.shape[:2]
+    np.testing.assert_array_equal(out['img'], want)
+
+
 # ----------------------------------------------------------------------------------------------- the table
 TRANSFORM_REFERENCES = {
     'ResizeShortSide': ('test_resize_short_side_size_and_pixels', 'test_resize_short_side_is_antialiased'),
@@ -399,6 +412,7 @@ TRANSFORM_REFERENCES = {
     'PackVAEInputs': ('test_pack_matches_torchvision_pil_to_tensor', ),
     'LoadImageRGB': ('test_load_exif_orientation_every_value', 'test_load_alpha_composited_on_white',
                      'test_load_16bit_scales_by_the_file_depth', 'test_load_palette_with_and_without_transparency'),
+    'LoadImageRGBDraft': ('test_load_draft_equals_opencv_scaled_jpeg_decode', ),
 }
 
 
@@ -420,7 +434,7 @@ def test_every_registered_transform_has_a_reference(name):
 
 
 def test_the_table_covers_the_transforms_package():
-    """The seven transforms registered by ``transvae/datasets/transforms`` are all in the registry and the table."""
+    """The eight transforms registered by ``transvae/datasets/transforms`` are all in the registry and the table."""
     names = {n for n, c in TRANSFORMS.module_dict.items() if c.__module__.startswith('transvae.datasets.transforms')}
     assert names == set(TRANSFORM_REFERENCES)
 

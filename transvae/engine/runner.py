@@ -47,6 +47,7 @@ from transvae.registry import RUNNERS
 from .atomic_io import atomic_write, is_local, nonfinite_tensors
 from .checkpoint_compat import check_checkpoint_fits, config_name_of
 from .checkpoint_io import encode_checkpoint, load_checkpoint_file
+from .compile import compile_model
 from .hooks.checkpoint_hook import AtomicCheckpointHook
 from .rng_state import RNGExactResumeMixin, get_rng_state
 from .work_dir_lock import WorkDirOwnerMixin
@@ -202,6 +203,14 @@ class TransVAERunner(RNGExactResumeMixin, WorkDirOwnerMixin, Runner):
             encoded = encode_checkpoint(checkpoint)
             checkpoint.clear()
             checkpoint.update(encoded)
+
+    def _maybe_compile(self, target: str) -> None:
+        """mmengine's ``compile`` option, narrowed to the model computation (:mod:`transvae.engine.compile`): the
+        loss method and ``reconstruct`` are compiled, not mmengine's whole ``target`` (``train_step``)."""
+        names = compile_model(self._unwrapped_model(), self.cfg.get('compile', None))
+        if names:
+            self.logger.info(f'torch.compile: {type(self._unwrapped_model()).__name__}.{", .".join(names)} (the '
+                             'first iterations compile; the optimizer step stays eager)')
 
     def _unwrapped_model(self) -> nn.Module:
         """The model inside the runner's own wrapper (DDP); its submodules may still be wrapped."""

@@ -137,7 +137,8 @@ def _pil_bomb_error(path: str, err: Exception, max_pixels: Optional[int], hint: 
 
 
 def decode_image_rgb(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
-                     hint: str = 'decode_image_rgb(path, max_pixels=...)') -> np.ndarray:
+                     hint: str = 'decode_image_rgb(path, max_pixels=...)',
+                     draft_min_size: Optional[int] = None) -> np.ndarray:
     """Fully decode ``path`` to a uint8 RGB array, applying the EXIF orientation.
 
     Args:
@@ -145,6 +146,9 @@ def decode_image_rgb(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
         max_pixels: refuse images whose header declares more than this many pixels (``width * height``), before
             decoding; ``None``: no limit of ours (PIL's global ``Image.MAX_IMAGE_PIXELS`` check still applies).
         hint: how the caller raises ``max_pixels``, for the error message.
+        draft_min_size: JPEG only: decode at the largest DCT reduction (1/2, 1/4, 1/8; PIL's ``Image.draft``)
+            whose both sides stay at least this many pixels, so the short side is ``>= draft_min_size``; ``None``
+            (default): full size. Other formats always decode at full size.
 
     Raises:
         ImageTooLargeError: the image is above ``max_pixels`` (or above twice PIL's global limit).
@@ -165,6 +169,8 @@ def decode_image_rgb(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
                 raise _pil_bomb_error(path, e, max_pixels, hint) from e
             with opened as img:
                 check_image_pixels(img.size, max_pixels, repr(path), hint)  # before any pixel is decoded
+                if draft_min_size is not None and img.format == 'JPEG':
+                    img.draft('RGB', (draft_min_size, draft_min_size))  # DCT scaling; both sides stay >= the size
                 img.load()  # force the full decode: Image.open only reads the header
                 img = ImageOps.exif_transpose(img)
                 arr = pil_to_rgb_array(img)
@@ -214,7 +220,7 @@ class LoadImageRGB(BaseTransform):
         img = self._cache.get(path)
         if img is None:
             try:
-                img = decode_image_rgb(path, self.max_pixels, hint='LoadImageRGB(max_pixels=...) in the pipeline')
+                img = self._decode(path)
             except Exception as e:  # noqa: BLE001 -- every decode failure is a skip, by design
                 results['decode_error'] = f'{type(e).__name__}: {e}'
                 return None
@@ -227,5 +233,47 @@ class LoadImageRGB(BaseTransform):
         results['ori_shape'] = img.shape[:2]
         return results
 
+    def _decode(self, path: str) -> np.ndarray:
+        """The full decode of one file (raises on failure; :meth:`transform` turns that into a skip)."""
+        return decode_image_rgb(path, self.max_pixels, hint=f'{type(self).__name__}(max_pixels=...) in the pipeline')
+
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(cache_mb={self.cache_bytes / 2**20:g}, max_pixels={self.max_pixels})'
+
+
+@TRANSFORMS.register_module()
+class LoadImageRGBDraft(LoadImageRGB):
+    """:class:`LoadImageRGB` that decodes a JPEG at a reduced scale when the pipeline resizes it down anyway.
+
+    A JPEG whose short side is at least twice ``min_size`` is decoded by libjpeg's DCT scaling (PIL's
+    ``Image.draft``) at 1/2, 1/4 or 1/8 of its size, the largest reduction that keeps both sides ``>= min_size``;
+    the rest of the pipeline (``ResizeShortSide(size=min_size)`` and a crop) then resizes far fewer pixels. Other
+    files, and JPEGs smaller than ``2 * min_size`` on the short side, decode exactly as with :class:`LoadImageRGB`.
+    The DCT-scaled decode is itself a low-pass reduction, so the final crops differ from the full decode's by a few
+    uint8 levels (``tools/analysis_tools/loader_throughput.py --compare`` measures it; README "Data loading").
+
+    Only for pipelines that resize the short side down to ``min_size`` right after loading (the ImageNet training
+    pipeline): a crop of the full-size image (``RandomResizedCrop``, a plain ``RandomCrop``) would lose detail.
+    ``min_size`` is a resolution key (``transforms/resolution.py``), so ``--resolution`` moves it with the crop.
+
+    Args:
+        min_size: the short side the pipeline resizes to (``ResizeShortSide.size``).
+        cache_mb, max_pixels: see :class:`LoadImageRGB`.
+    """
+
+    resolution_keys = ('min_size', )  # transforms/resolution.py: must follow ResizeShortSide's size
+
+    def __init__(self, min_size: int, cache_mb: float = 0.0, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> None:
+        if not isinstance(min_size, int) or isinstance(min_size, bool) or min_size <= 0:
+            raise ValueError(f'min_size must be a positive int (the short side the pipeline resizes to), got '
+                             f'{min_size!r}')
+        super().__init__(cache_mb=cache_mb, max_pixels=max_pixels)
+        self.min_size = min_size
+
+    def _decode(self, path: str) -> np.ndarray:
+        return decode_image_rgb(path, self.max_pixels, hint=f'{type(self).__name__}(max_pixels=...) in the pipeline',
+                                draft_min_size=self.min_size)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(min_size={self.min_size}, cache_mb={self.cache_bytes / 2**20:g}, '
+                f'max_pixels={self.max_pixels})')

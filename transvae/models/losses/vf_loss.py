@@ -101,6 +101,7 @@ class VFLoss(nn.Module):
         build = getattr(self.foundation, 'build', None)  # FrozenFoundationModel.build (a stand-in may lack it)
         if mode and callable(build) and any(p.requires_grad for p in self.proj.parameters()):
             build()
+            self._announce()  # also here: a compiled forward skips it (transvae/engine/compile.py)
         return self
 
     @property
@@ -137,7 +138,8 @@ class VFLoss(nn.Module):
         Returns:
             the loss and logs ``{vf_<tag>: unweighted value, vf_mcos, vf_mdms, vf_weight: adaptive weight}``.
         """
-        self._announce()
+        if not torch.compiler.is_compiling():  # a log call inside a compiled graph is a graph break
+            self._announce()
         raw, logs = self.raw(z, self.features(images))
         if self.adaptive and nll is not None and last_layer is not None and torch.is_grad_enabled():
             w = adaptive_weight(nll, raw, last_layer, eps=self.eps, max_weight=self.max_weight)
