@@ -1,0 +1,125 @@
+"""The run planner (transvae.benchmark.run_plan / step_trace / step_memory, tools/analysis_tools/plan_run.py).
+
+Tiny sizes only: the micro TransVAE f8d16 recipe at 32-128² and the micro LightningDiT of its CPU preset.
+"""
+import json
+import os.path as osp
+
+import pytest
+import torch
+
+from transvae.benchmark.run_plan import PlanOptions, per_gpu_peak, plan_run
+from transvae.benchmark.step_trace import MEMORY_KINDS, StepTrace
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+MICRO = osp.join(REPO, 'configs/transvae/transvae-micro_f8d16_1xb16-10min_photos.py')
+DIT_B2 = osp.join(REPO, 'projects/lightningdit/configs/lightningdit-b2_transvae-l-f8d16_32xb32-200k_in1k.py')
+
+
+@pytest.fixture(scope='module')
+def micro_plan() -> dict:
+    return plan_run(PlanOptions(config=MICRO, gpus=1, resolution=32, batch_size=2, search_batch=False))
+
+
+def test_forward_flops_equal_the_benchmark_count(micro_plan):
+    """The planner's forward FLOPs of the real model are exactly twice the benchmark's MACs (``macs_of``)."""
+    from transvae.benchmark import CodecTarget, build_ours, macs_of
+    plan = micro_plan
+    model = build_ours(MICRO, None, None, {}, 'cpu')
+    target = CodecTarget('ours', model, model.downsample_factor, model.latent_channels)
+    macs = macs_of(target, 'encode', 32) + macs_of(target, 'decode', 32)
+    assert plan['model_forward_flops'] == 2 * macs * plan['per_gpu_batch']
+    # the training step: forward and backward of the model and its losses, more than the forward alone
+    assert plan['flops_per_step'] > 2 * plan['model_forward_flops']
+
+
+def test_dit_forward_matmul_flops_equal_the_analytic_count():
+    """LightningDiT: the traced matmul FLOPs of the forward equal the project's ``dit_forward_flops``."""
+    from projects.lightningdit.lightningdit.models.flops import dit_forward_flops
+    plan = plan_run(PlanOptions(config=DIT_B2, gpus=1, batch_size=2, preset='cpu', search_batch=False))
+    from transvae.benchmark.run_plan import load_plan_config
+    from transvae.registry import MODELS
+    cfg, _ = load_plan_config(DIT_B2, preset='cpu')
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model.to_dict())
+    c, h, w = model.latent_shape
+    assert plan['input_shape'] == [c, h, w]
+    assert plan['model_forward_matmul_flops'] == dit_forward_flops(model.backbone, 2, (h, w))
+    assert plan['variants']['ddp']['peak_memory_breakdown']['ema_copy'] == 4 * plan['trainable_params']
+
+
+def test_plan_json_keys_and_an_unfitting_run(tmp_path):
+    """The JSON a GPU check reads; a run that cannot fit says so and what was tried."""
+    from tools.analysis_tools import plan_run as cli
+    out = tmp_path / 'plan.json'
+    cli.main([MICRO, '--gpus', '2', '--gpu-mem-gb', '0.001', '--resolution', '32', '--batch-size', '2',
+              '--no-batch-search', '--json', str(out)])
+    plan = json.loads(out.read_text())
+    for key in ('config', 'gpus', 'amp', 'per_gpu_batch', 'peak_memory_bytes', 'peak_memory_breakdown',
+                'flops_per_step', 'step_time_s', 'recipe_wall_time_h', 'fits', 'suggestions'):
+        assert key in plan, key
+    assert plan['gpus'] == 2 and plan['per_gpu_batch'] == 2 and plan['amp'] == 'fp32'
+    assert plan['fits'] is False and plan['suggestions']
+    assert plan['peak_memory_bytes'] == sum(plan['peak_memory_breakdown'].values())
+    assert plan['step_time_s'] == pytest.approx(plan['flops_per_step'] / (0.4 * 494.7e12))
+    assert plan['accumulative_counts'] == 4  # the recipe's global batch 16 (1xb16) over 2 GPUs x 2
+    assert plan['recipe_wall_time_h'] == pytest.approx(4 * plan['iterations'] * plan['step_time_s'] / 3600)
+    with pytest.raises(SystemExit, match='exists'):
+        cli.main([MICRO, '--json', str(out)])
+
+
+def test_activation_checkpointing_is_traced(micro_plan):
+    """The checkpointed variant is its own trace: the blocks' forward runs again in the backward (more FLOPs)."""
+    v = micro_plan['variants']
+    assert set(v) == {'ddp', 'fsdp', 'ddp+ac', 'fsdp+ac'}
+    assert v['ddp+ac']['flops_per_step'] > v['ddp']['flops_per_step']
+
+
+def test_sharding_arithmetic():
+    """DDP adds one bucket copy of the trainable parameters on > 1 GPU; FSDP divides parameters, gradients and
+    optimizer state by the GPUs at every moment and adds the unsharded parameters in flight."""
+    mib = 2 ** 20
+    rows = [  # Parameter, Buffer, Gradient, Activation, Temp, Optstate, Other
+        (120 * mib, 0, 0, 500 * mib, 0, 0, 0),  # forward peak
+        (120 * mib, 0, 100 * mib, 100 * mib, 50 * mib, 200 * mib, 0),  # optimizer step
+    ]
+    trace = StepTrace(torch.tensor(rows, dtype=torch.int64), trainable_bytes=100 * mib, flops=1, flops_by_op={})
+    assert trace.timeline.shape[1] == len(MEMORY_KINDS)
+    peak, parts = per_gpu_peak(trace, 'ddp', 4, ([10 * mib] * 8, 20 * mib), {})
+    assert parts == dict(parameters=100 * mib, gradients=0, optimizer_state=0, activations=500 * mib, frozen=20 * mib,
+                         ddp_gradient_buckets=100 * mib)
+    assert peak == 720 * mib
+    peak1, parts1 = per_gpu_peak(trace, 'ddp', 1, ([10 * mib] * 8, 20 * mib), {'ema_copy': mib})
+    assert parts1['ddp_gradient_buckets'] == 0 and peak1 == 621 * mib
+    peak, parts = per_gpu_peak(trace, 'fsdp', 4, ([10 * mib] * 8, 20 * mib), {})
+    in_flight = (20 + 3 * 10) * mib * 3 / 4
+    assert parts['parameters'] == 25 * mib and parts['activations'] == 500 * mib
+    assert parts['fsdp_unsharded_in_flight'] == pytest.approx(in_flight, abs=1)
+    assert peak == pytest.approx((25 + 500 + 20) * mib + in_flight, abs=2)
+
+
+def test_fake_trace_allocates_nothing():
+    """A model on fake tensors allocates none of its parameters: TransVAE-L (0.5B parameters, 2 GB in fp32) builds
+    and runs a forward pass at batch 1, 32², without the process RSS growing by its size."""
+    from transvae.benchmark.memory import _status_kb
+    from transvae.benchmark.run_plan import load_plan_config
+    from transvae.benchmark.step_trace import build_training_setup, trace_forward_flops
+    cfg, _ = load_plan_config(osp.join(REPO, 'configs/transvae/transvae-l_f16d32_8xb32-100e_in1k.py'),
+                              resolution=32)
+    before = _status_kb('VmRSS') * 1024
+    setup = build_training_setup(cfg, 1, 32, fake=True)
+    flops, _ = trace_forward_flops(setup)
+    grown = _status_kb('VmRSS') * 1024 - before
+    params = sum(p.numel() for p in setup.model.parameters())
+    assert params > 4e8 and flops > 0
+    assert all(type(p).__name__ == 'FakeTensor' for p in setup.model.parameters())
+    assert grown < 0.25 * 4 * params
+
+
+def test_cpu_prediction_within_15_percent_of_a_real_step():
+    """The predicted peak of the second training step against the measured peak-RSS increase of a real fp32 step
+    in a fresh process (micro TransVAE f8d16, batch 16, 128²)."""
+    from transvae.benchmark.step_memory import compare_cpu_step
+    r = compare_cpu_step(MICRO, 16, 128)
+    assert r['measured_bytes'] > 100 * 2 ** 20  # large enough for the process's own noise not to matter
+    assert 0.85 <= r['ratio'] <= 1.15, r
