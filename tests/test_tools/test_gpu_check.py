@@ -14,6 +14,7 @@ import torch
 from tools.analysis_tools import gpu_check as tool
 from transvae.benchmark.gpu_check import (TrainStep, benchmark_rows, bf16_peak, config_text, render_markdown,
                                           train_row)
+from transvae.benchmark.gpu_check_run import finish, start
 from transvae.benchmark.step_meter import summarise_steps
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -93,11 +94,11 @@ def test_an_earlier_report_is_never_written_over(tmp_path):
 def test_a_step_past_its_timeout_is_ended_with_its_whole_process_group(tmp_path):
     """A step is a process tree (torchrun and its ranks): the timeout ends all of it, and the record says so."""
     pid_file = tmp_path / 'child.pid'
-    run = tool.start(['bash', '-c', f'sleep 60 & echo $! > {pid_file}; wait'], str(tmp_path / 'logs' / 'a.log'))
+    run = start(['bash', '-c', f'sleep 60 & echo $! > {pid_file}; wait'], str(tmp_path / 'logs' / 'a.log'))
     while not pid_file.exists() or not pid_file.read_text().strip():
         time.sleep(0.05)
     child = int(pid_file.read_text())
-    res = tool.finish(run, timeout=1.0)
+    res = finish(run, timeout=1.0)
     assert res['status'] == 'timeout' and 1.0 <= res['wall_s'] < 15
     for _ in range(100):  # the grandchild was in the group: gone (a zombie at most until init reaps it)
         try:
@@ -109,7 +110,7 @@ def test_a_step_past_its_timeout_is_ended_with_its_whole_process_group(tmp_path)
         time.sleep(0.05)
     else:
         raise AssertionError(f'process {child} of the timed-out step still runs')
-    ok = tool.finish(tool.start(['bash', '-c', 'exit 3'], str(tmp_path / 'logs' / 'b.log')), timeout=30)
+    ok = finish(start(['bash', '-c', 'exit 3'], str(tmp_path / 'logs' / 'b.log')), timeout=30)
     assert ok['status'] == 'failed' and ok['rc'] == 3
     assert (tmp_path / 'logs' / 'b.log').read_text().startswith('$ bash -c')
 
@@ -183,3 +184,20 @@ def test_config_text_is_a_child_of_the_recipe(tmp_path):
     ref = Config.fromfile(base)
     assert cfg.train_dataloader.batch_size == 3 and cfg.val_cfg is None
     assert cfg.train_dataloader.dataset == ref.train_dataloader.dataset and cfg.model == ref.model
+
+
+def test_step_commands_start_the_entry_points_the_command_line_gives(tmp_path):
+    """The library starts no tool of its own: every step and planner command runs the given entry point."""
+    from transvae.benchmark.gpu_check_steps import (STEP_INPUTS, STEPS, CheckTools, benchmark_cmd, make_plan,
+                                                    planner_cmd, train_cmd)
+    ep = CheckTools(train='T.py', dist_train='D.sh', benchmark='B.py', planner='P.py')
+    plan = {s.name: s for s in make_plan(str(tmp_path), True, str(tmp_path / 'dinov2.safetensors'))}
+    assert set(plan) | {'benchmark'} == set(STEPS) == set(STEP_INPUTS)
+    cmd, env = train_cmd('py', ep, plan['t_stage1'], 'c.py', 'w', True, 1234)
+    assert cmd[:3] == ['py', 'T.py', 'c.py'] and cmd[cmd.index('--amp-dtype') + 1] == 'bfloat16' and env == {}
+    assert '--amp' not in train_cmd('py', ep, plan['dit_b1'], 'c.py', 'w', True, 1234)[0]  # its recipe's wrapper
+    cmd, env = train_cmd('py', ep, plan['l_fsdp'], 'c.py', 'w', True, 1234)
+    assert cmd[:4] == ['bash', 'D.sh', 'c.py', '1'] and env == dict(PYTHON='py', PORT='1234', PREFLIGHT='0')
+    assert train_cmd('py', ep, plan['l_fsdp'], 'c.py', 'w', False, 1234)[1]['PREFLIGHT'] == '1'
+    assert benchmark_cmd('py', ep, True, 'o.json')[:2] == ['py', 'B.py']
+    assert planner_cmd('py', ep, 'c.py', 2, 80.0, None, 'p.json')[:3] == ['py', 'P.py', 'c.py']
