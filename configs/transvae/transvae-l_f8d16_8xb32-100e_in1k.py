@@ -4,5 +4,6 @@
 # f8 alignment (App. F, PAPER.md Q10): the projected 32x32 latent is 2x2 average-pooled to DINOv2's 16x16 grid
 # (VFLoss pools the larger grid to the smaller). The paper trains f8d16 on ~25M in-house images; this recipe uses
 # ImageNet-1k (PAPER.md Q15).
-_base_ = ['../_base_/models/transvae-l_f8d16.py', '../_base_/recipes/stage1_vf_8xb32-100e_in1k.py']
+# 32 images per GPU need 151.8 GiB under bf16 DDP (plan_run.py): 8 per GPU x 4 accumulated micro-batches.
+_base_ = ['../_base_/models/transvae-l_f8d16.py', '../_base_/recipes/stage1_vf_8xb8x4-100e_in1k.py']
 model = _base_.recipe_model

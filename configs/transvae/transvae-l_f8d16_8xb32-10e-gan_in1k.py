@@ -3,5 +3,5 @@
 _base_ = ['../_base_/models/transvae-l_f8d16.py', '../_base_/recipes/stage2_gan_8xb32-10e_in1k.py']
 model = _base_.recipe_model
 # `--preset cpu` starts from the CPU stage-1 run (override: --cfg-options load_from=...)
-load_from = 'work_dirs/transvae-l_f8d16_8xb32-100e_in1k/iter_500500.pth'  # 100 x 5005 iterations, save_last
+load_from = 'work_dirs/transvae-l_f8d16_8xb32-100e_in1k/iter_2002000.pth'  # 100 x 5005 steps x accumulation 4
 presets = dict(cpu=dict(load_from='work_dirs/transvae-l_f8d16_8xb32-100e_in1k_cpu/iter_200.pth'))

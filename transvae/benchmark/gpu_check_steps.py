@@ -54,8 +54,8 @@ TINY_ARCH = dict(widths=[32, 32, 64, 64, 128], depths=[1, 1, 1, 1, 1],
                  cnn_block_cfg=dict(norm_cfg=dict(type='GN', num_groups=8)), norm_out_cfg=dict(type='GN', num_groups=8))
 TINY_DINOV2 = dict(depth=1, embed_dim=64, num_heads=2)
 TINY_DIT = dict(arch=None, depth=1, embed_dims=64, num_heads=2, patch_size=1)
-#: TransVAE-L's per-GPU batch on the GPU: half the recipe's 32, whose activations alone take most of 80 GB (the run
-#: planner's row in the report says what the recipe's batch would need)
+#: TransVAE-L's per-GPU batch on the GPU: the recipe's (16 images x accumulation 2 since the 32-image batch did not fit
+#: 80 GB), so 20 runner iterations are 10 optimizer steps
 L_BATCH = 16
 
 
@@ -179,7 +179,7 @@ def make_plan(out: str, dry: bool, dinov2_path: str) -> list[TrainStep]:
                      'configs/transvae/transvae-l_f16d32_fsdp_8xb32-100e_in1k.py',
                      dict(vf_loss=dict(foundation_cfg=foundation)), iters, launcher='dist1', batch=L_BATCH,
                      notes=[vf_note, 'launched with tools/dist_train.sh CONFIG 1']
-                     + ([] if dry else [f"per-GPU batch {L_BATCH} (the recipe's: 32)"])))
+                     + ([] if dry else [f"per-GPU batch {L_BATCH} x accumulation 2 (the recipe's)"])))
     return steps
 
 

@@ -6,7 +6,8 @@
 # stage-2 step; the discriminator starts fresh):
 #     _base_ = ['../_base_/models/<arch>.py', '../_base_/recipes/stage2_gan_8xb32-10e_in1k.py']
 #     model = _base_.recipe_model
-#     load_from = 'work_dirs/<stage-1 config>/iter_500500.pth'
+#     load_from = 'work_dirs/<stage-1 config>/iter_500500.pth'   (iter_1001000 / iter_2002000 for the L recipes that
+#     accumulate gradients over 2 / 4 micro-batches: a runner iteration is one micro-batch)
 #     presets = dict(cpu=dict(load_from='work_dirs/<stage-1 config>_cpu/iter_200.pth'))
 _base_ = ['./components/patchgan.py', '../datasets/imagenet.py', '../schedules/schedule_10e_gan.py',
           '../default_runtime.py']

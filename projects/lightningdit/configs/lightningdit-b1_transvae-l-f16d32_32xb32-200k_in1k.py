@@ -15,6 +15,6 @@ _latents = 'data/latents/transvae-l_f16d32_in1k_train256'
 train_dataloader = dict(dataset=dict(data_root=_latents))
 test_dataloader = dict(dataset=dict(latent_shape=(32, 16, 16)))
 test_evaluator = dict(vae_config='configs/transvae/transvae-l_f16d32_8xb32-100e_in1k.py',
-                      vae_checkpoint='work_dirs/transvae-l_f16d32_8xb32-100e_in1k/iter_500500.pth',
+                      vae_checkpoint='work_dirs/transvae-l_f16d32_8xb32-100e_in1k/iter_1001000.pth',
                       latent_dir=_latents)  # its latents_stats.safetensors undo the normalisation
 train_cfg = dict(max_iters=200000)

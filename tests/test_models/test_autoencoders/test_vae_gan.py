@@ -223,7 +223,8 @@ def test_recipe_configs(name):
         assert m.kl_loss.loss_weight == 1e-8 and m.rec_loss.perceptual_cfg.net == 'vgg'
     if 'gan' in name:
         assert m.freeze_encoder and m.disc_start == 0 and m.gan_loss.disc_weight == 0.1
-        assert cfg.load_from.endswith('_8xb32-100e_in1k/iter_500500.pth')
+        stage1 = Config.fromfile(path.replace('_8xb32-10e-gan_in1k', '_8xb32-100e_in1k'))  # its last checkpoint
+        assert cfg.load_from.endswith(f'_8xb32-100e_in1k/iter_{stage1.train_cfg.max_iters}.pth')
         assert cfg.optim_wrapper.constructor == 'VAEGANOptimWrapperConstructor'
     elif name.startswith('transvae'):
         assert 'discriminator' not in m and not m.get('freeze_encoder', False)
