@@ -9,7 +9,7 @@
 #   --work     work folder (default /tmp/mutation; env MUTATION_WORK): src/ (the commit, from `git archive`), one
 #              folder per module (mutmut's mutants/ inside), logs/, results.json, results.md, status.txt
 #   --rev      the commit to mutate (default HEAD); a work folder holds one commit: resuming with another is an error
-#   --recheck  the "after" pass: copy the module's new *_mutation_values.py test files from this working tree into
+#   --recheck  the "after" pass: copy the module's new *_values.py test files from this working tree into
 #              its copy (the sources and the other tests stay the commit's) and re-run every mutant that did not die;
 #              the first pass's counts stay in results.json as "before" (mutmut resets a module's verdicts when its
 #              test selection changes; the caught ones are carried over, since an added test cannot revive a mutant)
@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
 done
 
 # module key -> the path mutated, and the module's own tests (files or pytest node ids; files that do not exist in the
-# copy are left out, so the *_mutation_values.py files count once they are committed, or with --recheck)
+# copy are left out, so the *_values.py files count once they are committed, or with --recheck)
 declare -A SRC TESTS
 ORDER=(layers losses distributions averaged_model functional transforms ldit_transport ldit_models)
 SRC[layers]=transvae/models/layers
@@ -62,8 +62,11 @@ SRC[ldit_transport]=projects/lightningdit/lightningdit/transport
 TESTS[ldit_transport]="projects/lightningdit/tests/test_ldit_transport.py
  projects/lightningdit/tests/test_ldit_mutation_values.py"
 SRC[ldit_models]=projects/lightningdit/lightningdit/models
-TESTS[ldit_models]="projects/lightningdit/tests/test_ldit_model.py
- projects/lightningdit/tests/test_ldit_mutation_values.py"
+# the converter tests of test_ldit_official.py need no official code (its comparisons skip without
+# LIGHTNINGDIT_OFFICIAL_REPO); the flow-model test of test_ldit_transport.py runs LatentFlowModel end to end
+TESTS[ldit_models]="projects/lightningdit/tests/test_ldit_model.py projects/lightningdit/tests/test_ldit_official.py
+ projects/lightningdit/tests/test_ldit_transport.py::test_flow_model_loss_and_seeded_sampling
+ projects/lightningdit/tests/test_ldit_mutation_values.py projects/lightningdit/tests/test_ldit_model_values.py"
 
 if [ ${#MODS[@]} -eq 0 ]; then MODS=("${ORDER[@]}"); fi
 KEYS=()
@@ -117,28 +120,28 @@ for key in "${KEYS[@]}"; do
         touch "$dir/.complete"
     fi
     if [ "$RECHECK" = 1 ]; then
-        # the working tree's new *_mutation_values.py test files of this module, into the copy and mutmut's mutants/
+        # the working tree's new *_values.py test files of this module, into the copy and mutmut's mutants/
         # (the sources and the module's other tests stay the commit's)
         for t in ${TESTS[$key]}; do
             t=${t%%::*}
             if [ -d "$REPO/$t" ]; then
-                files=$(cd "$REPO" && ls "$t"/*_mutation_values.py 2>/dev/null || true)
+                files=$(cd "$REPO" && ls "$t"/*_values.py 2>/dev/null || true)
             else
                 files=$t
             fi
             for f in $files; do
-                if [[ "$f" == *_mutation_values.py ]] && [ -e "$REPO/$f" ]; then
+                if [[ "$f" == *_values.py ]] && [ -e "$REPO/$f" ]; then
                     mkdir -p "$(dirname "$dir/$f")" "$(dirname "$dir/mutants/$f")"
                     cp -a "$REPO/$f" "$(dirname "$dir/$f")/" && cp -a "$REPO/$f" "$(dirname "$dir/mutants/$f")/"
                 fi
             done
         done
-        grep -q "test_selection = \[.*mutation_values" "$dir/pyproject.toml" || {
-            sel=""
-            for t in ${TESTS[$key]}; do [ -e "$dir/${t%%::*}" ] && sel="$sel${sel:+, }\"$t\""; done
+        # the selection: every listed test that now exists in the copy (a new file joins it)
+        sel=""
+        for t in ${TESTS[$key]}; do [ -e "$dir/${t%%::*}" ] && sel="$sel${sel:+, }\"$t\""; done
+        grep -qxF "pytest_add_cli_args_test_selection = [$sel]" "$dir/pyproject.toml" ||
             sed -i "s|^pytest_add_cli_args_test_selection = .*|pytest_add_cli_args_test_selection = [$sel]|" \
                 "$dir/pyproject.toml"
-        }
         "$PY" "$REPO/tools/analysis_tools/mutation_report.py" snapshot "$WORK" "$key"
         names=$("$PY" "$REPO/tools/analysis_tools/mutation_report.py" alive "$WORK" "$key")
         status "recheck $key: $(echo "$names" | wc -w) mutants"
