@@ -153,9 +153,10 @@ def _limit_tiles(target: CodecTarget, mode: str, fn: Callable[[], Any], limit: i
     return run
 
 
-def measure_memory(spec: dict, timeout: Optional[float] = None) -> dict:
-    """Run :func:`run_worker` on ``spec`` in a fresh interpreter; its result, or ``{'error': ...}``."""
-    cmd = [sys.executable, '-m', 'transvae.benchmark.memory_worker', json.dumps(spec)]
+def run_json_worker(module: str, spec: dict, timeout: Optional[float] = None) -> dict:
+    """Run ``python -m module JSON(spec)`` in a fresh interpreter (a clean allocator and peak counter); the last JSON
+    line it prints, or ``{'error': ...}`` (its stderr tail, or ``'timeout'``)."""
+    cmd = [sys.executable, '-m', module, json.dumps(spec)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -164,3 +165,8 @@ def measure_memory(spec: dict, timeout: Optional[float] = None) -> dict:
         if line.startswith('{'):
             return json.loads(line)
     return dict(error=(proc.stderr or proc.stdout)[-2000:])
+
+
+def measure_memory(spec: dict, timeout: Optional[float] = None) -> dict:
+    """Run :func:`run_worker` on ``spec`` in a fresh interpreter; its result, or ``{'error': ...}``."""
+    return run_json_worker('transvae.benchmark.memory_worker', spec, timeout)

@@ -15,9 +15,10 @@ optimizer state) with the measured one.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from typing import Any, Optional
+
+from .memory import run_json_worker
 
 __all__ = ['measure_step_peak', 'predict_step_peak', 'compare_cpu_step', 'run_step_worker']
 
@@ -75,15 +76,7 @@ def measure_step_peak(config: str, batch: int, resolution: Optional[int] = None,
                       timeout: Optional[float] = None) -> dict:
     """:func:`run_step_worker` in a fresh interpreter; its result, or ``{'error': ...}``."""
     spec = _spec(config, batch, resolution, preset, cfg_options, activation_checkpointing)
-    cmd = [sys.executable, '-m', 'transvae.benchmark.step_memory', json.dumps(spec)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return dict(error='timeout')
-    for line in reversed(proc.stdout.strip().splitlines()):
-        if line.startswith('{'):
-            return json.loads(line)
-    return dict(error=(proc.stderr or proc.stdout)[-2000:])
+    return run_json_worker('transvae.benchmark.step_memory', spec, timeout)
 
 
 def predict_step_peak(config: str, batch: int, resolution: Optional[int] = None, preset: Optional[str] = None,
