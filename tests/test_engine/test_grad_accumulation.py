@@ -81,7 +81,11 @@ def test_accumulation_equals_the_larger_batch(wrapper, opt, rtol):
     moved = _max_diff(start, _params(ref))
     diff = _max_diff(_params(ref), _params(acc))
     assert moved > 1e-4  # the step did something
-    assert diff <= rtol * moved, f'{wrapper}/{opt}: max|diff| {diff:.3g} after one step (largest move {moved:.3g})'
+    # plus a few float32 ulps of the largest weight: the two sums of micro-batch gradients round differently, and a
+    # weight of magnitude ~1 moves in steps of 1.2e-7 (AdamW's lr-sized step makes that visible; threads change it)
+    ulps = 4 * torch.finfo(torch.float32).eps * max(float(p.abs().max()) for p in _params(ref).values())
+    assert diff <= rtol * moved + ulps, \
+        f'{wrapper}/{opt}: max|diff| {diff:.3g} after one step (largest move {moved:.3g}, {ulps:.3g} of rounding)'
     print(f'{wrapper}/{opt}: max|diff| {diff:.3g}, largest parameter move {moved:.3g}')
 
 
