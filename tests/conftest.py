@@ -1,12 +1,12 @@
 """Test-session setup: transvae is the default MMEngine scope; tests run on 2 CPU threads."""
-import os
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tests.helpers.threads import threads_per_test_process
 from transvae.apis import register_all_modules  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(threads_per_test_process())
 register_all_modules()
 
 

@@ -108,6 +108,21 @@ class TinyImages(Dataset):
         return dict(inputs=img, data_samples=dict(img_path=f'img_{idx:03d}.png'))
 
 
+@DATASETS.register_module(name='TestLabelledImages', force=True)
+class LabelledImages(Dataset):
+    """``n`` random 16 x 16 uint8 images (one seeded draw) packed like PackVAEInputs, labelled ``i % 3``: the
+    latent-extraction tests' data."""
+
+    def __init__(self, n: int = 6, pipeline: Optional[list] = None) -> None:
+        self.imgs = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+    def __len__(self) -> int:
+        return len(self.imgs)
+
+    def __getitem__(self, i: int) -> dict:
+        return dict(inputs=self.imgs[i].clone(), data_samples=dict(label=i % 3, img_path=f'{i}.png'))
+
+
 @METRICS.register_module(name='TestPSNRMetric', force=True)
 class TinyPSNR(BaseMetric):
     default_prefix = 'tiny'

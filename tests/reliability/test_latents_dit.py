@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from torch.utils.data import Dataset
 
 import tiny_vae_fixtures  # noqa: F401  (registers the tiny test model and datasets)
 from transvae.apis import extract_latents_cli, test_cli, train_cli
-from transvae.registry import DATASETS, MODELS
+from transvae.registry import MODELS
 from transvae.utils.latent_shards import LatentFileError, list_shards, load_latents, load_stats
 
 import projects.lightningdit.lightningdit  # noqa: F401  (registers the DiT)
@@ -132,25 +131,11 @@ def _npy_bytes(a: np.ndarray) -> bytes:
 
 
 # ----------------------------------------------------------------------------------------------- extract_latents
-@DATASETS.register_module(name='_H5TinyImages', force=True)
-class _TinyImages(Dataset):
-    """``n`` random 16 x 16 uint8 images packed like PackVAEInputs."""
-
-    def __init__(self, n: int = 6, pipeline=None) -> None:
-        self.imgs = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-
-    def __len__(self):
-        return len(self.imgs)
-
-    def __getitem__(self, i):
-        return dict(inputs=self.imgs[i].clone(), data_samples=dict(label=i % 3, img_path=f'{i}.png'))
-
-
 def _vae(tmp_path, seed: int = 0, nan: bool = False):
     cfg = tmp_path / 'vae_cfg.py'
     cfg.write_text(f"default_scope = 'transvae'\nmodel = {VAE!r}\n"
                    "test_dataloader = dict(batch_size=2, collate_fn=dict(type='skip_none_collate'), "
-                   "dataset=dict(type='_H5TinyImages', n=6))\n")
+                   "dataset=dict(type='TestLabelledImages', n=6))\n")
     torch.manual_seed(seed)
     sd = MODELS.build(VAE).state_dict()
     if nan:

@@ -11,11 +11,11 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from torch.utils.data import Dataset
 
+import tiny_vae_fixtures  # noqa: F401  (registers TestLabelledImages)
 from transvae.apis import extract_latents_cli
 from transvae.apis.pretrained import PretrainedFormatError, export_pretrained, from_pretrained
-from transvae.registry import DATASETS, MODELS
+from transvae.registry import MODELS
 from transvae.utils.latent_shards import LatentProvenanceError, list_shards, load_stats, stats_metadata
 from transvae.utils.latent_statistics import compute_latent_stats
 
@@ -25,24 +25,10 @@ MODEL = dict(type='VAE', arch=dict(base_channels=8, channel_mults=[1, 2], num_re
              rec_loss=dict(type='ReconstructionNLL', perceptual_cfg=None))
 
 
-@DATASETS.register_module(name='_TinyStatsPackageDataset', force=True)
-class _Tiny(Dataset):
-    """``n`` random 16 x 16 uint8 images packed like PackVAEInputs, labelled ``i % 3``."""
-
-    def __init__(self, n: int = 6, pipeline=None) -> None:
-        self.imgs = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-
-    def __len__(self):
-        return len(self.imgs)
-
-    def __getitem__(self, i):
-        return dict(inputs=self.imgs[i].clone(), data_samples=dict(label=i % 3, img_path=f'{i}.png'))
-
-
 def _setup(tmp_path):
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(f"default_scope = 'transvae'\nmodel = {MODEL!r}\n"
-                   "test_dataloader = dict(batch_size=3, dataset=dict(type='_TinyStatsPackageDataset', n=6))\n")
+                   "test_dataloader = dict(batch_size=3, dataset=dict(type='TestLabelledImages', n=6))\n")
     ckpts = []
     for seed in (0, 1):
         torch.manual_seed(seed)

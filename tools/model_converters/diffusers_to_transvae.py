@@ -13,7 +13,6 @@ CNN-VAE, the only implementation of the architecture, with the VAE's weights and
 from __future__ import annotations
 
 import argparse
-import json
 import os.path as osp
 import sys
 
@@ -24,6 +23,7 @@ from transvae.engine.checkpoint_io import load_checkpoint_file
 from transvae.engine.config_validation import config_errors
 from transvae.models.adapters import ConversionError, vae_from_diffusers
 from transvae.utils.errors import InputNotFoundError
+from transvae.utils.files import read_json_object
 from transvae.utils.output_paths import check_outputs
 
 WEIGHT_FILES = ('diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.bin')
@@ -38,13 +38,7 @@ def read_diffusers_dir(path: str) -> tuple[str, dict, dict]:
     cfg_file = osp.join(path, 'config.json')
     if not osp.isfile(cfg_file):
         raise InputNotFoundError(f'{path} is not a diffusers VAE folder: it has no config.json (nor vae/config.json)')
-    try:
-        with open(cfg_file, encoding='utf-8') as f:
-            config = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ConversionError(f'{cfg_file} is not valid JSON: {e}') from None
-    if not isinstance(config, dict):
-        raise ConversionError(f'{cfg_file} is not a JSON object')
+    config = read_json_object(cfg_file, ConversionError)
     if config.get('format') == 'transvae-pretrained':
         raise ConversionError(f'{path} is a transvae package already: load it with transvae.apis.from_pretrained, or '
                               'write it out with tools/model_converters/transvae_to_diffusers.py')

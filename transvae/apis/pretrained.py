@@ -39,6 +39,7 @@ from transvae.engine.atomic_io import atomic_write, atomic_write_text
 from transvae.engine.checkpoint_compat import CheckpointFileError, check_checkpoint_fits, state_dict_of, strip_prefix
 from transvae.engine.checkpoint_io import load_checkpoint_file
 from transvae.utils.errors import InputNotFoundError, UserInputError
+from transvae.utils.files import read_json_object
 from transvae.utils.output_paths import check_outputs
 
 __all__ = ['PretrainedFormatError', 'save_pretrained', 'from_pretrained', 'export_pretrained', 'select_weights',
@@ -226,12 +227,8 @@ def read_config(path: str) -> dict:
     cfg_path = osp.join(path, CONFIG_NAME)
     if not osp.isfile(cfg_path):
         raise InputNotFoundError(f'{path} is not a model package: it has no {CONFIG_NAME}')
-    try:
-        with open(cfg_path, encoding='utf-8') as f:
-            info = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise PretrainedFormatError(f'{cfg_path} is not valid JSON: {e}') from None
-    if not isinstance(info, dict) or info.get('format') != FORMAT:
+    info = read_json_object(cfg_path, PretrainedFormatError)
+    if info.get('format') != FORMAT:
         raise PretrainedFormatError(f'{cfg_path} is not a transvae package config (no "format": "{FORMAT}")')
     if int(info.get('format_version', 0)) > FORMAT_VERSION:
         raise PretrainedFormatError(f'{cfg_path} has format_version {info["format_version"]}; this transvae reads '

@@ -1,8 +1,10 @@
-"""Two file primitives the library shares: a streaming sha256 and an exclusive advisory lock between processes."""
+"""File primitives the library shares: a streaming sha256, an exclusive advisory lock between processes, and a
+checked read of a JSON object file."""
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Iterator
 
 try:  # POSIX advisory locks; elsewhere the callers' atomic renames alone keep their files consistent
@@ -10,7 +12,7 @@ try:  # POSIX advisory locks; elsewhere the callers' atomic renames alone keep t
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ['sha256_file', 'exclusive_lock']
+__all__ = ['sha256_file', 'exclusive_lock', 'read_json_object']
 
 
 def sha256_file(path: str, chunk_bytes: int = 1 << 20) -> str:
@@ -36,3 +38,17 @@ def exclusive_lock(path: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def read_json_object(path: str, error: type[Exception] = ValueError) -> dict:
+    """The JSON object (a ``dict``) in the UTF-8 file ``path``; ``error(message)`` when the file is not valid JSON or
+    holds another JSON value (a missing file raises ``FileNotFoundError``: the callers check for it with their own
+    message first)."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            value = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise error(f'{path} is not valid JSON: {e}') from None
+    if not isinstance(value, dict):
+        raise error(f'{path} is not a JSON object')
+    return value
