@@ -281,3 +281,47 @@ def test_size_pairs():
         with pytest.raises(ValueError) as err:
             _pair(bad)
         assert str(err.value) == msg
+
+
+# ============================================================ round 2 (mutation run of ba452f6): processing leftovers
+def test_area_resize_down_in_one_side_only_is_opencvs_area():
+    """``area`` shrinking the width with the height unchanged is a downscale: OpenCV's INTER_AREA (box averages of
+    column pairs), not the cubic used for upscaling."""
+    import cv2
+
+    from transvae.datasets.transforms import resize_image
+    img = np.random.default_rng(40).integers(0, 256, (5, 8, 3), dtype=np.uint8)
+    got = resize_image(img, (5, 4), 'area')
+    np.testing.assert_array_equal(got, cv2.resize(img, (4, 5), interpolation=cv2.INTER_AREA))
+    assert not np.array_equal(got, cv2.resize(img, (4, 5), interpolation=cv2.INTER_CUBIC))
+
+
+def test_reflect_padding_of_a_two_pixel_side_is_numpys_reflect():
+    """Two pixels are enough to reflect (only a one-pixel side falls back to edge padding)."""
+    from transvae.datasets.transforms.processing import _pad_to
+    img = np.arange(3 * 2 * 3, dtype=np.uint8).reshape(3, 2, 3)
+    np.testing.assert_array_equal(_pad_to(img, (3, 4)), np.pad(img, ((0, 0), (1, 1), (0, 0)), mode='reflect'))
+    assert _pad_to(img, (3, 4))[0, :, 0].tolist() == [3, 0, 3, 0]
+
+
+def test_random_crop_pad_mode_message_and_flip_keeps_mmcv_options():
+    from transvae.datasets.transforms import RandomCrop, RandomFlip
+    with pytest.raises(ValueError) as err:
+        RandomCrop(4, pad_mode='mirror')
+    assert str(err.value) == ("pad_mode must be one of ('reflect', 'symmetric', 'edge', 'constant', 'wrap', "
+                              "'linear_ramp', 'maximum', 'mean', 'median', 'minimum'), got 'mirror'")
+    flip = RandomFlip(prob=0.25, direction='vertical', swap_seg_labels=[(1, 2)])
+    assert (flip.prob, flip.direction, flip.swap_seg_labels) == (0.25, 'vertical', [(1, 2)])
+
+
+def test_random_resized_crop_makes_exactly_ten_tries_before_its_fallback():
+    """Like torchvision's ``get_params``: ten (scale, ratio) draws, then the central fallback box. With the whole
+    area and ratios 2-3 on a square image every try is too wide; the global stream has then moved by exactly 20
+    uniform draws, and the box is the full width at ratio 2, centred."""
+    img = np.zeros((6, 6, 3), np.uint8)
+    np.random.seed(5)
+    out = RandomResizedCrop(size=4, scale=(1.0, 1.0), ratio=(2.0, 3.0))(dict(img=img))
+    assert out['crop_bbox'] == (0, 1, 6, 4)
+    ref = np.random.RandomState(5)
+    ref.uniform(size=20)
+    assert np.random.uniform() == ref.uniform()

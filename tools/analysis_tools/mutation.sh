@@ -54,7 +54,7 @@ TESTS[averaged_model]="tests/test_models/test_averaged_model_reference.py
  tests/test_models/test_averaged_model_mutation_values.py"
 SRC[transforms]=transvae/datasets/transforms
 TESTS[transforms]="tests/test_datasets/test_transforms.py tests/test_datasets/test_transform_references.py
- tests/test_datasets/test_transforms_mutation_values.py"
+ tests/test_datasets/test_transforms_mutation_values.py tests/test_datasets/test_transforms_loading_values.py"
 SRC[functional]=transvae/evaluation/functional
 TESTS[functional]="tests/test_evaluation/test_eval_functional.py tests/test_evaluation/test_fid.py
  tests/test_evaluation/test_functional_mutation_values.py"
@@ -66,7 +66,8 @@ SRC[ldit_models]=projects/lightningdit/lightningdit/models
 # LIGHTNINGDIT_OFFICIAL_REPO); the flow-model test of test_ldit_transport.py runs LatentFlowModel end to end
 TESTS[ldit_models]="projects/lightningdit/tests/test_ldit_model.py projects/lightningdit/tests/test_ldit_official.py
  projects/lightningdit/tests/test_ldit_transport.py::test_flow_model_loss_and_seeded_sampling
- projects/lightningdit/tests/test_ldit_mutation_values.py projects/lightningdit/tests/test_ldit_model_values.py"
+ projects/lightningdit/tests/test_ldit_mutation_values.py projects/lightningdit/tests/test_ldit_model_values.py
+ projects/lightningdit/tests/test_ldit_converter_values.py"
 
 if [ ${#MODS[@]} -eq 0 ]; then MODS=("${ORDER[@]}"); fi
 KEYS=()

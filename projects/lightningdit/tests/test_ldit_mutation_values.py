@@ -210,3 +210,41 @@ def test_dit_block_wiring_with_open_gates():
     h = x + g1[:, None] * blk.attn(blk.norm1(x) * (1 + c1[:, None]) + s1[:, None], hw, qk)
     want = h + g2[:, None] * blk.ffn(blk.norm2(h) * (1 + c2[:, None]) + s2[:, None], hw)
     torch.testing.assert_close(blk(x, c, hw, qk), want)
+
+
+# ============================================================== round 2 (mutation run of ba452f6): new settings
+def test_guided_channels_boundary_value_and_messages():
+    """``guided_channels=1`` is allowed (only channel 0 guided, the rest conditional); 0, bools, floats and strings
+    are refused with the full message."""
+    g = ClassifierFreeGuidance(scale=2.5, guided_channels=1)
+    assert g.guided_channels == 1 and ClassifierFreeGuidance().guided_channels is None
+    y = torch.tensor([1, 4])
+    x = torch.randn(2, 3, 2, 5, generator=gen(1))
+    t = torch.tensor([0.7, 0.3])
+    v_c = _toy_model(x, t, y)
+    v_u = _toy_model(x, t, y, force_drop=torch.ones(2, dtype=torch.bool))
+    want = torch.cat([v_u[:, :1] + 2.5 * (v_c[:, :1] - v_u[:, :1]), v_c[:, 1:]], dim=1)
+    torch.testing.assert_close(g.velocity_fn(_toy_model, y)(x, t), want)
+    for bad in (0, -2, True, 2.0, '3'):
+        with pytest.raises(ConfigValueError) as err:
+            ClassifierFreeGuidance(guided_channels=bad)
+        assert str(err.value) == (f'model.guidance.guided_channels={bad!r}: expected None (every channel) or an '
+                                  "integer >= 1 (3 = the reference's CFG on the first 3 channels)")
+
+
+def test_num_grid_points_boundary_and_messages():
+    """``num_grid_points=2`` is one step (the grid 0, 1); below 2, bools and floats are refused; both counts given
+    is refused, each message in full."""
+    for cls in (EulerODESampler, HeunODESampler):
+        s = cls(num_grid_points=2)
+        assert (s.num_steps, s.num_grid_points) == (1, 2) and cls(num_grid_points=3).num_steps == 2
+        for bad in (1, 0, True, 2.0):
+            with pytest.raises(ConfigValueError) as err:
+                cls(num_grid_points=bad)
+            assert str(err.value) == (f'model.sampler.num_grid_points={bad!r}: expected an integer >= 2 (time-grid '
+                                      'points including t = 0 and t = 1)')
+        with pytest.raises(ConfigValueError) as err:
+            cls(num_steps=4, num_grid_points=5)
+        assert str(err.value) == ('model.sampler: num_steps=4 and num_grid_points=5 both given; set one (num_steps = '
+                                  'integration steps; num_grid_points = time-grid points = steps + 1, the reference\'s '
+                                  'num_sampling_steps)')

@@ -381,3 +381,46 @@ def test_sampler_defaults_and_messages():
 def test_seqconv_embed_refuses_a_channel_floor_below_one():
     with pytest.raises(ValueError, match=r'^SeqConvPatchEmbed: min_channels must be >= 1, got 0$'):
         SeqConvPatchEmbed(3, 8, 4, min_channels=0)
+
+
+# ======================================================= round 2 (mutation run of ba452f6): the off-fast-path code
+@pytest.mark.parametrize('affine', [True, False])
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float64])
+def test_rmsnorm_outside_the_cpu_float32_path_equals_torch_rmsnorm(affine, dtype):
+    """bf16 / float64 inputs take the ``F.rms_norm`` branch: equal to ``torch.nn.RMSNorm`` in that dtype, with a
+    large eps (0.25) on small inputs so that the eps shows, and without a weight (affine off)."""
+    from transvae.models.layers.norm import RMSNorm
+    ours = RMSNorm(6, eps=0.25, affine=affine)
+    ref = nn.RMSNorm(6, eps=0.25, elementwise_affine=affine, dtype=dtype)
+    if affine:
+        ours = randomise(ours, 30)
+        with torch.no_grad():
+            ref.weight.copy_(ours.weight)
+    x = (0.3 * torch.randn(2, 3, 6, generator=gen(31))).to(dtype)
+    y = ours(x)
+    assert y.dtype == dtype
+    assert torch.equal(y, ref(x))
+    rms = x.double().pow(2).mean(-1, keepdim=True)
+    want = x.double() * torch.rsqrt(rms + 0.25) * (ours.weight.detach().double() if affine else 1.0)
+    torch.testing.assert_close(y.double(), want, atol=1e-2 if dtype == torch.bfloat16 else 1e-12, rtol=1e-2)
+
+
+@pytest.mark.parametrize('channels', [4, 6])
+def test_dc_upsample_under_autograd_keeps_the_two_path_gradients(channels):
+    """With gradients on, DCUpsample runs its two paths (conv of the nearest up-sampling plus the duplicating
+    shortcut, each up-sampling its own copy): the input's gradient is bit for bit that of those two paths written
+    with torch ops (the single shared up-sampling of the inference path would sum the two gradients in another
+    order)."""
+    from transvae.models.layers.sampling import build_sampler
+    torch.manual_seed(0)
+    up = build_sampler(dict(type='DCUpsample'), channels, channels)
+    x = torch.randn(2, channels, 3, 5, generator=gen(32), requires_grad=True)
+    y = up(x)
+    x_ref = x.detach().clone().requires_grad_(True)
+    y_ref = up.conv(F.interpolate(x_ref, scale_factor=2.0, mode='nearest')) + F.interpolate(
+        x_ref, scale_factor=2.0, mode='nearest')
+    assert torch.equal(y, y_ref)
+    g = torch.randn(y.shape, generator=gen(33))
+    (gx,) = torch.autograd.grad(y, [x], g)
+    (gx_ref,) = torch.autograd.grad(y_ref, [x_ref], g)
+    assert torch.equal(gx, gx_ref)
