@@ -1,7 +1,11 @@
-"""``transvae/evaluation/functional`` SSIM: the cases the mutation run (tools/analysis_tools/mutation.sh,
-docs/TESTING.md) found unpinned, against torchmetrics 1.9 (the definition ``ssim`` states) with tight tolerances:
-dark images (where the constant ``C1 = (0.01 * 255)^2`` dominates), a non-default sigma and window, a non-default
-``data_range``, a non-square image exactly one window high, and the defaults of ``gaussian_kernel1d``."""
+"""``transvae/evaluation/functional``: the cases the mutation run (tools/analysis_tools/mutation.sh, docs/TESTING.md)
+found unpinned. SSIM against torchmetrics 1.9 (the definition ``ssim`` states) with tight tolerances: dark images
+(where the constant ``C1 = (0.01 * 255)^2`` dominates), a non-default sigma and window, a non-default ``data_range``,
+a non-square image exactly one window high, and the defaults of ``gaussian_kernel1d``. The FID statistics reader's
+every refusal, FID preprocessing against torch's functionals, ``fid_from_features``' inputs (per-image lists, bf16
+features) and its local compute under a process group. The two process-wide caches (the FID Inception network,
+the LPIPS network of the metric) built from empty: the network each holds (the shipped weights, eval mode), its
+device and its key."""
 from __future__ import annotations
 
 import pytest
@@ -318,3 +322,179 @@ def test_fid_from_features_checks_and_two_images_each():
         with pytest.raises(ValueError) as err:
             TF.fid_from_features(*args)
         assert str(err.value) == msg
+
+
+def test_image_checks_refuse_a_single_infinite_value():
+    """One ``+inf`` (or ``-inf``) among finite values: the min (or the max) stays finite, the NaN / Inf message still
+    names the problem (not the range check's message)."""
+    x = torch.full((1, 3, 12, 12), 0.5)
+    for bad, arg in ((float('inf'), 'pred'), (float('-inf'), 'target')):
+        y = x.clone()
+        y[0, 1, 3, 4] = bad
+        pair = dict(pred=y, target=x) if arg == 'pred' else dict(pred=x, target=y)
+        for fn in ('psnr', 'ssim'):
+            with pytest.raises(ValueError) as err:
+                getattr(TF, fn)(**pair)
+            assert str(err.value) == f'{fn}: {arg} contains NaN or Inf'
+
+
+# ============================================================================ fid_from_features: inputs, no collectives
+def test_fid_from_features_accepts_per_image_lists_and_bf16_features(monkeypatch):
+    """Array-likes go through ``np.asarray`` (a list of per-image ``(D,)`` tensors, which ``torch.as_tensor`` refuses),
+    tensors do not (bf16 features, which numpy cannot hold); the value is the float64 Fréchet distance of the values
+    given. Under an initialised process group the distance is computed locally: the features were gathered before
+    (``FIDMetric``), and a torchmetrics sync here would be a collective that only rank 0 enters."""
+    import torch.distributed as dist
+    g = torch.Generator().manual_seed(4)
+    real = torch.randn(3, 6, generator=g, dtype=torch.float64)
+    fake = torch.randn(4, 6, generator=g, dtype=torch.float64) * 1.5 + 0.25
+
+    def ref(r, f):
+        return TF.frechet_distance(*TF.feature_statistics(r), *TF.feature_statistics(f))
+
+    want = ref(real, fake)
+    assert TF.fid_from_features(list(real), list(fake)) == pytest.approx(want, rel=1e-6)
+    assert TF.fid_from_features(list(real.numpy()), fake) == pytest.approx(want, rel=1e-6)
+    rb, fb = real.bfloat16(), fake.bfloat16()
+    assert not torch.equal(rb.double(), real)
+    want_b = ref(rb.double(), fb.double())
+    assert TF.fid_from_features(rb, fb) == pytest.approx(want_b, rel=1e-6)
+    assert TF.fid_from_features(rb, fb.double().numpy()) == pytest.approx(want_b, rel=1e-6)
+    assert TF.fid_from_features(rb.double().numpy(), fb) == pytest.approx(want_b, rel=1e-6)
+    # a process group "exists" (no default group is set up, so any collective would raise): computed locally
+    monkeypatch.setattr(dist, 'is_available', lambda: True)
+    monkeypatch.setattr(dist, 'is_initialized', lambda: True)
+    assert TF.fid_from_features(real, fake) == pytest.approx(want, rel=1e-6)
+
+
+# ============================================================================ the FID Inception network and its cache
+@pytest.fixture(scope='module')
+def built_inception():
+    """``get_fid_inception()`` (default device) from an empty cache, called twice: the module built, the cache after the
+    first call, and the second call's result. The network is the real one (about 0.5 s to load)."""
+    from transvae.evaluation.functional import fid as FF
+    with pytest.MonkeyPatch.context() as mp:
+        cache = {}
+        mp.setattr(FF, '_INCEPTION_CACHE', cache)
+        first = FF.get_fid_inception()
+        after_first = dict(cache)
+        second = FF.get_fid_inception('cpu')
+    return first, after_first, second
+
+
+def test_get_fid_inception_builds_the_shipped_network_once(built_inception):
+    """Keyed by the normalised device (``'cpu'``, the default), built once, holding the shipped TorchScript network
+    (weights equal to a fresh ``load_fid_inception()``), chunks of 32, always in eval mode (``train()`` included)."""
+    from transvae.evaluation.functional.fid import FIDInceptionV3
+    from transvae.models.pretrained.offline_weights import load_fid_inception
+    module, cache, again = built_inception
+    assert type(module) is FIDInceptionV3 and again is module
+    assert list(cache) == ['cpu'] and cache['cpu'] is module
+    assert module.chunk_size == 32 and module.num_features == 2048
+    shipped = load_fid_inception().state_dict()
+    ours = module.net.state_dict()
+    assert list(ours) == list(shipped) and len(ours) > 100
+    assert all(torch.equal(ours[k], shipped[k]) for k in shipped)
+    assert not module.training and not module.net.training
+    for mode in ((), (True, ), (False, )):
+        assert module.train(*mode) is module
+        assert not module.training and not any(m.training for m in module.modules())
+
+
+def test_get_fid_inception_moves_the_network_to_the_device(monkeypatch):
+    """The module is moved to the requested device (``meta`` here, the one other device on a CPU-only machine) and
+    cached under it; ``'meta'`` and ``torch.device('meta')`` share the entry. The TorchScript Inception cannot be
+    moved to ``meta``, so a 1 x 1 conv stands in for the loaded network here (the real one is checked above)."""
+    from torch import nn
+
+    from transvae.evaluation.functional import fid as FF
+    cache = {}
+    monkeypatch.setattr(FF, '_INCEPTION_CACHE', cache)
+    monkeypatch.setattr(FF, 'load_fid_inception', lambda: nn.Conv2d(3, 2, 1))
+    module = FF.get_fid_inception('meta')
+    assert module.net.weight.device.type == 'meta' and not module.training and not module.net.training
+    assert list(cache) == ['meta'] and cache['meta'] is module
+    assert FF.get_fid_inception(torch.device('meta')) is module
+
+
+# ============================================================================ the LPIPS metric's network cache
+def test_lpips_metric_builds_the_pretrained_network_once_per_net_and_device(monkeypatch):
+    """From an empty cache: ``lpips`` builds ``LPIPS(net, pretrained=True)`` (the shipped heads, by weights) once per
+    ``(net, device)``, moves it to the images' device, caches nothing when the build fails, and asks for the net it was
+    given (``'vgg'``: the builder's arguments are checked, then it is stopped: building VGG16 costs seconds)."""
+    from transvae.evaluation.functional import image_quality as IQ
+    from transvae.models.losses import lpips as lpips_mod
+    from transvae.models.pretrained.offline_weights import load_lpips_heads
+
+    class _Stop(Exception):
+        pass
+
+    real_build, calls = lpips_mod.build_lpips_module, []
+
+    def recording_build(net: str = 'alex', pretrained: bool = True):
+        calls.append((net, pretrained))
+        if net == 'vgg':
+            raise _Stop
+        return real_build(net, pretrained)
+
+    cache = {}
+    monkeypatch.setattr(IQ, '_LPIPS_CACHE', cache)
+    monkeypatch.setattr(lpips_mod, 'build_lpips_module', recording_build)
+    g = torch.Generator().manual_seed(5)
+    pred, gt = torch.rand(2, 3, 32, 40, generator=g), torch.rand(2, 3, 32, 40, generator=g)
+    out = TF.lpips(pred, gt)
+    assert calls == [('alex', True)] and list(cache) == [('alex', 'cpu')]
+    module = cache[('alex', 'cpu')]
+    assert isinstance(module, lpips_mod.LPIPS) and module.net_type == 'alex' and module.pretrained is True
+    state = module.lpips_module.state_dict()
+    heads = load_lpips_heads('alex')
+    assert len(heads) == 5 and all(torch.equal(state[k], v) for k, v in heads.items())
+    assert torch.equal(TF.lpips(pred, gt), out) and cache[('alex', 'cpu')] is module and len(calls) == 1
+    with pytest.raises(_Stop):
+        TF.lpips(pred, gt, net='vgg')
+    assert calls[-1] == ('vgg', True) and list(cache) == [('alex', 'cpu')]
+    meta = IQ._lpips_module('alex', torch.device('meta'))
+    assert meta is not module and next(meta.lpips_module.parameters()).device.type == 'meta'
+    assert cache[('alex', 'meta')] is meta and calls[-1] == ('alex', True)
+
+
+def test_load_fid_statistics_deflate_bound_is_strict(tmp_path):
+    """A deflated ``sigma`` whose directory entry claims exactly 1100 x its compressed size passes the size check (the
+    bound refuses only claims beyond it) and fails at the read; one byte less compressed data and it is refused by the
+    bound. ``D = 165``: ``8 D^2 = 217800 = 1100 x 198``; random bytes after the header tune the compressed size."""
+    import io
+    import struct
+    import zipfile
+
+    import numpy as np
+
+    from transvae.evaluation.functional.fid import FIDStatisticsError, load_fid_statistics
+    d = 165
+    h = io.BytesIO()
+    np.lib.format.write_array_header_1_0(h, dict(descr='<f8', fortran_order=False, shape=(d, d)))
+    noise = np.random.default_rng(0).integers(0, 256, 600, dtype=np.uint8).tobytes()
+    found = {}
+    for r in range(len(noise)):  # the smallest tails giving compressed sizes 198 and 197
+        path = tmp_path / f'bound{r}.npz'
+        with zipfile.ZipFile(path, 'w') as z:
+            z.writestr('mu.npy', _npy(np.zeros(d)))
+            z.writestr('sigma.npy', h.getvalue() + noise[:r], compress_type=zipfile.ZIP_DEFLATED)
+        size = zipfile.ZipFile(path).getinfo('sigma.npy').compress_size
+        if size in (197, 198) and size not in found:
+            found[size] = path
+        if len(found) == 2:
+            break
+    assert sorted(found) == [197, 198]
+    for size, path in found.items():
+        raw = bytearray(path.read_bytes())
+        entry = raw.find(b'PK\x01\x02', raw.find(b'PK\x01\x02') + 4)  # sigma.npy's central directory entry
+        raw[entry + 24:entry + 28] = struct.pack('<I', 128 + 8 * d * d)  # claims the whole array
+        path.write_bytes(bytes(raw))
+        assert zipfile.ZipFile(path).getinfo('sigma.npy').file_size == 128 + 217800
+        with pytest.raises(FIDStatisticsError) as err:
+            load_fid_statistics(str(path), dim=d)
+        if size == 198:  # 217800 == 1100 x 198: allowed by the bound, the data read fails
+            assert str(err.value).startswith(f'FID reference statistics {path}: sigma cannot be read (')
+        else:
+            assert str(err.value) == (f'FID reference statistics {path}: sigma claims 217800 bytes, the file holds '
+                                      '197 for it (truncated or malformed)')

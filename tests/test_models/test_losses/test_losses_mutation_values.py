@@ -219,6 +219,43 @@ def test_vf_train_builds_a_lazy_foundation_only_when_training_a_trainable_projec
     assert plain.train().training
 
 
+def test_vf_target_is_announced_once_by_train_or_an_eager_forward(monkeypatch):
+    """``train()`` of a trainable VF loss builds the foundation network and announces it (a compiled forward skips the
+    announcement: a log call inside a compiled graph is a graph break); then neither a forward nor another ``train()``
+    announces again. Without a training ``train()``, the first forward outside compilation announces, once."""
+    import transvae.models.losses.vf_loss as vf_module
+    calls = []
+    monkeypatch.setattr(vf_module, 'print_log', lambda msg, **kw: calls.append(msg))
+    feats = torch.randn(1, 512, 2, 2, generator=gen(15))
+    z, x = torch.randn(2, 4, 2, 2, generator=gen(16)), torch.zeros(2, 3, 8, 8)
+    loss = _vf(feats)
+    loss.foundation = _Lazy(feats)
+    loss.train()
+    assert calls == ['VF loss target: stand-in'] and loss.foundation.builds == 1
+    loss(z, x)
+    loss.train()
+    loss(z, x)
+    assert calls == ['VF loss target: stand-in']
+    # train(False), a frozen projection, a foundation without build(): train() announces nothing
+    for setup in ('eval', 'frozen', 'plain'):
+        calls.clear()
+        other = _vf(feats)
+        if setup != 'plain':
+            other.foundation = _Lazy(feats)
+        if setup == 'frozen':
+            other.proj.requires_grad_(False)
+        other.train(setup != 'eval')
+        assert calls == [], setup
+    # while compiling (dynamo tracing) the forward does not announce; the next eager forward does, once
+    monkeypatch.setattr(torch.compiler, 'is_compiling', lambda: True)
+    out, logs = other(z, x)
+    assert calls == [] and torch.isfinite(out)
+    monkeypatch.setattr(torch.compiler, 'is_compiling', lambda: False)
+    other(z, x)
+    other(z, x)
+    assert calls == ['VF loss target: stand-in']
+
+
 def test_reconstruction_nll_loads_a_checkpoint_without_logvar_non_strictly():
     parent = nn.Module()
     parent.nll = ReconstructionNLL(logvar_init=0.5)
@@ -227,9 +264,19 @@ def test_reconstruction_nll_loads_a_checkpoint_without_logvar_non_strictly():
 
 
 def test_lpips_network_is_frozen_in_eval_and_keeps_its_settings():
-    """The hidden LPIPS network: no parameter requires grad, eval mode from construction on, ``alex`` by default."""
+    """The hidden LPIPS network: no parameter requires grad, eval mode from construction on, ``alex`` by default;
+    ``pretrained=False`` reaches the network: neither its heads nor its backbone are the shipped weights."""
     from transvae.models.losses.lpips import LPIPS
+    from transvae.models.pretrained.offline_weights import load_lpips_backbone, load_lpips_heads
     m = LPIPS(pretrained=False)
     assert m.net_type == 'alex' and m.pretrained is False and not m.training
     assert not m.lpips_module.training and not any(p.requires_grad for p in m.lpips_module.parameters())
     assert list(m.parameters()) == [] and m.state_dict() == {}
+    state = m.lpips_module.state_dict()
+    heads = load_lpips_heads('alex')
+    assert len(heads) == 5 and all(state[k].shape == v.shape and not torch.equal(state[k], v)
+                                   for k, v in heads.items())
+    backbone = load_lpips_backbone('alex')
+    first_conv = state['net.slice1.0.weight']
+    assert first_conv.shape == backbone['features.0.weight'].shape
+    assert not torch.equal(first_conv, backbone['features.0.weight'])
