@@ -400,3 +400,77 @@ def test_flow_model_defaults_and_preprocessor():
     with pytest.raises(KeyError) as err:
         model(torch.zeros(1, 2, 3, 3), [dict(index=0)], mode='loss')
     assert err.value.args == ('every data sample needs a `label` (class index) for the class-conditional DiT',)
+
+
+def test_constructor_defaults_init_cfg_and_label_dropout_in_training():
+    """What the converter's configs and the Fig. 6 configs leave to the defaults: a B/1 for 32-channel latents and
+    1000 classes without activation checkpointing, RMSNorm eps 1e-6, label dropout 0.1, theta 10000, latent size 16,
+    ``tensor`` mode; ``init_cfg`` reaches mmengine; the whole messages; training-mode label dropout."""
+    with torch.device('meta'):  # shapes only: a B/1 without its memory
+        b1 = MODELS.build(dict(type='LightningDiT'))
+    assert (b1.arch, b1.in_channels, b1.num_classes, b1.use_checkpoint, len(b1.blocks)) == ('B/1', 32, 1000, False, 12)
+    assert tuple(b1.x_embedder.proj.weight.shape) == (768, 32, 1, 1)
+    assert (b1.blocks[0].norm1.eps, b1.blocks[0].norm2.eps, b1.final_layer.norm.eps) == (1e-6, 1e-6, 1e-6)
+    emb = LabelEmbedder(5, 8)
+    assert (emb.dropout_prob, emb.table.num_embeddings) == (0.1, 6)
+    assert ColumnFirstSinCosAPE(8).theta == 10000.0
+    with pytest.raises(KeyError) as err:
+        MODELS.build(dict(type='LightningDiT', arch='B/3'))
+    assert err.value.args == ("unknown LightningDiT arch 'B/3'; choose from ['B/1', 'B/2', 'L/2', 'XL/1', 'XL/2', "
+                              "'micro'] or pass arch=None with depth / embed_dims / num_heads / patch_size",)
+    with pytest.raises(ValueError) as err:
+        MODELS.build(dict(type='LightningDiT', arch=None, depth=1, embed_dims=16, num_heads=2))
+    assert str(err.value) == 'arch=None needs depth, embed_dims, num_heads and patch_size'
+    # the patch convolution's Xavier bound as a (D, C p p) matrix, close to reached (not that of a (C, D p p) view)
+    bound = math.sqrt(6 / (3 * 2 * 2 + 16))
+    assert 0.8 * bound < _dit(depth=1).x_embedder.proj.weight.abs().max() <= bound
+    init_cfg = dict(type='Constant', val=0.5, layer='Linear')
+    assert _dit(depth=1, init_cfg=init_cfg).init_cfg == init_cfg
+    backbone = dict(type='LightningDiT', arch=None, depth=1, embed_dims=16, num_heads=2, patch_size=1, in_channels=2,
+                    num_classes=3)
+    flow = MODELS.build(dict(type='LatentFlowModel', backbone=backbone, init_cfg=init_cfg))
+    assert flow.latent_size == (16, 16) and flow.init_cfg == init_cfg
+    x = torch.randn(2, 2, 4, 4)
+    assert torch.equal(flow(x), flow(x, mode='tensor'))
+    # training mode: each label is replaced by the null class where torch.rand(B) < 0.5 (the first draw of the
+    # forward), the same as forcing those drops in eval mode
+    model = perturb(_dit(depth=1, class_dropout_prob=0.5))
+    x, t, y = torch.randn(4, 3, 4, 4), torch.rand(4), torch.tensor([0, 1, 2, 3])
+    torch.manual_seed(1)
+    drop = torch.rand(4) < 0.5
+    assert drop.any() and not drop.all()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        train = model.train()(x, t, y)
+        assert torch.equal(train, model.eval()(x, t, y, force_drop=drop))
+        assert not torch.allclose(train, model(x, t, y))
+    # without label dropout the training forward draws nothing from the global generator
+    model = _dit(depth=1, class_dropout_prob=0.0).train()
+    torch.manual_seed(5)
+    with torch.no_grad():
+        model(x, t, y)
+    after = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(after, torch.rand(3))
+
+
+def test_token_grid_reaches_a_spatial_ffn():
+    """Every block hands the token grid to its FFN slot: with a depthwise-conv FFN (which folds the tokens back into
+    the grid) the forward equals the by-hand one, with and without activation checkpointing."""
+    model = perturb(_dit(ffn_cfg=dict(type='DWConvFFN')), 4)
+    x = torch.randn(2, 3, 8, 4, generator=gen(9))  # 4 x 2 tokens
+    t, y, keep = torch.tensor([0.3, 0.6]), torch.tensor([2, 0]), torch.zeros(2, dtype=torch.bool)
+    with torch.no_grad():
+        want = dit_by_hand(model, x, t, y)
+        torch.testing.assert_close(model.eval()(x, t, y), want, atol=1e-5, rtol=1e-5)
+    model.use_checkpoint = True
+    out = model.train()(x, t, y, keep)  # with gradients: every block recomputed in the backward pass
+    torch.testing.assert_close(out.detach(), want, atol=1e-5, rtol=1e-5)
+
+
+def test_flops_of_a_one_block_dit():
+    """The FLOP count reads the block sizes from the first (here the only) block."""
+    model = _dit(depth=1)  # width 16, patch 2, 3 channels
+    n, d, ffn = 2 * 3, 16, 3 * 16 * int(2 / 3 * 4 * 16)
+    macs = n * (4 * d * d + ffn) + 2 * n * n * d + d * 6 * d + n * 3 * 4 * d + n * d * 4 * 3 + 2 * d * d
+    assert dit_forward_flops(model, 2, (4, 6)) == 2 * 2 * (macs + 256 * d + d * d)

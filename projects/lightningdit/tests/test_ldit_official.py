@@ -170,7 +170,7 @@ def official_diffs():
     if not OFFICIAL_REPO:
         pytest.skip('LIGHTNINGDIT_OFFICIAL_REPO is not set: the comparison against the official LightningDiT needs a '
                     'checkout of https://github.com/hustvl/LightningDiT (set the variable to its folder)')
-    from projects.lightningdit.lightningdit.models.official_reference import run_checks
+    from projects.lightningdit.lightningdit.official_reference import run_checks
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # width-64 matmuls: a second thread only waits (minutes instead of seconds when shared)
     try:
@@ -182,7 +182,7 @@ def official_diffs():
 def test_equal_to_the_official_code(official_diffs):
     """Converted official weights: forward (two configurations), transport terms, Euler / Heun samples with and
     without the 3-channel CFG, each within 1e-5 of the official code."""
-    from projects.lightningdit.lightningdit.models.official_reference import CONTROLS, TOLERANCE
+    from projects.lightningdit.lightningdit.official_reference import CONTROLS, TOLERANCE
     checks = {k: v for k, v in official_diffs.items() if k not in CONTROLS}
     assert len(checks) == 8
     assert {k: v for k, v in checks.items() if not v <= TOLERANCE} == {}
@@ -190,5 +190,5 @@ def test_equal_to_the_official_code(official_diffs):
 
 def test_controls_differ_from_the_official_code(official_diffs):
     """Each protocol option matters: a key rename only, steps read as grid points, CFG on every channel."""
-    from projects.lightningdit.lightningdit.models.official_reference import CONTROLS, TOLERANCE
+    from projects.lightningdit.lightningdit.official_reference import CONTROLS, TOLERANCE
     assert {k: official_diffs[k] for k in CONTROLS if not official_diffs[k] > 10 * TOLERANCE} == {}

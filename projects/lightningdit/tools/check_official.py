@@ -9,7 +9,7 @@ loss terms and Euler / Heun samples from the same noise (with and without the re
 compared. Modules the reference imports that this environment lacks (einops, fairscale, torchdiffeq) are replaced by
 minimal stand-ins, named in the output; put the real packages on ``PYTHONPATH`` to use them. Exit status 1 when a
 check exceeds 1e-5 or a control (a change that must make a difference) stays below 1e-4. The library side is
-:mod:`projects.lightningdit.lightningdit.models.official_reference`.
+:mod:`projects.lightningdit.lightningdit.official_reference`.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with config_errors(exit_on_error=True):
         import projects.lightningdit.lightningdit  # noqa: F401  (registers the DiT)
-        from projects.lightningdit.lightningdit.models.official_reference import CONTROLS, TOLERANCE, run_checks
+        from projects.lightningdit.lightningdit.official_reference import CONTROLS, TOLERANCE, run_checks
         from transvae.apis import register_all_modules
         register_all_modules()
         start = time.perf_counter()

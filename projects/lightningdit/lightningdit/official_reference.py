@@ -8,13 +8,14 @@ decorators would otherwise compile every call; eager execution is the same funct
 
 :func:`run_checks` builds a small official LightningDiT (its own initialisation, then Gaussian noise added to
 every weight but the frozen ``pos_embed``, so that no adaLN-Zero layer stays zero), saves it as an official
-``train.py`` checkpoint, converts the file with :func:`~.official_checkpoint.convert_official_checkpoint`, loads the
-result into our ``LatentFlowModel`` through the tools' loader, and returns the max |official - ours| of: the forward
-pass (the released configuration and one with QK-norm, ``wo_shift`` and ``learn_sigma``), the transport's training
-terms on the same noise and times, and Euler / Heun samples from the same noise without and with the reference's
-3-channel CFG (interval 0.11), each on the reference's ``num_sampling_steps`` time grid. Three controls must differ
-instead (:data:`CONTROLS`): the weights with a key rename only, the grid-point count taken as a step count, CFG on
-every channel. ``projects/lightningdit/tools/check_official.py`` prints the table;
+``train.py`` checkpoint, converts the file with
+:func:`~.models.official_checkpoint.convert_official_checkpoint`, loads the result into our ``LatentFlowModel``
+through the tools' loader, and returns the max |official - ours| of: the forward pass (the released configuration
+and one with QK-norm, ``wo_shift`` and ``learn_sigma``), the transport's training terms on the same noise and times,
+and Euler / Heun samples from the same noise without and with the reference's 3-channel CFG (interval 0.11), each on
+the reference's ``num_sampling_steps`` time grid. Three controls must differ instead (:data:`CONTROLS`): the weights
+with a key rename only, the grid-point count taken as a step count, CFG on every channel.
+``projects/lightningdit/tools/check_official.py`` prints the table;
 ``projects/lightningdit/tests/test_ldit_official.py`` asserts it.
 """
 from __future__ import annotations
@@ -187,7 +188,7 @@ def _converted(official: torch.nn.Module, tmp: str, tag: str) -> tuple[torch.nn.
     ``(our LatentFlowModel, its config)``."""
     from transvae.engine.checkpoint_io import load_weights
 
-    from .official_checkpoint import convert_official_checkpoint
+    from .models.official_checkpoint import convert_official_checkpoint
     src, out = osp.join(tmp, f'{tag}_official.pt'), osp.join(tmp, f'{tag}.pth')
     sd = official.state_dict()
     torch.save({'model': sd, 'ema': sd, 'opt': {}}, src)
