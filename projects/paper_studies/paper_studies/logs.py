@@ -100,10 +100,12 @@ def seconds_at(step: int, cum: list[tuple[int, float]]) -> float:
 
 
 def collect(variants: list[Variant], root: str, seeds: Optional[list[int]] = None) -> dict[str, dict[int, dict]]:
-    """``{label: {seed: {'val': rows, 'train': rows, 'done': record or None}}}`` for the seeds found on disk.
+    """``{label: {seed: {'val': rows, 'train': rows, 'done': record or None, 'per_photo': record or None}}}`` for
+    the seeds found on disk (``per_photo``: :func:`~.per_photo.read_per_photo`).
 
     Only ``seed_<int>`` directories count (not a ``seed_0.old`` moved aside); an unfinished run that has not
     validated yet is left out, so it cannot turn a seed mean into NaN."""
+    from .per_photo import read_per_photo
     from .run import read_done
     out: dict[str, dict[int, dict]] = {}
     for v in variants:
@@ -115,7 +117,7 @@ def collect(variants: list[Variant], root: str, seeds: Optional[list[int]] = Non
             val, train = read_scalars(wd)
             done = read_done(wd)
             if val or done is not None:
-                runs[int(tail)] = dict(val=val, train=train, done=done)
+                runs[int(tail)] = dict(val=val, train=train, done=done, per_photo=read_per_photo(wd))
         out[v.label] = runs
     return out
 
@@ -130,6 +132,20 @@ def final_stats(runs: dict[int, dict], metric: str, finished_only: bool = True) 
         if rows:
             vals.append(num(rows[-1][metric]))
     return seed_stats(vals)
+
+
+def per_photo_values(runs: dict[int, dict], metric: str) -> dict[int, dict[str, float]]:
+    """``{seed: {photo: value}}`` of ``metric`` from the finished seeds that have a ``per_photo.json`` (the paired
+    bootstrap's input); seeds without one are left out."""
+    out = {}
+    for seed, run in runs.items():
+        rec = run.get('per_photo')
+        if run.get('done') is None or not rec:
+            continue
+        vals = {p: num(m.get(metric)) for p, m in rec['photos'].items() if metric in m}
+        if vals:
+            out[seed] = vals
+    return out
 
 
 def curve(runs: dict[int, dict], metric: str) -> list[tuple[int, SeedStats]]:

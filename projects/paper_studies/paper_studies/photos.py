@@ -50,7 +50,8 @@ def resolve_checkpoint(path: str, config: Optional[str] = None, step: Optional[i
         elif osp.isfile(osp.join(wd, 'last_checkpoint')):
             with open(osp.join(wd, 'last_checkpoint')) as f:
                 ckpt = f.read().strip()
-            ckpt = ckpt if osp.isabs(ckpt) else osp.join(wd, osp.basename(ckpt))
+            # a work dir copied elsewhere (runs shared between studies) keeps the old absolute path: use its file
+            ckpt = ckpt if osp.isabs(ckpt) and osp.isfile(ckpt) else osp.join(wd, osp.basename(ckpt))
         else:
             cands = sorted(glob.glob(osp.join(wd, 'iter_*.pth')), key=lambda p: int(re.findall(r'iter_(\d+)', p)[-1]))
             if not cands:

@@ -11,7 +11,8 @@ import os.path as osp
 import subprocess
 from typing import Iterable
 
-from .logs import CLAIM_METRIC, METRICS, collect, final_stats, last_common_step, read_jsonl, stats_at
+from .logs import (CLAIM_METRIC, METRICS, collect, final_stats, last_common_step, per_photo_values, read_jsonl,
+                   stats_at)
 from .study import AGREE, DISAGREE, NOT_RESOLVED, REPO, Study, judge_claim
 
 _TABLE = (('vgg/rec_loss', 'rec loss (L1 + LPIPS-vgg)', 4), ('alex/rec_loss', 'rec loss (L1 + LPIPS-alex)', 4),
@@ -42,15 +43,31 @@ def measured_order(study: Study, runs: dict, metric: str = CLAIM_METRIC) -> list
 
 
 def claim_lines(study: Study, runs: dict, tol: float, metric: str = CLAIM_METRIC) -> tuple[list[str], dict]:
-    """Markdown table rows of the claims and the verdict counts."""
+    """Markdown table rows of the claims and the verdict counts of the seed-spread rule (``counts``) and of the
+    paired bootstrap (``counts['interval']``).
+
+    Two verdict columns: the seed-spread rule (:func:`~.study.judge_claim`, kept beside the new one for one release)
+    and the paired bootstrap over seeds and held-out photos (:func:`~.bootstrap.judge_claim_paired`: "mean diff
+    [lo, hi] -> verdict"), for claims whose runs have ``per_photo.json``; older runs read "no per-photo data"."""
+    from .bootstrap import judge_claim_paired
     stats = {v.label: final_stats(runs.get(v.label, {}), metric) for v in study.variants}
-    lines = ['| paper claim | measured (seed means) | verdict |', '|---|---|---|']
+    per_photo = {v.label: per_photo_values(runs.get(v.label, {}), metric) for v in study.variants}
+    lines = ['| paper claim | measured (seed means) | verdict (seed spread) | paired bootstrap 95%: mean diff a − b '
+             '[lo, hi] -> verdict |', '|---|---|---|---|']
     counts = {AGREE: 0, DISAGREE: 0, NOT_RESOLVED: 0, 'missing': 0}
+    interval_counts: dict[str, int] = {}
     for c in study.claims:
         j = judge_claim(c, stats, tol=tol)
         counts[j.verdict] += 1
+        b = judge_claim_paired(c, per_photo, tol=tol)
+        interval_counts[b.verdict] = interval_counts.get(b.verdict, 0) + 1
+        if b.interval is not None:
+            cell = f'{b.detail} ({b.interval.n_seeds} seeds x {b.interval.n_photos} photos)'
+        else:
+            cell = b.detail
         note = f' ({c.note})' if c.note else ''
-        lines.append(f'| {c.a} {c.rel} {c.b}{note} | {j.detail} | **{j.verdict}** |')
+        lines.append(f'| {c.a} {c.rel} {c.b}{note} | {j.detail} | **{j.verdict}** | {cell} |')
+    counts['interval'] = interval_counts
     return lines, counts
 
 
@@ -115,8 +132,17 @@ def report_study(study: Study, root: str, tol: float = 0.03, extra_lines: Iterab
         lines += ['', f'**Paper ordering**: {exp}']
     if study.claims:
         cl, counts = claim_lines(study, runs, tol, metric)
-        lines += ['', *cl, '', f'{counts[AGREE]} agree, {counts[DISAGREE]} disagree, {counts[NOT_RESOLVED]} not '
-                  f'resolved, {counts["missing"]} missing (of {len(study.claims)} claims).']
+        iv = counts['interval']
+        iv_str = ', '.join(f'{n} {v}' for v, n in sorted(iv.items(), key=lambda kv: -kv[1]))
+        lines += ['', *cl, '', f'Seed-spread rule: {counts[AGREE]} agree, {counts[DISAGREE]} disagree, '
+                  f'{counts[NOT_RESOLVED]} not resolved, {counts["missing"]} missing (of {len(study.claims)} claims). '
+                  f'Paired bootstrap: {iv_str}.',
+                  '', 'The paired bootstrap (paper_studies.bootstrap): per seed and held-out photo the difference of '
+                  'the claim metric, a 95% percentile interval of its mean by 10,000 resamples of the seeds (as '
+                  'units) and the photos (RNG seed 0); agree / disagree when the whole interval satisfies / '
+                  "contradicts the claim (threshold 0 for '<', 25% of b for '≪', the ±3% band for '≈'), 'no "
+                  "difference at this scale' when it contains 0 (with the bound on |diff|), 'not resolved' "
+                  'otherwise.']
         unfinished = [v.label for v in study.variants if any(run['done'] is None for run in runs.get(v.label, {})
                                                                  .values())]
         if unfinished:

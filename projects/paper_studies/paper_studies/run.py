@@ -10,6 +10,8 @@ Layout under a study root ``ROOT``:
   ``max_iters`` continues it. ``fingerprint.json`` records what the run trains (the overlay resolved with the preset,
   per top-level key, and the command-line overrides): when the config has changed since, the driver refuses to
   skip or resume that work dir (:class:`StaleRunError`) instead of reporting old numbers under the new config.
+  ``per_photo.json``: each held-out photo's metrics at the last checkpoint (:mod:`.per_photo`), written when the
+  run ends, or by re-evaluating the final checkpoint of a finished run that lacks it (the paired bootstrap's input).
 """
 from __future__ import annotations
 
@@ -230,11 +232,29 @@ def run_variant(variant: Variant, seed: int, root: str, opts: RunOptions,
     if osp.isdir(work_dir):  # read only: the work dir may be another driver's
         check_fingerprint(work_dir, fingerprint, record=False)
     if not opts.force and is_done(work_dir, opts.max_iters):
+        with _exclusive(work_dir):  # a finished run without per_photo.json: re-evaluate its final checkpoint
+            _per_photo(work_dir, variant.label, seed)
         return read_done(work_dir)
     os.makedirs(work_dir, exist_ok=True)
     with _exclusive(work_dir):
         check_fingerprint(work_dir, fingerprint)
-        return _train(variant, seed, overlay, opts, work_dir, on_line)
+        rec = _train(variant, seed, overlay, opts, work_dir, on_line)
+        _per_photo(work_dir, variant.label, seed)
+        return rec
+
+
+def _per_photo(work_dir: str, label: str, seed: int) -> None:
+    """Write (or keep) ``per_photo.json`` of a finished run (:func:`~.per_photo.ensure_per_photo`); a run without
+    a checkpoint (e.g. recorded before checkpoints were kept) is said on stderr and left without one. A failed
+    evaluation is raised as ``RuntimeError``, so :func:`run_study` reports it with the failed runs."""
+    from .per_photo import ensure_per_photo
+    try:
+        ensure_per_photo(work_dir)
+    except FileNotFoundError as e:
+        print(f'[{label} seed {seed}] no per-photo data: {e}', file=sys.stderr, flush=True)
+    except Exception as e:  # noqa: BLE001 - one run's evaluation must not stop the study's other runs
+        raise RuntimeError(f'[{label} seed {seed}] per-photo evaluation of {work_dir} failed: '
+                           f'{type(e).__name__}: {e}') from e
 
 
 def _train(variant: Variant, seed: int, overlay: str, opts: RunOptions, work_dir: str,

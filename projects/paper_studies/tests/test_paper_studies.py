@@ -11,6 +11,7 @@ import torch
 from projects.paper_studies.paper_studies import (AGREE, DISAGREE, MISSING, NOT_RESOLVED, Claim, Study, Variant,
                                                   judge_claim, seed_stats)
 from projects.paper_studies.paper_studies import logs, run
+from projects.paper_studies.paper_studies.per_photo import PER_PHOTO, read_per_photo
 from projects.paper_studies.paper_studies.report import report_study
 
 # shrink the CPU preset further: 2 val photos, batch 2
@@ -88,6 +89,9 @@ def test_report_and_plots_synthetic(tmp_path):
         if label != 'c':  # c is still running
             with open(osp.join(wd, run.DONE), 'w') as f:
                 json.dump(dict(max_iters=10, wall_s=4.0), f)
+            photos = {f'src{i}/p{i}.png': {'vgg/rec_loss': base + 0.01 * (i - 1.5)} for i in range(4)}
+            with open(osp.join(wd, PER_PHOTO), 'w') as f:  # photo values average to the logged one
+                json.dump(dict(iteration=10, photos=photos), f)
     os.makedirs(run.work_dir_of(root, 'c', 1))  # started, killed before its first validation: left out
     _write_scalars(run.work_dir_of(root, 'a', 0) + '.old', '20260101_000000', [{'psnr': 1.0, 'step': 10}])  # moved aside
     study = Study('syn', 'Fig. X', [Variant('a', 'cnn_vae', 0.18), Variant('b', 'stage_multi', 0.3),
@@ -96,6 +100,14 @@ def test_report_and_plots_synthetic(tmp_path):
     md = report_study(study, root)
     assert '| a < b | 0.3050 vs 0.4100' in md and md.count('**agree**') == 1 and md.count('**disagree**') == 1
     assert '| c < a |' in md and '**missing**' in md  # c has no finished seed
+    # the interval column beside the seed-spread one: a - b = -0.10 / -0.11 on every photo of seed 0 / 1
+    row = next(line for line in md.splitlines() if line.startswith('| a < b |'))
+    assert row.endswith('| -0.1050 [-0.1100, -0.1000] -> agree (2 seeds x 4 photos) |')
+    row = next(line for line in md.splitlines() if line.startswith('| a ≈ b |'))
+    assert '-> disagree (2 seeds' in row
+    row = next(line for line in md.splitlines() if line.startswith('| c < a |'))
+    assert row.endswith('| no per-photo data |')
+    assert 'Paired bootstrap: 1 agree, 1 disagree, 1 missing.' in md
     assert 'Intermediate (runs unfinished' in md and '| c < a | 10 | 0.5000 vs 0.3050' in md  # progress view
     assert '(s0: 10, s1: 10)' in md
     assert '0.3050 ± 0.0050' in md and 'Measured ordering** (best first): a (0.3050) < b (0.4100)' in md
@@ -146,6 +158,16 @@ def test_driver_seeds_skip_and_resume(tmp_path, monkeypatch):
         assert {'vgg/rec_loss', 'alex/rec_loss', 'psnr', 'lpips'} <= set(val[0])
         finals.append(val[0]['vgg/rec_loss'])
     assert finals[0] != finals[1]  # the seeds differ
+    # each held-out photo's metrics at the end: their mean is the logged final validation value
+    wd0 = run.work_dir_of(root, 'cnn', 0)
+    pp = read_per_photo(wd0)
+    assert pp['iteration'] == 2 and pp['checkpoint'] == 'iter_2.pth' and len(pp['photos']) == 2
+    val, _ = logs.read_scalars(wd0)
+    for key in ('vgg/rec_loss', 'alex/rec_loss', 'psnr', 'ssim', 'lpips'):
+        vals = [m[key] for m in pp['photos'].values()]
+        # rel 2e-5: the child trains and validates on 1 thread, this process evaluates on its own count (SSIM rounds)
+        assert len(set(vals)) == 2 and sum(vals) / 2 == pytest.approx(val[-1][key], rel=2e-5), key
+    assert all('/' in k and k.endswith('.png') for k in pp['photos'])
     md = report_study(study, root)
     assert '[0, 1] of [0, 1]' in md and '±' in md
 
@@ -153,14 +175,17 @@ def test_driver_seeds_skip_and_resume(tmp_path, monkeypatch):
         raise AssertionError('a finished run was retrained')
 
     monkeypatch.setattr(run.subprocess, 'Popen', boom)
+    os.remove(osp.join(wd0, PER_PHOTO))  # a run finished before per-photo files: re-evaluated, not retrained
     run.run_study(study, root, opts)  # everything done: no subprocess
+    assert read_per_photo(wd0)['photos'] == pp['photos']
     monkeypatch.undo()
     monkeypatch.setenv('OMP_NUM_THREADS', '1')
-    # a larger max_iters continues seed 0 from its checkpoint
+    # a larger max_iters continues seed 0 from its checkpoint, and its per-photo file follows
     opts3 = run.RunOptions(seeds=(0,), max_iters=3, batch_size=2, val_interval=3, cfg_options=SHRINK)
     assert run.run_variant(study.variants[0], 0, root, opts3)['max_iters'] == 3
     val, train = logs.read_scalars(run.work_dir_of(root, 'cnn', 0))
     assert [r['step'] for r in val] == [2, 3] and [r['step'] for r in train][-1] == 3
+    assert read_per_photo(wd0)['iteration'] == 3
 
 
 def test_photo_crops_use_dataset_transforms(tmp_path):
