@@ -166,9 +166,10 @@ custom_hooks = [dict(type='TransVAEEMAHook', momentum=0.5), dict(type='TestEMAPr
 '''
 
 
-def _train(cfg: str, wd, *args: str) -> str:
+def _train(cfg: str, wd, *args: str, preflight: bool = True) -> str:
     proc = tv.run_checked(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', str(wd), *args],
-                          pythonpath=osp.dirname(cfg), PYTHON=tv.PYTHON, PORT=tv.free_port())
+                          pythonpath=osp.dirname(cfg), PYTHON=tv.PYTHON, PORT=tv.free_port(),
+                          PREFLIGHT='1' if preflight else '0')
     return proc.stdout + proc.stderr
 
 
@@ -178,8 +179,10 @@ def test_ema_under_separate_ddp_two_ranks(tmp_path):
     with open(cfg, 'w') as f:
         f.write(CONFIG.format(data=tv.TINY_DIST_DATA_CFG, model=GAN,
                               runtime=osp.join(tv.REPO, 'configs', '_base_', 'default_runtime.py')))
+    # one uninterrupted 3-iteration run (validation and checkpoint at iteration 2, checkpoints 1-3); a second run
+    # resumes from its iteration-2 checkpoint in another work dir (two 2-rank launches, not three)
     wd = tmp_path / 'wd'
-    _train(cfg, wd)
+    _train(cfg, wd, '--max-iters', '3')
     log = next(wd.glob('*/*.log')).read_text()
     assert 'Distributed training: True' in log and 'TransVAEEMAHook' in log and 'tiny/psnr' in log
 
@@ -209,17 +212,18 @@ def test_ema_under_separate_ddp_two_ranks(tmp_path):
 
     # --resume: the average and the model are restored exactly, training continues to the same weights as an
     # uninterrupted run (TransVAERunner's RNG-exact resume)
-    out = _train(cfg, wd, '--resume', '--max-iters', '3')
+    resumed_wd = tmp_path / 'resumed'  # the config was pre-flighted by the first launch
+    out = _train(cfg, resumed_wd, '--resume', str(wd / 'iter_2.pth'), '--max-iters', '3', preflight=False)
     assert 'missing keys' not in out and 'unexpected key' not in out
-    start = torch.load(str(wd / 'probe_start_2.pt'), weights_only=False)
+    start = torch.load(str(resumed_wd / 'probe_start_2.pt'), weights_only=False)
     assert torch.equal(start['ema']['steps'], ema['steps'])
     for k, v in start['ema'].items():
         if k != 'steps':
             assert torch.equal(v, sd[k[len('module.'):]]), k  # the EMA weights saved in `state_dict`
     for k, v in start['model'].items():
         assert torch.equal(v, ema['module.' + k]), k  # the raw weights saved in `ema_state_dict`
-    _train(cfg, tmp_path / 'full', '--max-iters', '3')
-    resumed, full = tv.load_ckpt(str(wd / 'iter_3.pth')), tv.load_ckpt(str(tmp_path / 'full' / 'iter_3.pth'))
+    resumed, full = tv.load_ckpt(str(resumed_wd / 'iter_3.pth')), tv.load_ckpt(str(wd / 'iter_3.pth'))
+    assert int(full['meta']['iter']) == int(resumed['meta']['iter']) == 3
     for key in ('state_dict', 'ema_state_dict'):
         for k, v in full[key].items():
             assert torch.equal(v, resumed[key][k]), (key, k)

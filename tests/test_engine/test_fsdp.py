@@ -211,7 +211,8 @@ def test_fsdp_dist_train_resume_and_load(tmp_path):
     assert train_lines and 'loss_nll:' in train_lines[0] and 'loss_vf:' in train_lines[0]
     assert 'grad_norm:' in train_lines[0] and 'tiny/psnr' in log  # global-norm clipping logged; validation ran
 
-    tv.run_checked(train + ['--resume', '--max-iters', '3'], PYTHON=tv.PYTHON, PORT=tv.free_port())
+    # the same config was pre-flighted by the first launch
+    tv.run_checked(train + ['--resume', '--max-iters', '3'], PYTHON=tv.PYTHON, PORT=tv.free_port(), PREFLIGHT='0')
     logs = sorted(wd.glob('*/*.log'))
     resumed = logs[-1].read_text()
     assert 'Auto resumed from the latest checkpoint' in resumed and 'resumed epoch: 0, iter: 2' in resumed

@@ -85,8 +85,11 @@ def load_config(config: str | os.PathLike | Config, preset: Optional[str] = None
 
 
 def build_runner(cfg: Config) -> Runner:
-    """mmengine's ``Runner`` for ``cfg``, or the registered ``runner_type`` (FSDP configs need ``FlexibleRunner``)."""
+    """mmengine's ``Runner`` for ``cfg``, or the registered ``runner_type`` (FSDP configs need ``FlexibleRunner``); the
+    runner's config formats its text once (:class:`~transvae.engine.memo_config.MemoConfig`)."""
+    from transvae.engine.memo_config import MemoConfig
     register_all_modules()
+    cfg = MemoConfig.of(cfg)
     if cfg.get('strategy', None) is not None:
         check_strategy_runner(cfg)
     if 'runner_type' in cfg:
