@@ -32,9 +32,6 @@ import sys
 import torch
 
 TOOLS = osp.abspath(osp.join(osp.dirname(__file__), '..'))
-REPO = osp.dirname(TOOLS)
-if REPO not in sys.path:  # run as a script: make the repository's package importable
-    sys.path.insert(0, REPO)
 
 
 def run_tool(script: str, *argv: str) -> None:
