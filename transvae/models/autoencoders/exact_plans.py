@@ -35,12 +35,15 @@ class ExactPlan:
     cut: int
 
 
-def _chain(segments: Sequence[Segment]) -> Callable[[Tensor], Tensor]:
-    """Run ``segments`` in order (the identity for none)."""
+def _chain(segments: Sequence[Segment], channels_last: bool = False) -> Callable[[Tensor], Tensor]:
+    """Run ``segments`` in order (the identity for none), on channels-last memory when the backbone's forward is
+    (so each part computes what the forward computes, bit for bit); the result is a contiguous NCHW tensor."""
     def run(x: Tensor) -> Tensor:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         for seg in segments:
             x = seg.fn(x)
-        return x
+        return x.contiguous() if channels_last else x
     return run
 
 
@@ -99,8 +102,9 @@ def exact_plan(backbone: nn.Module, cut: int | None = None) -> ExactPlan:
         p = next(backbone.parameters())
         z = torch.zeros(1, backbone.latent_channels, 2, 2, device=p.device, dtype=p.dtype)
         in_channels = _chain(whole)(z).shape[1]
-    seg = TiledSegment(_chain(tiled), [m for s in tiled for m in s.modules], in_channels)
-    return ExactPlan(_chain(whole), seg, is_encoder, cut)
+    cl = backbone.channels_last
+    seg = TiledSegment(_chain(tiled, cl), [m for s in tiled for m in s.modules], in_channels)
+    return ExactPlan(_chain(whole, cl), seg, is_encoder, cut)
 
 
 __all__ = ['ExactPlan', 'exact_cut', 'exact_plan']

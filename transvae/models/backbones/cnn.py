@@ -60,13 +60,16 @@ class CNNEncoder(EncoderBase):
             preset's quarter widths use 8 groups, which keeps LDM's 4-16 channels per group).
         quant_conv: end with LDM's ``quant_conv``, a 1x1 conv on the moments ``(2d -> 2d)`` (SD / SDXL / VA-VAE;
             diffusers' ``use_quant_conv``; SD3.5 and FLUX have none). Off by default: no module, no parameters.
+        channels_last: run on channels-last memory (:class:`~.base.EncoderBase`); on by default, as in
+            :class:`~.hybrid.TransVAEEncoder`, so the two families are timed alike (diffusers' AutoencoderKL runs NCHW).
     """
 
     def __init__(self, base_channels: int, channel_mults: Sequence[int], num_res_blocks: int,
                  latent_channels: int, attn_levels: Sequence[int] = (), mid_attn: bool = True,
                  down_cfg: dict | None = None, in_channels: int = 3, double_z: bool = True,
-                 norm_cfg: dict | None = None, quant_conv: bool = False, init_cfg: InitCfg = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+                 norm_cfg: dict | None = None, quant_conv: bool = False, channels_last: bool = True,
+                 init_cfg: InitCfg = None) -> None:
+        super().__init__(init_cfg=init_cfg, channels_last=channels_last)
         down_cfg = down_cfg or dict(type='StridedConvDown')
         norm_cfg = norm_cfg or dict(type='GN')
         chs = [base_channels * m for m in channel_mults]
@@ -119,8 +122,8 @@ class CNNDecoder(DecoderBase):
     def __init__(self, base_channels: int, channel_mults: Sequence[int], num_res_blocks: int,
                  latent_channels: int, attn_levels: Sequence[int] = (), mid_attn: bool = True,
                  up_cfg: dict | None = None, out_channels: int = 3, norm_cfg: dict | None = None,
-                 post_quant_conv: bool = False, init_cfg: InitCfg = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+                 post_quant_conv: bool = False, channels_last: bool = True, init_cfg: InitCfg = None) -> None:
+        super().__init__(init_cfg=init_cfg, channels_last=channels_last)
         up_cfg = up_cfg or dict(type='InterpConvUp')
         norm_cfg = norm_cfg or dict(type='GN')
         chs = [base_channels * m for m in channel_mults]

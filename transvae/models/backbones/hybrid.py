@@ -57,14 +57,18 @@ class TransVAEEncoder(EncoderBase):
         in_channels: image channels.
         double_z: output mean and log-variance (``2d`` channels) rather than ``d``.
         with_cp: gradient checkpointing of every stage (saves activation memory when training large sizes).
+        channels_last: run on channels-last memory (:class:`~.base.EncoderBase`; on by default: the Transformer
+            stages' tokens are that memory, so the layout costs no copies there and the full-resolution convolutions
+            run faster: 0.93x encode + decode time of TransVAE-T at 256² on the 2-core CPU, docs/BENCHMARKS.md).
     """
 
     def __init__(self, widths: Sequence[int], depths: Sequence[int], latent_channels: int,
                  num_cnn_stages: int = 2, block_cfg: dict | None = None, cnn_block_cfg: dict | None = None,
                  down_cfg: dict | None = None, pe_cfg: dict | None = None, head_dim: int = 64,
                  latent_shortcut: bool = True, norm_out_cfg: dict | None = None, act_out_cfg: dict | None = None,
-                 in_channels: int = 3, double_z: bool = True, with_cp: bool = False, init_cfg: InitCfg = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+                 in_channels: int = 3, double_z: bool = True, with_cp: bool = False, channels_last: bool = True,
+                 init_cfg: InitCfg = None) -> None:
+        super().__init__(init_cfg=init_cfg, channels_last=channels_last)
         _check(widths, depths, num_cnn_stages)
         block_cfg = copy.deepcopy(block_cfg or dict(type='TransVAEBlock'))
         cnn_block_cfg = copy.deepcopy(cnn_block_cfg or dict(type='ResBlock'))
@@ -119,14 +123,16 @@ class TransVAEDecoder(DecoderBase):
         up_cfg: up-sampler between stages (``DCUpsample`` = DC path on; ``InterpConvUp`` = off).
         latent_shortcut: add the DC duplicating shortcut to the latent in-projection.
         out_channels: image channels.
+        channels_last: as for the encoder.
     """
 
     def __init__(self, widths: Sequence[int], depths: Sequence[int], latent_channels: int,
                  num_cnn_stages: int = 2, block_cfg: dict | None = None, cnn_block_cfg: dict | None = None,
                  up_cfg: dict | None = None, pe_cfg: dict | None = None, head_dim: int = 64,
                  latent_shortcut: bool = True, norm_out_cfg: dict | None = None, act_out_cfg: dict | None = None,
-                 out_channels: int = 3, with_cp: bool = False, init_cfg: InitCfg = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+                 out_channels: int = 3, with_cp: bool = False, channels_last: bool = True,
+                 init_cfg: InitCfg = None) -> None:
+        super().__init__(init_cfg=init_cfg, channels_last=channels_last)
         _check(widths, depths, num_cnn_stages)
         block_cfg = copy.deepcopy(block_cfg or dict(type='TransVAEBlock'))
         cnn_block_cfg = copy.deepcopy(cnn_block_cfg or dict(type='ResBlock'))

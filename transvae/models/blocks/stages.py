@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
@@ -30,8 +31,9 @@ class ConvStage(nn.Module):
 class TransformerStage(nn.Module):
     """``depth`` token blocks with one position encoding computed once per forward for the actual grid.
 
-    The one stage builder of every Transformer backbone (TransVAE, ViT, Swin). Input and output are contiguous maps
-    ``(B, C, H, W)``; inside, tokens ``(B, H*W, C)``. With ``window_size`` the blocks are window blocks
+    The one stage builder of every Transformer backbone (TransVAE, ViT, Swin). Input and output are maps
+    ``(B, C, H, W)`` in the input's memory format; inside, tokens ``(B, H*W, C)``, which are exactly a channels-last
+    map's memory, so a channels-last input and output are views (no copy), and an NCHW one costs one copy each way. With ``window_size`` the blocks are window blocks
     (``SwinBlock``): each receives ``window_size`` and ``shift`` (odd blocks shift), and the position encoding's q / k
     transform is evaluated on the window-local grid.
 
@@ -68,14 +70,16 @@ class TransformerStage(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         hw = (h, w)
-        # one copy to token-major memory here; a strided view would make every LayerNorm / Linear copy it again
-        t = self.pe.embed_tokens(x.flatten(2).transpose(1, 2).contiguous(), hw)  # (B, N, C)
+        # token-major (B, N, C): a view of a channels-last map, one copy of an NCHW one (a strided view would make
+        # every LayerNorm / Linear copy it again)
+        t = self.pe.embed_tokens(x.permute(0, 2, 3, 1).reshape(b, h * w, c), hw)
         pos = self.pe.qk_transform(self.pe_grid(hw))  # once per stage: what attention applies to q / k
         for blk in self.blocks:
             if self.with_cp and t.requires_grad:
                 t = cp.checkpoint(blk, t, hw, pos, use_reentrant=False)
             else:
                 t = blk(t, hw, pos)
-        # back to contiguous NCHW: the strided view is channels-last, and GroupNorm's channels-last CPU backward is
-        # ~10x slower than NCHW (measured: 168 vs 14 ms of a micro train step)
-        return t.transpose(1, 2).reshape(b, c, h, w).contiguous()
+        out = t.reshape(b, h, w, c).permute(0, 3, 1, 2)  # a channels-last view
+        # an NCHW input gets a contiguous NCHW output: the next GroupNorm would otherwise run its channels-last
+        # kernels on a model that chose NCHW
+        return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
