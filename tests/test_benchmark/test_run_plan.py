@@ -68,6 +68,35 @@ def test_plan_json_keys_and_an_unfitting_run(tmp_path):
         cli.main([MICRO, '--json', str(out)])
 
 
+@pytest.mark.parametrize('name, per_gpu, k', [('transvae-l_f16d32_8xb32-100e_in1k.py', 16, 2),
+                                               ('transvae-l_f8d16_8xb32-100e_in1k.py', 8, 4),
+                                               ('transvae-t_f16d32_8xb32-100e_in1k.py', 32, 1)])
+def test_recipe_global_batch_counts_the_config_accumulation(name, per_gpu, k):
+    """The L recipes train 16 x 2 and 8 x 4 per GPU: their global batch is still the paper's 256."""
+    from mmengine.config import Config
+
+    from transvae.benchmark.run_plan import config_accumulation, recipe_global_batch
+    cfg = Config.fromfile(osp.join(REPO, 'configs/transvae', name))
+    assert cfg.train_dataloader.batch_size == per_gpu and config_accumulation(cfg) == k
+    batch, source = recipe_global_batch(cfg)
+    assert batch == 256, source
+    assert (f'accumulative_counts {k}' in source) == (k > 1)
+
+
+def test_plan_with_config_accumulation():
+    """k = 2 in the config: the iterations already count micro-batches; only the plan's own accumulation (to keep
+    the global batch 1 x 16 x 2 = 32 on 2 GPUs of 2) multiplies the wall time."""
+    plan = plan_run(PlanOptions(config=MICRO, gpus=2, resolution=32, batch_size=2, search_batch=False,
+                                cfg_options={'optim_wrapper.accumulative_counts': 2}))
+    assert plan['recipe_global_batch'] == 32 and plan['global_batch'] == 32
+    assert plan['config_accumulative_counts'] == 2 and plan['extra_accumulation'] == 4
+    assert plan['accumulative_counts'] == 8
+    assert plan['recipe_wall_time_h'] == pytest.approx(4 * plan['iterations'] * plan['step_time_s'] / 3600)
+    default = plan_run(PlanOptions(config=MICRO, gpus=4, resolution=32, search_batch=False,
+                                   cfg_options={'optim_wrapper.accumulative_counts': 2}))
+    assert default['per_gpu_batch'] == 4 and default['extra_accumulation'] == 1  # 32 = 4 GPUs x 4 x 2
+
+
 def test_activation_checkpointing_is_traced(micro_plan):
     """The checkpointed variant is its own trace: the blocks' forward runs again in the backward (more FLOPs)."""
     v = micro_plan['variants']

@@ -17,8 +17,9 @@ Every figure adds the EMA copy when the config has an EMA hook (trainable genera
 on fake CPU tensors under CPU autocast when the run is bf16; optimizers take the multi-tensor (``foreach``) path
 CUDA takes by default, with its full-size temporaries. The step time is the traced FLOPs (benchmark convention,
 :mod:`~transvae.benchmark.step_trace`; recomputation included under activation checkpointing) over ``mfu`` × the
-stated peak; the recipe's wall time is its iteration count × accumulation × step time (data loading, evaluation and
-checkpointing not included).
+stated peak; the recipe's wall time is its runner iterations (which count the config's micro-batches when it
+accumulates gradients) × the accumulation the plan adds to keep the global batch on fewer GPUs × step time (data
+loading, evaluation and checkpointing not included).
 """
 from __future__ import annotations
 
@@ -143,11 +144,21 @@ def _train_resolution(cfg: Any) -> Optional[int]:
     return size
 
 
+def config_accumulation(cfg: Any) -> int:
+    """The config's gradient accumulation: ``optim_wrapper.accumulative_counts`` (1 when unset)."""
+    ow = cfg.get('optim_wrapper', None) or {}
+    return max(1, int(ow.get('accumulative_counts', 1) or 1))
+
+
 def recipe_global_batch(cfg: Any) -> tuple[int, str]:
-    """The recipe's global batch and where it comes from: ``N × B`` of an ``NxbB`` (the naming rule of
-    docs/DESIGN.md §4) whose ``B`` is the config's per-GPU batch, in the config's file name or else in its text (the
-    names of its ``_base_`` files: ``scaling_gan-vf_8xb32-3e_in1k.py``); else the per-GPU batch alone."""
+    """The recipe's global batch (samples per optimizer step) and where it comes from: ``N × B × k`` for an ``NxbB``
+    (the naming rule of docs/DESIGN.md §4, ``NxbBxk`` with accumulation) whose ``B`` is the config's per-GPU batch,
+    in the config's file name or else in its text (the names of its ``_base_`` files:
+    ``scaling_gan-vf_8xb32-3e_in1k.py``); else the per-GPU batch × k alone. ``k`` is always the config's
+    ``accumulative_counts``."""
     b = int(cfg.train_dataloader.batch_size)
+    k = config_accumulation(cfg)
+    acc = f' x accumulative_counts {k}' if k > 1 else ''
     name = cfg.filename or ''
     sources = [(osp.basename(name), 'the config name')]
     if name and osp.isfile(name):
@@ -156,16 +167,18 @@ def recipe_global_batch(cfg: Any) -> tuple[int, str]:
     for text, where in sources:
         for m in re.finditer(r'(\d+)xb(\d+)', text):
             if int(m.group(2)) == b:
-                return int(m.group(1)) * b, f'{m.group(0)} in {where}'
-    return b, 'train_dataloader.batch_size (no NxbB in the config)'
+                return int(m.group(1)) * b * k, f'{m.group(0)} in {where}{acc}'
+    return b * k, f'train_dataloader.batch_size{acc} (no NxbB in the config)'
 
 
 def _iterations(cfg: Any, global_batch: int, dataset_len: int) -> tuple[int, str]:
+    """Runner iterations (micro-batches, as the config counts them: with accumulation ``k`` an epoch is ``k`` times
+    as many iterations as optimizer steps) and where the count comes from."""
     tc = cfg.get('train_cfg', {}) or {}
     if 'max_iters' in tc:
         return int(tc['max_iters']), 'train_cfg.max_iters'
     if 'max_epochs' in tc:
-        per_epoch = math.ceil(dataset_len / global_batch)
+        per_epoch = math.ceil(dataset_len / global_batch) * config_accumulation(cfg)
         return int(tc['max_epochs']) * per_epoch, f"{tc['max_epochs']} epochs x {per_epoch} iterations"
     raise ValueError('train_cfg has neither max_iters nor max_epochs')
 
@@ -271,12 +284,14 @@ def plan_run(opts: PlanOptions) -> dict[str, Any]:
         per_gpu = int(opts.batch_size)
         if per_gpu < 1:
             raise UserInputError(f'--batch-size must be >= 1, got {per_gpu}')
-    elif global_batch % opts.gpus == 0:
-        per_gpu = global_batch // opts.gpus
+    elif global_batch % (opts.gpus * config_accumulation(cfg)) == 0:
+        per_gpu = global_batch // (opts.gpus * config_accumulation(cfg))
     else:
         raise UserInputError(f'the recipe global batch {global_batch} ({batch_source}) does not divide over '
                              f'{opts.gpus} GPUs: give --batch-size')
-    accumulation = max(1, global_batch // (per_gpu * opts.gpus))
+    # the config's accumulation, times what keeps the recipe's global batch on fewer GPUs (or a smaller --batch-size)
+    extra_accumulation = max(1, global_batch // (per_gpu * opts.gpus * config_accumulation(cfg)))
+    accumulation = config_accumulation(cfg) * extra_accumulation
     run_global = per_gpu * opts.gpus * accumulation
     peak_tflops = opts.peak_tflops or PEAK_TFLOPS['fp32' if precision == 'fp32' else 'bf16']
     gpu_bytes = opts.gpu_mem_gb * _GIB
@@ -316,7 +331,7 @@ def plan_run(opts: PlanOptions) -> dict[str, Any]:
     flops = chosen['flops_per_step']
     step_time = flops / (opts.mfu * peak_tflops * 1e12)
     iters, iters_source = _iterations(cfg, global_batch, opts.dataset_len)
-    wall_h = iters * accumulation * step_time / 3600
+    wall_h = iters * extra_accumulation * step_time / 3600  # the config's iterations already count its micro-batches
 
     suggestions: list[str] = []
     smaller: dict[str, Any] = {}
@@ -354,6 +369,7 @@ def plan_run(opts: PlanOptions) -> dict[str, Any]:
         suggestions=suggestions, gpu_mem_bytes=int(gpu_bytes), memory_budget_bytes=int(budget),
         headroom=opts.headroom, mfu=opts.mfu, peak_tflops=peak_tflops, global_batch=run_global,
         recipe_global_batch=global_batch, global_batch_source=batch_source, accumulative_counts=accumulation,
+        config_accumulative_counts=config_accumulation(cfg), extra_accumulation=extra_accumulation,
         iterations=iters, iterations_source=iters_source, variants=variants, smaller_batches=smaller,
         flops_by_op=traces[ac_on].flops_by_op, model_forward_flops=fwd_flops, model_forward_flops_by_op=fwd_by_op,
         model_forward_matmul_flops=_matmul_flops(fwd_by_op),
@@ -397,8 +413,9 @@ def format_plan(plan: dict[str, Any]) -> str:
     lines.append(f"  FLOPs per step per GPU {plan['flops_per_step'] / 1e12:.2f} T (model forward "
                  f"{plan['model_forward_flops'] / 1e12:.3f} T); step {plan['step_time_s'] * 1e3:.0f} ms at MFU "
                  f"{plan['mfu']:g} of {plan['peak_tflops']:g} TFLOP/s")
-    lines.append(f"  recipe: {plan['iterations']} iterations ({plan['iterations_source']}) x accumulation "
-                 f"{plan['accumulative_counts']} -> {plan['recipe_wall_time_h']:.1f} h wall")
+    lines.append(f"  recipe: {plan['iterations']} iterations ({plan['iterations_source']}; micro-batches, the "
+                 f"config's accumulation {plan['config_accumulative_counts']} included) x {plan['extra_accumulation']} "
+                 f"-> {plan['recipe_wall_time_h']:.1f} h wall")
     for s in plan['suggestions']:
         lines.append(f'  suggestion: {s}')
     return '\n'.join(lines)
