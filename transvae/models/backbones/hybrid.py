@@ -59,7 +59,8 @@ class TransVAEEncoder(EncoderBase):
         with_cp: gradient checkpointing of every stage (saves activation memory when training large sizes).
         channels_last: run on channels-last memory (:class:`~.base.EncoderBase`; on by default: the Transformer
             stages' tokens are that memory, so the layout costs no copies there and the full-resolution convolutions
-            run faster: 0.93x encode + decode time of TransVAE-T at 256² on the 2-core CPU, docs/BENCHMARKS.md).
+            run faster: 0.92-0.96x the NCHW encode + decode time of TransVAE-T at 256² on the 2-core CPU; README
+            "Performance").
     """
 
     def __init__(self, widths: Sequence[int], depths: Sequence[int], latent_channels: int,
