@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..backbones.base import DecoderBase, EncoderBase, Segment
+from ..backbones.base import DecoderBase, EncoderBase, Segment, run_segments
 from .exact_tiling import ExactTilingUnsupported, TiledSegment, first_non_local
 
 
@@ -36,14 +36,9 @@ class ExactPlan:
 
 
 def _chain(segments: Sequence[Segment], channels_last: bool = False) -> Callable[[Tensor], Tensor]:
-    """Run ``segments`` in order (the identity for none), on channels-last memory when the backbone's forward is
-    (so each part computes what the forward computes, bit for bit); the result is a contiguous NCHW tensor."""
+    """``segments`` as one function, in the backbone's memory layout (:func:`~..backbones.base.run_segments`)."""
     def run(x: Tensor) -> Tensor:
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        for seg in segments:
-            x = seg.fn(x)
-        return x.contiguous() if channels_last else x
+        return run_segments(segments, x, channels_last)
     return run
 
 

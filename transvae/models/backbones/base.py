@@ -7,7 +7,7 @@ whole map, so a new backbone made of segments is tiled exactly without code of i
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -49,6 +49,18 @@ class Segment(NamedTuple):
         return cls(name, chain, modules, resamples)
 
 
+def run_segments(segments: Sequence[Segment], x: Tensor, channels_last: bool = False) -> Tensor:
+    """Run ``segments`` in order (the identity for none); with ``channels_last`` (ignored under ``torch.compile``)
+    on channels-last memory, handing back a contiguous NCHW tensor. A backbone's forward and each part of an exact
+    tiling plan run through here, so the parts compute what the forward computes, bit for bit."""
+    cl = channels_last and not torch.compiler.is_compiling()
+    if cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    for seg in segments:
+        x = seg.fn(x)
+    return x.contiguous() if cl else x
+
+
 class _BackboneBase(BaseModule):
     """mmengine ``BaseModule`` whose forward is :meth:`segments` run in order, with the explicit initialisation rule.
 
@@ -84,12 +96,7 @@ class _BackboneBase(BaseModule):
     def forward(self, x: Tensor) -> Tensor:
         """Run :meth:`segments` in order (shapes: :class:`EncoderBase`, :class:`DecoderBase`); the output is a
         contiguous NCHW tensor whatever ``channels_last`` is."""
-        cl = self.channels_last and not torch.compiler.is_compiling()
-        if cl:
-            x = x.contiguous(memory_format=torch.channels_last)
-        for seg in self.segments():
-            x = seg.fn(x)
-        return x.contiguous() if cl else x
+        return run_segments(self.segments(), x, self.channels_last)
 
     @property
     def is_staged(self) -> bool:
