@@ -280,18 +280,19 @@ def plan_run(opts: PlanOptions) -> dict[str, Any]:
     strategy = opts.strategy or ('fsdp' if cfg.get('strategy', None) else 'ddp')
     resolution = opts.resolution or _train_resolution(cfg)
     global_batch, batch_source = recipe_global_batch(cfg)
+    config_k = config_accumulation(cfg)
     if opts.batch_size is not None:
         per_gpu = int(opts.batch_size)
         if per_gpu < 1:
             raise UserInputError(f'--batch-size must be >= 1, got {per_gpu}')
-    elif global_batch % (opts.gpus * config_accumulation(cfg)) == 0:
-        per_gpu = global_batch // (opts.gpus * config_accumulation(cfg))
+    elif global_batch % (opts.gpus * config_k) == 0:
+        per_gpu = global_batch // (opts.gpus * config_k)
     else:
         raise UserInputError(f'the recipe global batch {global_batch} ({batch_source}) does not divide over '
                              f'{opts.gpus} GPUs: give --batch-size')
     # the config's accumulation, times what keeps the recipe's global batch on fewer GPUs (or a smaller --batch-size)
-    extra_accumulation = max(1, global_batch // (per_gpu * opts.gpus * config_accumulation(cfg)))
-    accumulation = config_accumulation(cfg) * extra_accumulation
+    extra_accumulation = max(1, global_batch // (per_gpu * opts.gpus * config_k))
+    accumulation = config_k * extra_accumulation
     run_global = per_gpu * opts.gpus * accumulation
     peak_tflops = opts.peak_tflops or PEAK_TFLOPS['fp32' if precision == 'fp32' else 'bf16']
     gpu_bytes = opts.gpu_mem_gb * _GIB
@@ -369,7 +370,7 @@ def plan_run(opts: PlanOptions) -> dict[str, Any]:
         suggestions=suggestions, gpu_mem_bytes=int(gpu_bytes), memory_budget_bytes=int(budget),
         headroom=opts.headroom, mfu=opts.mfu, peak_tflops=peak_tflops, global_batch=run_global,
         recipe_global_batch=global_batch, global_batch_source=batch_source, accumulative_counts=accumulation,
-        config_accumulative_counts=config_accumulation(cfg), extra_accumulation=extra_accumulation,
+        config_accumulative_counts=config_k, extra_accumulation=extra_accumulation,
         iterations=iters, iterations_source=iters_source, variants=variants, smaller_batches=smaller,
         flops_by_op=traces[ac_on].flops_by_op, model_forward_flops=fwd_flops, model_forward_flops_by_op=fwd_by_op,
         model_forward_matmul_flops=_matmul_flops(fwd_by_op),

@@ -18,7 +18,9 @@ AMP_DTYPES = {'fp32': None, 'none': None, 'bf16': torch.bfloat16, 'fp16': torch.
 
 def apply_channels_last(model: nn.Module) -> nn.Module:
     """Store every 4D parameter / buffer in ``torch.channels_last`` (in place); feed inputs through
-    :func:`to_channels_last` too. Token (Transformer) stages are unaffected: they flatten to ``(B, N, C)``."""
+    :func:`to_channels_last` too. TransVAE and the CNN-VAE already run their activations channels-last inside
+    (``channels_last`` of ``models/backbones/base.py``), so for them this changes only the weights' layout; it is
+    the switch for other models (the SD-VAE reference of the benchmark, ViT, Swin)."""
     return model.to(memory_format=torch.channels_last)
 
 
