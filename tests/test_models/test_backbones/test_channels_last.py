@@ -88,3 +88,46 @@ def test_transformer_stage_keeps_the_input_layout_without_copies():
     assert nhwc.is_contiguous(memory_format=CL) and not nhwc.is_contiguous()
     assert tokens[0].data_ptr() == xc.data_ptr()  # the tokens are a view of the channels-last map
     torch.testing.assert_close(nhwc, nchw, atol=1e-6, rtol=1e-6)
+
+
+def _nhwc_kernel_ran(out: torch.Tensor) -> bool:
+    """A convolution's output is channels-last (channel stride 1) exactly when oneDNN ran its NHWC kernel."""
+    return out.stride(1) == 1 and not out.is_contiguous()
+
+
+def test_every_conv_runs_nhwc_at_batch_one():
+    """At B = 1 a token view ``u.transpose(1, 2).reshape(1, C, H, W)`` has batch stride C: it passes
+    ``is_contiguous(channels_last)`` but the convolution does not take it for channels-last and copied it to NCHW.
+    Every 3x3 conv, the FFN's included, must get true channels-last strides at batch 1 as at batch 2."""
+    on, _ = _pair(TINY_HYBRID)
+    ran: dict[str, bool] = {}
+    hooks = [m.register_forward_hook(lambda m, a, o, n=n: ran.__setitem__(n, _nhwc_kernel_ran(o)))
+             for n, m in on.named_modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    with torch.no_grad():
+        on.decode(on.encode(torch.rand(1, 3, 32, 24) * 2 - 1).mean)
+    for h in hooks:
+        h.remove()
+    assert any('.ffn.' in n for n in ran) and len(ran) > 8
+    assert all(ran.values()), sorted(n for n, ok in ran.items() if not ok)
+
+
+@pytest.mark.parametrize('channels,out', [(8, 16), (8, 32), (8, 8), (6, 12)])
+@pytest.mark.parametrize('layout', [torch.contiguous_format, CL], ids=['nchw', 'nhwc'])
+def test_dc_average_shortcut_is_unshuffle_then_mean_in_either_layout(channels, out, layout):
+    """The averaging shortcut's pooled forms equal the definition (pixel-unshuffle, mean of consecutive channel
+    groups) bit for bit, values and gradients, and keep the input's layout."""
+    import torch.nn.functional as F
+
+    from transvae.models.layers import space_to_channel_average
+    x0 = torch.randn(2, channels, 8, 12, generator=torch.Generator().manual_seed(0))
+    x = x0.clone(memory_format=layout).requires_grad_()
+    ref_in = x0.clone().requires_grad_()
+    u = F.pixel_unshuffle(ref_in, 2)
+    ref = u if u.shape[1] == out else u.view(2, out, u.shape[1] // out, 4, 6).mean(2)
+    got = space_to_channel_average(x, out)
+    assert torch.equal(got, ref)
+    assert got.is_contiguous(memory_format=layout)
+    g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
+    got.backward(g)
+    ref.backward(g)
+    assert torch.equal(x.grad, ref_in.grad)

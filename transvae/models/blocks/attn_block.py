@@ -26,5 +26,5 @@ class AttnBlock(ConvBlock):
         b, c, h, w = x.shape
         y = self.norm(x)
         q, k, v = (m(y).flatten(2).transpose(1, 2)[:, None] for m in (self.q, self.k, self.v))  # (B, 1, N, C)
-        out = F.scaled_dot_product_attention(q, k, v)[:, 0].transpose(1, 2).reshape(b, c, h, w)
+        out = F.scaled_dot_product_attention(q, k, v)[:, 0].reshape(b, h, w, c).permute(0, 3, 1, 2)  # channels-last view
         return x + self.proj_out(out)

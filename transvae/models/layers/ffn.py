@@ -66,7 +66,10 @@ class _ConvFFN(FFN):
         b, n, _ = x.shape
         h, w = hw
         u = self.fc1(x)  # (B, N, hidden)
-        m = u.transpose(1, 2).reshape(b, -1, h, w)  # (B, hidden, H, W)
+        # (B, hidden, H, W) as a channels-last view of the tokens. ``u.transpose(1, 2).reshape(...)`` is the same
+        # view, but at B = 1 its batch stride is ``hidden``, not ``N * hidden``, so the convolution does not see
+        # channels-last strides: it copied the map to NCHW and ran the slower NCHW kernel
+        m = u.reshape(b, h, w, -1).permute(0, 3, 1, 2)
         u = u + self.conv(m).flatten(2).transpose(1, 2)
         return self.fc2(self.act(u))
 

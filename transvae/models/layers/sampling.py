@@ -28,6 +28,12 @@ def space_to_channel_average(x: Tensor, out_channels: int, factor: int = 2) -> T
         # each group holds all f^2 positions of c_in / out_channels whole channels: a pooling, with no unshuffle copy
         x = F.avg_pool2d(x, factor)
         factor = 1
+    g = x.shape[1] * factor * factor // out_channels  # unshuffled channels per group
+    if factor > 1 and x.shape[1] * factor * factor % out_channels == 0 and g > 1 and factor % g == 0:
+        # a group is g neighbours along a row (unshuffled channel c f^2 + dy f + dx, dx consecutive): pool them,
+        # then unshuffle the pooled map by f rows x f / g columns; one copy of half the map instead of the full
+        # unshuffle copy plus a strided mean
+        return _unshuffle_rect(F.avg_pool2d(x, (1, g)), factor, factor // g)
     if factor > 1:
         x = F.pixel_unshuffle(x, factor)
     b, c, h, w = x.shape
@@ -36,6 +42,20 @@ def space_to_channel_average(x: Tensor, out_channels: int, factor: int = 2) -> T
     if c % out_channels:
         raise ValueError(f'DC averaging shortcut: {c} channels cannot be averaged into {out_channels}')
     return x.view(b, out_channels, c // out_channels, h, w).mean(dim=2)
+
+
+def _unshuffle_rect(x: Tensor, fy: int, fx: int) -> Tensor:
+    """Pixel-unshuffle by ``fy`` rows and ``fx`` columns: ``(B, C, H, W) -> (B, C fy fx, H / fy, W / fx)``.
+
+    Output channel ``c fy fx + dy fx + dx`` holds ``x[:, c, fy i + dy, fx j + dx]`` (``F.pixel_unshuffle``'s order);
+    the result keeps the memory format of ``x`` (channels-last in, channels-last out).
+    """
+    b, c, h, w = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        t = x.permute(0, 2, 3, 1).reshape(b, h // fy, fy, w // fx, fx, c).permute(0, 1, 3, 5, 2, 4)
+        return t.reshape(b, h // fy, w // fx, c * fy * fx).permute(0, 3, 1, 2)
+    t = x.reshape(b, c, h // fy, fy, w // fx, fx).permute(0, 1, 3, 5, 2, 4)
+    return t.reshape(b, c * fy * fx, h // fy, w // fx)
 
 
 def channel_to_space_duplicate(x: Tensor, out_channels: int, factor: int = 2) -> Tensor:
