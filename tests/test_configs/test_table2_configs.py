@@ -14,6 +14,7 @@ from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
 from transvae.engine.config_surgery import apply_preset
+from transvae.engine.resume_checks import config_leaf_diff
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 PAPER_VF = 'configs/transvae/transvae-t_f16d32_8xb32-100e_in1k.py'
@@ -29,23 +30,12 @@ def resolved(rel: str, preset: str | None = None) -> dict:
     return (apply_preset(cfg, preset) if preset else cfg).to_dict()
 
 
-def flat(d, prefix: str = '') -> dict:
-    """``{'a.b.c': leaf}`` of a nested dict (an absent key and a ``None`` leaf differ)."""
-    if not isinstance(d, dict) or not d:
-        return {prefix: d}
-    out = {}
-    for k, v in d.items():
-        out.update(flat(v, f'{prefix}.{k}' if prefix else str(k)))
-    return out
-
-
 def differing(a: dict, b: dict) -> set[str]:
-    fa, fb = flat(a), flat(b)
-    return {k for k in set(fa) | set(fb) if fa.get(k, '<absent>') != fb.get(k, '<absent>')}
+    return set(config_leaf_diff(a, b))
 
 
 def outside(keys: set[str], *prefixes: str) -> set[str]:
-    return {k for k in keys if not any(k == p or k.startswith(p + '.') for p in prefixes)}
+    return {k for k in keys if not any(k == p or k.startswith((p + '.', p + '[')) for p in prefixes)}
 
 
 @pytest.mark.parametrize('preset', [None, 'cpu'])

@@ -129,7 +129,8 @@ def analyze_model(name: str, config: str, ckpt: str, args: argparse.Namespace) -
                                    '--num-samples', str(args.num_samples), '--runs', str(args.runs),
                                    '--seed', str(args.seed))
     if not args.skip_probe:
-        train_dir = extract_split(config, ckpt, 'train', osp.join(root, 'latents_train'), args, flip=True)
+        train_dir = val_dir if args.eval_split == 'train' else extract_split(
+            config, ckpt, 'train', osp.join(root, 'latents_train'), args, flip=True)  # one extraction per split
         if args.probe_holdout:
             res['linear_probe'] = probe_holdout(train_dir, osp.join(root, 'linear_probe.json'), args)
         else:

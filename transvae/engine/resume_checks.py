@@ -28,7 +28,7 @@ from transvae.utils.errors import UserInputError
 
 
 __all__ = ['ResumeError', 'NotResumableError', 'ResumeConfigChangedError', 'ResumeBeyondScheduleError',
-           'RunFinished', 'model_config_from_text', 'model_config_diff', 'check_resume']
+           'RunFinished', 'model_config_from_text', 'config_leaf_diff', 'model_config_diff', 'check_resume']
 
 #: how many differing keys a message lists
 _MAX_LISTED = 8
@@ -99,7 +99,7 @@ def model_config_from_text(cfg_text: Any) -> Optional[dict]:
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
     if isinstance(value, dict) and value:
         for k, v in value.items():
-            _flatten(v, f'{prefix}.{k}', out)
+            _flatten(v, f'{prefix}.{k}' if prefix else str(k), out)
     elif isinstance(value, list) and value and any(isinstance(v, (dict, list)) for v in value):
         for i, v in enumerate(value):
             _flatten(v, f'{prefix}[{i}]', out)
@@ -117,17 +117,30 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+class _Absent:
+    """The value of a key that one side of :func:`config_leaf_diff` does not have (prints as ``(absent)``)."""
+
+    def __repr__(self) -> str:
+        return '(absent)'
+
+
+ABSENT = _Absent()
+
+
+def config_leaf_diff(old: dict, new: dict, prefix: str = '') -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (old leaf, new leaf)}`` for every leaf of two nested config dicts that differs.
+
+    Keys are dotted paths under ``prefix`` (lists holding dicts are indexed: ``a.b[0].c``); a key missing on one
+    side has :data:`ABSENT` there, so an absent key and a ``None`` leaf differ; ``1`` and ``1.0`` are one value.
+    """
+    a, b = _flatten(old, prefix, {}), _flatten(new, prefix, {})
+    return {key: (a.get(key, ABSENT), b.get(key, ABSENT)) for key in sorted(set(a) | set(b))
+            if not (key in a and key in b and _same(a[key], b[key]))}
+
+
 def model_config_diff(old: dict, new: dict) -> list[str]:
     """``'model.<key>: <old> -> <new>'`` for every leaf that differs (``(absent)`` on the missing side), sorted."""
-    a, b = _flatten(old, 'model', {}), _flatten(new, 'model', {})
-    lines = []
-    for key in sorted(set(a) | set(b)):
-        if key in a and key in b and _same(a[key], b[key]):
-            continue
-        old_v = repr(a[key]) if key in a else '(absent)'
-        new_v = repr(b[key]) if key in b else '(absent)'
-        lines.append(f'{key}: {old_v} -> {new_v}')
-    return lines
+    return [f'{key}: {o!r} -> {n!r}' for key, (o, n) in config_leaf_diff(old, new, 'model').items()]
 
 
 def _current_model_config(cfg: Any) -> Optional[dict]:
