@@ -165,3 +165,28 @@ def test_compile_key_of_the_config_reaches_the_model(tmp_path):
     assert 'loss' in vars(model) and getattr(model.loss.__func__, '__transvae_compiled__', False)
     assert 'train_step' not in vars(model)  # mmengine's own compile of train_step did not run
     assert runner.message_hub.get_info('iter') == 2 or runner.iter == 2
+
+
+def test_compile_autoencoder_compiles_encoder_and_decoder_with_static_shapes():
+    """``speed.compile_autoencoder`` (benchmark ``--compile``): the encoder and the decoder run one ``forward``
+    (``_BackboneBase``), so with torch's automatic dynamic shapes the decoder's first call, at other sizes than the
+    encoder's, was compiled with symbolic sizes, which inductor (torch 2.14, CPU) could not lower. Every graph it
+    captures must be static, through a training step and an inference call."""
+    from transvae.models.utils.speed import compile_autoencoder
+    symbolic: list[bool] = []
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        symbolic.append(any(isinstance(d, torch.SymInt) for t in example_inputs if isinstance(t, torch.Tensor)
+                            for d in t.shape) or any(isinstance(t, torch.SymInt) for t in example_inputs))
+        return gm.forward
+
+    torch._dynamo.reset()
+    model = compile_autoencoder(build(tiny_cfg(lpips=False)), backend=backend)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    for _ in range(2):
+        post = model.encode(x)
+        model.decode(post.sample()).abs().mean().backward()
+    with torch.no_grad():
+        model.eval().reconstruct(x)
+    torch._dynamo.reset()
+    assert len(symbolic) >= 2 and not any(symbolic), symbolic

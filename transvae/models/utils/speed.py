@@ -29,7 +29,7 @@ def to_channels_last(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
-def compile_autoencoder(model: nn.Module, mode: str | None = None, dynamic: bool | None = None,
+def compile_autoencoder(model: nn.Module, mode: str | None = None, dynamic: bool | None = False,
                         fullgraph: bool = False, backend: str = 'inductor') -> nn.Module:
     """``torch.compile`` the encoder and the decoder separately, in place (``nn.Module.compile``).
 
@@ -39,8 +39,13 @@ def compile_autoencoder(model: nn.Module, mode: str | None = None, dynamic: bool
     Args:
         model: a VAE with ``encoder`` and ``decoder``.
         mode: ``None`` (default), ``'reduce-overhead'``, ``'max-autotune'``, ``'max-autotune-no-cudagraphs'``.
-        dynamic: passed to ``torch.compile`` (``True`` avoids one recompilation per input size when tiling or
-            benchmarking several resolutions).
+        dynamic: passed to ``torch.compile``. Static (``False``) by default: the encoder and the decoder run the
+            same ``forward`` (``_BackboneBase``), whose compiled code torch caches per code object, so under
+            torch's automatic dynamic shapes (``None``) the decoder's first call, seeing other sizes than the
+            encoder's, compiled with symbolic sizes, and inductor (torch 2.14, CPU) failed to lower it
+            (``cannot determine truth value of Relational``). Static graphs recompile once per input size, and
+            torch's recompile limit per code object (``torch._dynamo.config.recompile_limit``, 8) is shared by the
+            encoder and the decoder: beyond it a call runs eagerly.
         fullgraph, backend: passed to ``torch.compile``.
     """
     kw = dict(dynamic=dynamic, fullgraph=fullgraph, backend=backend)
