@@ -163,20 +163,28 @@ def judge_interval(rel: str, iv: Interval, ref: float = 0.0, tol: float = 0.03, 
     return IntervalJudgement(verdict, iv, t, detail)
 
 
-def judge_claim_paired(claim: Claim, per_photo: Mapping[str, PerPhoto], tol: float = 0.03, big: float = 0.25,
-                       resamples: int = RESAMPLES, seed: int = RNG_SEED) -> IntervalJudgement:
-    """The interval verdict on ``claim`` from ``{label: {seed: {photo: value}}}`` (missing when either side has no
-    per-photo values, or they share no seed / photo)."""
-    a, b = per_photo.get(claim.a), per_photo.get(claim.b)
+def judge_paired(a: PerPhoto | None, b: PerPhoto | None, rel: str, relative: bool = True, tol: float = 0.03,
+                 big: float = 0.25, resamples: int = RESAMPLES, seed: int = RNG_SEED,
+                 what: str = 'per-photo data') -> IntervalJudgement:
+    """The interval verdict on ``a REL b`` from two ``{seed: {photo: value}}`` (missing when either side is empty,
+    or they share no seed / photo). ``relative``: the ``≪`` / ``≈`` thresholds scale with the mean of ``b`` (a
+    difference of slopes has no such scale: ``relative=False`` judges against 0)."""
     if not a or not b:
-        return IntervalJudgement(MISSING, None, math.nan, 'no per-photo data')
+        return IntervalJudgement(MISSING, None, math.nan, f'no {what}')
     try:
         d, bv, _, _ = paired_differences(a, b)
     except ValueError as e:
-        return IntervalJudgement(MISSING, None, math.nan, f'no paired per-photo data ({e})')
+        return IntervalJudgement(MISSING, None, math.nan, f'no paired {what} ({e})')
     iv = bootstrap_mean(d, resamples=resamples, seed=seed)
-    return judge_interval(claim.rel, iv, ref=float(bv.mean()), tol=tol, big=big)
+    return judge_interval(rel, iv, ref=float(bv.mean()) if relative else 0.0, tol=tol, big=big)
+
+
+def judge_claim_paired(claim: Claim, per_photo: Mapping[str, PerPhoto], tol: float = 0.03, big: float = 0.25,
+                       resamples: int = RESAMPLES, seed: int = RNG_SEED) -> IntervalJudgement:
+    """The interval verdict on ``claim`` from ``{label: {seed: {photo: value}}}`` (:func:`judge_paired`)."""
+    return judge_paired(per_photo.get(claim.a), per_photo.get(claim.b), claim.rel, tol=tol, big=big,
+                        resamples=resamples, seed=seed)
 
 
 __all__ = ['NO_DIFFERENCE', 'RESAMPLES', 'RNG_SEED', 'Interval', 'IntervalJudgement', 'paired_differences',
-           'bootstrap_mean', 'judge_interval', 'judge_claim_paired']
+           'bootstrap_mean', 'judge_interval', 'judge_paired', 'judge_claim_paired']

@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .bootstrap import IntervalJudgement, bootstrap_mean, judge_interval
+from .bootstrap import IntervalJudgement, judge_paired
 from .logs import CLAIM_METRIC, collect, num, per_photo_values
 from .study import MISSING, Variant
 
@@ -210,15 +210,10 @@ def slope_claim(runs: Sequence[ScalingRun], a: str = 'transvae', b: str = 'cnn',
     """The claim "``a`` improves more with size than ``b``" on a lower-is-better ``metric``: the paired bootstrap
     of ``slope_a - slope_b`` per seed and photo, read as ``slope_a < slope_b``. ``missing`` without per-photo
     data; :class:`TrendRefused` propagates when a family's sizes do not differ."""
-    from .bootstrap import paired_differences
     sa, sb = per_photo_slopes(runs, a, metric), per_photo_slopes(runs, b, metric)
     if not sa or not sb:
         return IntervalJudgement(MISSING, None, math.nan, 'no per-photo data for every size and seed')
-    try:
-        d, _, _, _ = paired_differences(sa, sb)
-    except ValueError as e:
-        return IntervalJudgement(MISSING, None, math.nan, f'no paired per-photo slopes ({e})')
-    return judge_interval('<', bootstrap_mean(d, resamples=resamples, seed=seed))
+    return judge_paired(sa, sb, '<', relative=False, resamples=resamples, seed=seed, what='per-photo slopes')
 
 
 __all__ = ['SCALING_METRICS', 'TrendRefused', 'ScalingRun', 'family_of', 'dumped_config', 'train_resolution',
