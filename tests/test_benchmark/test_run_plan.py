@@ -145,6 +145,24 @@ def test_fake_trace_allocates_nothing():
     assert grown < 0.25 * 4 * params
 
 
+def test_held_before_the_step_is_the_state_counted_once():
+    """The bytes held before the traced step are the parameters and buffers of every module (the hidden frozen LPIPS
+    net included) plus the optimizer state, once. torch 2.14's tracker snapshot also holds a 'Total', which the
+    planner summed with the kinds: the CPU check then predicted -421 MiB for TransVAE-T stage 1 (frozen DINOv2)."""
+    from transvae.benchmark.run_plan import load_plan_config
+    from transvae.benchmark.step_trace import all_modules, build_training_setup, trace_training_step
+    cfg, _ = load_plan_config(MICRO, resolution=32)
+    setup = build_training_setup(cfg, 2, 32, fake=True)
+    trace = trace_training_step(setup)
+    tensors = {id(t): t for m in all_modules(setup.model)
+               for t in (*m.parameters(recurse=False), *m.buffers(recurse=False))}
+    tensors.update({id(v): v for opt in setup.optimizers() for st in opt.state.values() for v in st.values()
+                    if isinstance(v, torch.Tensor)})
+    expected = sum(t.numel() * t.element_size() for t in tensors.values())
+    assert expected > 3 * 4 * 1.4e6  # parameters + two AdamW moments of the 1.5M-parameter model, at least
+    assert abs(trace.held_before - expected) <= 0.01 * expected, (trace.held_before, expected)
+
+
 def test_cpu_prediction_within_15_percent_of_a_real_step():
     """The predicted peak of the second training step against the measured peak-RSS increase of a real fp32 step
     in a fresh process (micro TransVAE f8d16, batch 16, 128²)."""

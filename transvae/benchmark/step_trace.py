@@ -183,11 +183,15 @@ class StepMemoryTracker(MemTracker):
         for m in modules:
             self._track_module_params_and_buffers(m, install_grad_hooks=True)
 
+    def current_bytes(self) -> tuple[int, ...]:
+        """The bytes of each of :data:`MEMORY_KINDS` now (a timeline row; zeros before anything is tracked)."""
+        snap = next(iter(self._curr_mem_snap.values()), {})
+        return tuple(int(snap.get(k, 0)) for k in self._kinds)
+
     def _update_peak_stats(self, peak_state: Any) -> None:
         super()._update_peak_stats(peak_state)
-        snap = next(iter(self._curr_mem_snap.values()), None)
-        if snap is not None:
-            self.timeline.append(tuple(int(snap.get(k, 0)) for k in self._kinds))
+        if self._curr_mem_snap:
+            self.timeline.append(self.current_bytes())
 
 
 def all_modules(root: nn.Module) -> list[nn.Module]:
@@ -410,8 +414,9 @@ def trace_training_step(setup: TrainingSetup) -> StepTrace:
         tracker.track_model(model)
         for opt in setup.optimizers():
             tracker.track_external(opt)
-        held = sum(int(v) for k, v in next(iter(tracker.get_tracker_snapshot().values()), {}).items()
-                   if k != 'Total Memory')
+        # the kinds a timeline row sums, not the snapshot's values: torch 2.14's snapshot also holds its 'Total'
+        # (earlier releases: 'Total Memory'), which counted everything held twice
+        held = sum(tracker.current_bytes())
         with tracker, counter:
             model.train_step(setup.data, setup.optim_wrapper)
     by_op = {str(k).replace('aten.', ''): int(v) for k, v in counter.get_flop_counts()['Global'].items()}
