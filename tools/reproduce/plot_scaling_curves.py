@@ -85,6 +85,29 @@ def claim_line(runs, refused: dict) -> str:
             f'{iv.n_seeds} seeds x {iv.n_photos} photos, 95%): **{j.detail}**')
 
 
+def size_of(name: str) -> str:
+    """The size part of a run name (``transvae_x05`` -> ``x05``; ``cnn_tiny`` -> ``tiny``)."""
+    return name.split('_', 1)[-1]
+
+
+def segment_lines(runs, refused: dict) -> list[str]:
+    """The claim judged on each pair of consecutive sizes (ordered by TransVAE's parameters), when there are
+    more than two: a slope over all sizes can hide a change of direction between the smaller and the larger ones."""
+    if 'transvae' in refused or 'cnn' in refused:
+        return []
+    order = sorted({size_of(r.name) for r in runs if r.family == 'transvae'},
+                   key=lambda sz: min(r.params for r in runs if r.family == 'transvae' and size_of(r.name) == sz))
+    if len(order) < 3:
+        return []
+    lines = []
+    for lo, hi in zip(order, order[1:]):
+        j = slope_claim([r for r in runs if size_of(r.name) in (lo, hi)])
+        where = ('' if j.interval is None
+                 else f' (paired bootstrap over {j.interval.n_seeds} seeds x {j.interval.n_photos} photos)')
+        lines.append(f'  - {lo} -> {hi}{where}: **{j.detail}**')
+    return ['- the same claim per pair of consecutive sizes:', *lines]
+
+
 def plot(runs, slopes: dict, out_png: str, title_note: str = '') -> str:
     import matplotlib
     matplotlib.use('Agg')
@@ -196,8 +219,9 @@ def main(argv=None) -> int:
                                                                         if len(vals) > 1 else ''))
             lines.append(f'| {name} | {params / 1e6:.3f} | {_fmt(rs[0].train_flops / 1e12, 1)} | '
                          f'{sorted(r.seed for r in rs)} | {rs[0].step} | ' + ' | '.join(cells) + ' |')
-    lines += ['', '(Final held-out values, mean ± half the seed range.)', '', *lines_trend, verdict]
-    paper_names = [r.name for r in runs if r.name.split('_', 1)[-1] in PAPER_SIZES]
+    lines += ['', '(Final held-out values, mean ± half the seed range.)', '', *lines_trend, verdict,
+              *segment_lines(runs, refused)]
+    paper_names = [r.name for r in runs if size_of(r.name) in PAPER_SIZES]
     if paper_names:
         lines += ['', 'Paper Fig. 5b PSNR (3 ImageNet epochs) for the paper sizes: '
                   + ', '.join(f'{n} {PAPER_PSNR[n.split("_")[0]][PAPER_SIZES.index(n.split("_", 1)[1])]}'

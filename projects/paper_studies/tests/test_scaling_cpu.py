@@ -153,3 +153,24 @@ def test_train_all_scales_presets(tmp_path):
     none = subprocess.run(['bash', script, '--preset', 'cpu'], capture_output=True, text=True,
                           env=dict(env, FILTER='nope_*'))
     assert none.returncode == 2 and 'configs/experiments/scaling_cpu/nope_*.py' in none.stderr
+
+
+def test_the_claim_per_pair_of_consecutive_sizes():
+    """plot_scaling_curves.segment_lines: with three sizes the claim is also judged on each consecutive pair, so a
+    change of direction (here the CNN gains more from x0.5 to x1, TransVAE more from x1 to x2) is shown, not averaged
+    away by one slope over all sizes."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('plot_scaling_curves',
+                                                  osp.join(REPO, 'tools/reproduce/plot_scaling_curves.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    sizes = {'transvae_x05': 1e5, 'transvae_x1': 1e6, 'transvae_x2': 1e7, 'cnn_x05': 1e5, 'cnn_x1': 1e6,
+             'cnn_x2': 1e7}
+    gain = {('transvae', 1e6): 0.05, ('transvae', 1e7): 0.15, ('cnn', 1e6): 0.10, ('cnn', 1e7): 0.12}
+    offs = np.array([-0.02, 0.0, 0.01, 0.015])
+    runs = _runs(sizes, lambda fam, n, s, i: 0.9 - gain.get((fam, n), 0.0) + offs[i] + 0.01 * s)
+    lines = tool.segment_lines(runs, {})
+    assert [ln.split(' (')[0].strip() for ln in lines[1:]] == ['- x05 -> x1', '- x1 -> x2']
+    assert lines[1].endswith('-> disagree**') and lines[2].endswith('-> agree**'), lines
+    two_sizes = [r for r in runs if not r.name.endswith('x2')]
+    assert tool.segment_lines(two_sizes, {}) == []  # the overall claim is already the one pair
