@@ -112,6 +112,7 @@ def plot(runs, slopes: dict, out_png: str, title_note: str = '') -> str:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     import numpy as np
     fams = sorted({r.family for r in runs})
     fig, axes = plt.subplots(2, 4, figsize=(21, 9))
@@ -145,6 +146,7 @@ def plot(runs, slopes: dict, out_png: str, title_note: str = '') -> str:
                     grid = np.linspace(lx.min(), lx.max(), 20)
                     ax.plot(10 ** grid, b + slope * grid, color=c, ls=':', lw=1)
             ax.set_xscale('log')
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap within a decade
             ax.set_xlabel(xlabel)
             ax.set_ylabel(label)
             ax.grid(alpha=0.3, which='both')
@@ -193,8 +195,9 @@ def main(argv=None) -> int:
     families = sorted({r.family for r in runs})
     lines_trend, slopes, refused = trend_lines(runs, families)
     verdict = claim_line(runs, refused)
+    segments = segment_lines(runs, refused)
     out_png = osp.abspath(args.out or osp.join(root, 'scaling.png'))
-    plot(runs, slopes, out_png, '\n'.join([*refused.values(), verdict.lstrip('- ')]).replace('**', ''))
+    plot(runs, slopes, out_png, '\n'.join([*refused.values(), verdict.lstrip('- '), *segments]).replace('**', ''))
 
     cols = ['family', 'name', 'seed', 'params', 'train_flops', 'step', 'vgg/rec_loss', 'alex/rec_loss', 'psnr', 'ssim',
             'lpips', 'per_photo']
@@ -219,8 +222,7 @@ def main(argv=None) -> int:
                                                                         if len(vals) > 1 else ''))
             lines.append(f'| {name} | {params / 1e6:.3f} | {_fmt(rs[0].train_flops / 1e12, 1)} | '
                          f'{sorted(r.seed for r in rs)} | {rs[0].step} | ' + ' | '.join(cells) + ' |')
-    lines += ['', '(Final held-out values, mean ± half the seed range.)', '', *lines_trend, verdict,
-              *segment_lines(runs, refused)]
+    lines += ['', '(Final held-out values, mean ± half the seed range.)', '', *lines_trend, verdict, *segments]
     paper_names = [r.name for r in runs if size_of(r.name) in PAPER_SIZES]
     if paper_names:
         lines += ['', 'Paper Fig. 5b PSNR (3 ImageNet epochs) for the paper sizes: '
