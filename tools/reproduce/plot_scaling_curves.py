@@ -29,7 +29,8 @@ import sys
 from projects.paper_studies.paper_studies.logs import CLAIM_METRIC, collect, num
 from projects.paper_studies.paper_studies.plots import plot_epoch_curves
 from projects.paper_studies.paper_studies.scaling import (SCALING_METRICS, TrendRefused, check_sizes_distinct,
-                                                          collect_scaling, family_means, family_slope, slope_claim)
+                                                          collect_scaling, family_means, family_of, family_slope,
+                                                          size_of, slope_claim)
 from projects.paper_studies.paper_studies.study import EXP_DIR, Variant
 
 # PAPER.md §2 "Scaling result" (Fig. 5b): single-image PSNR after 3 epochs; totals from the paper's tables (M).
@@ -83,11 +84,6 @@ def claim_line(runs, refused: dict) -> str:
     iv = j.interval
     return (f'- {CLAIM} (slope of {CLAIM_METRIC} per decade of parameters, TransVAE − CNN-VAE; paired bootstrap over '
             f'{iv.n_seeds} seeds x {iv.n_photos} photos, 95%): **{j.detail}**')
-
-
-def size_of(name: str) -> str:
-    """The size part of a run name (``transvae_x05`` -> ``x05``; ``cnn_tiny`` -> ``tiny``)."""
-    return name.split('_', 1)[-1]
 
 
 def segment_lines(runs, refused: dict) -> list[str]:
@@ -226,8 +222,8 @@ def main(argv=None) -> int:
     paper_names = [r.name for r in runs if size_of(r.name) in PAPER_SIZES]
     if paper_names:
         lines += ['', 'Paper Fig. 5b PSNR (3 ImageNet epochs) for the paper sizes: '
-                  + ', '.join(f'{n} {PAPER_PSNR[n.split("_")[0]][PAPER_SIZES.index(n.split("_", 1)[1])]}'
-                              for n in sorted(set(paper_names)) if n.split('_')[0] in PAPER_PSNR)]
+                  + ', '.join(f'{n} {PAPER_PSNR[family_of(n)][PAPER_SIZES.index(size_of(n))]}'
+                              for n in sorted(set(paper_names)) if family_of(n) in PAPER_PSNR)]
     series = {}
     for name in sorted({r.name for r in runs}):
         seed = min(r.seed for r in runs if r.name == name)

@@ -67,6 +67,11 @@ def family_of(name: str) -> str:
     return name.split('_', 1)[0]
 
 
+def size_of(name: str) -> str:
+    """``'transvae_x05'`` -> ``'x05'``; ``'cnn_tiny'`` -> ``'tiny'``."""
+    return name.split('_', 1)[-1]
+
+
 def dumped_config(work_dir: str) -> Optional[str]:
     """The config a run dumped (``seed_S/<name>.py``)."""
     found = sorted(glob.glob(osp.join(work_dir, '*.py')))
@@ -216,6 +221,6 @@ def slope_claim(runs: Sequence[ScalingRun], a: str = 'transvae', b: str = 'cnn',
     return judge_paired(sa, sb, '<', relative=False, resamples=resamples, seed=seed, what='per-photo slopes')
 
 
-__all__ = ['SCALING_METRICS', 'TrendRefused', 'ScalingRun', 'family_of', 'dumped_config', 'train_resolution',
+__all__ = ['SCALING_METRICS', 'TrendRefused', 'ScalingRun', 'family_of', 'size_of', 'dumped_config', 'train_resolution',
            'params_of_config', 'step_flops_of_config', 'collect_scaling', 'check_sizes_distinct', 'log_slope',
            'family_means', 'family_slope', 'per_photo_slopes', 'slope_claim']
