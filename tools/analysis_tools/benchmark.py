@@ -33,6 +33,7 @@ import sys
 import torch
 
 from transvae.benchmark import BenchmarkOptions, print_report, run_benchmark
+from transvae.benchmark.component_cost import COMPONENT_REMOVALS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MICRO_CONFIG = osp.join(REPO, 'configs/_base_/models/transvae-micro_f8d16.py')
@@ -84,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         'encode+decode; and the train step when --train-step)')
     p.add_argument('--switch-list', nargs='+', default=['channels_last', 'bf16', 'sdpa_math', 'compile'],
                    help='switches measured by --switches')
+    p.add_argument('--component-costs', nargs='+', default=[], choices=sorted(COMPONENT_REMOVALS),
+                   help='time the first config (enc+dec vs SD-VAE) and the train step (vs --train-reference) with '
+                        'each component removed and with all removed: the most a faster kernel of it could gain')
     p.add_argument('--no-reference', action='store_true', help='skip the SD-VAE reference')
     p.add_argument('--no-peak', action='store_true', help='skip the matmul peak')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')

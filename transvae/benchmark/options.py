@@ -31,6 +31,9 @@ class BenchmarkOptions:
         train_step / train_config / train_reference / train_batch / train_res / train_repeats: the micro training
             step, and a plain conv VAE of its size measured in the same loop (``train_reference=''`` skips it).
         switches / switch_list: each switch alone against the plain run.
+        component_costs: components of our model (``qk_norm``, ``rope``) each timed removed, against the plain
+            model and the references: the most a faster kernel of each could gain (empty: skipped;
+            :mod:`transvae.benchmark.component_cost`).
         no_reference / no_peak: skip the SD-VAE reference / the matmul peak.
         device / threads / allocator / seed: environment (``allocator``: 'tuned' or 'glibc').
     """
@@ -65,6 +68,7 @@ class BenchmarkOptions:
     train_repeats: int = 10
     switches: bool = False
     switch_list: list[str] = field(default_factory=lambda: ['channels_last', 'bf16', 'sdpa_math', 'compile'])
+    component_costs: list[str] = field(default_factory=list)
     no_reference: bool = False
     no_peak: bool = False
     device: str = field(default_factory=_default_device)

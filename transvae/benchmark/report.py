@@ -63,3 +63,11 @@ def print_report(r: dict) -> None:
         mem = r['switch_ratios'].get('train_step_memory', {})
         if 'ratio_grad_checkpoint_vs_plain' in mem:
             print(f"  train_step peak memory, grad checkpoint / plain: {mem['ratio_grad_checkpoint_vs_plain']:.3f}")
+    if 'component_costs' in r:
+        c = r['component_costs']
+        print(f"\ncomponent costs (removed: an upper bound on what a faster kernel of it gains; "
+              f"enc+dec at {c['resolution']}², batch 1):")
+        for part, key in (('enc+dec', 'speedup_over_gmacs_ratio'), ('train_step', 'flops_ratio_vs_reference')):
+            for k, v in c.get(part, {}).items():
+                print(f"  {part:10s} {k:22s} {v['median_s']:.3f} s, time / plain {v['time_ratio_vs_plain']:.3f}"
+                      + (f", {key} {v[key]:.3f}" if key in v else ''))

@@ -19,6 +19,7 @@ import torch
 from .memory import measure_memory, setup_allocator
 from .options import BenchmarkOptions
 from .targets import SD_VAE_ARCH, CodecTarget, build_ours, build_sdvae, macs_of
+from .component_cost import run_component_costs
 from .timing import ctx_call, interleaved, make_train_step, matmul_peak
 
 __all__ = ['run_benchmark', 'run_switches']
@@ -207,6 +208,11 @@ def run_benchmark(opts: BenchmarkOptions, command: str = '') -> dict[str, Any]:
     if opts.switches and targets:
         results['switch_ratios'] = run_switches(opts, next(iter(results['models'].values()))['config'], device,
                                                 cfg_options)
+
+    # ---- what each removable component costs (an upper bound on what a faster kernel of it gains)
+    if opts.component_costs and targets:
+        results['component_costs'] = run_component_costs(
+            opts, next(iter(results['models'].values()))['config'], opts.component_costs, device, cfg_options)
 
     return results
 
