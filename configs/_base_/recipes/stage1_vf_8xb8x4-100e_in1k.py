@@ -1,17 +1,8 @@
 # Stage 1 of the paper's final recipe (stage1_vf_8xb32-100e_in1k.py) at 8 images per GPU with 4 accumulated
-# micro-batches: the paper's global batch 256 (8 GPUs x 32) and schedule, for a model whose 32 images per GPU do not
-# fit an 80 GB GPU (tools/analysis_tools/plan_run.py; README "Planning a GPU run").
-#
-# mmengine's `optim_wrapper.accumulative_counts`: each micro-batch's loss is divided by 4, the optimizer steps (and
-# the gradients are zeroed) every 4 runner iterations; DDP still all-reduces every micro-batch. A runner iteration is
-# one micro-batch, so all that is counted in runner iterations is multiplied by 4: the length, the validation
-# interval, the LinearLR warm-up (ParamSchedulerHook steps it every runner iteration) and the checkpoint interval (a
-# multiple of 4: no checkpoint inside an accumulation; the last is iter_2002000.pth). The result: 500500
-# optimizer steps of 256 images (100 epochs), lr warm-up over the first 1000 of them, as the 8xb32 recipe.
-# Not identical to it: the VF loss's adaptive weight is a gradient-norm ratio over each micro-batch (8 images, not
-# 32), and the optional TransVAEEMAHook updates every runner iteration (momentum 1e-4 x 4 = 4e-4 keeps the
-# per-step decay). tests/test_engine/test_grad_accumulation.py: accumulation gives the larger batch's step through
-# SafeOptimWrapper / SafeAmpOptimWrapper.
+# micro-batches: the paper's global batch 256 (8 GPUs x 32) and schedule. What accumulation changes and what it keeps
+# is written once, in stage1_vf_8xb16x2-100e_in1k.py (2 micro-batches of 16): here every count in runner iterations is
+# multiplied by 4 (the last checkpoint is iter_2002000.pth), the VF adaptive weight sees micro-batches of 8 images,
+# and the EMA hook's momentum would be 4e-4 to keep the per-step decay.
 _base_ = ['./stage1_vf_8xb32-100e_in1k.py']
 accumulative_counts = 4
 train_dataloader = dict(batch_size=8)  # x 4 accumulated x 8 GPUs: global batch 256
