@@ -92,9 +92,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--no-peak', action='store_true', help='skip the matmul peak')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
-    p.add_argument('--allocator', choices=['tuned', 'glibc'], default='tuned',
+    p.add_argument('--allocator', choices=['tuned', 'live', 'glibc'], default='tuned',
                    help="CPU: 'tuned' raises glibc's mmap threshold (transvae.utils.allocator) for our model and the "
-                        "reference alike; 'glibc' leaves the default (every >32 MiB tensor a fresh mmap)")
+                        "reference alike; 'live' fixes it at 128 KiB (the RSS follows the live tensors); 'glibc' "
+                        "leaves the default (every >32 MiB tensor a fresh mmap)")
     p.add_argument('--json', help='write all results to this JSON file')
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)

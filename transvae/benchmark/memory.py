@@ -40,10 +40,17 @@ def _reset_hwm() -> bool:
 
 
 def setup_allocator(kind: str, device: str) -> dict:
-    """Tune glibc malloc for CPU runs unless ``kind == 'glibc'``; what is in effect, for the report."""
-    from transvae.utils.allocator import allocator_state, tune_cpu_allocator
-    if kind == 'tuned' and not device.startswith('cuda'):
-        tune_cpu_allocator()
+    """glibc malloc for CPU runs: ``'tuned'`` (large blocks kept in the heap: speed), ``'live'`` (every block above
+    128 KiB its own ``mmap``: the RSS follows the live tensors) or ``'glibc'`` (its defaults); what is in effect, for
+    the report (:mod:`transvae.utils.allocator`)."""
+    from transvae.utils.allocator import allocator_state, rss_follows_live_tensors, tune_cpu_allocator
+    if not device.startswith('cuda'):
+        if kind == 'tuned':
+            tune_cpu_allocator()
+        elif kind == 'live':
+            rss_follows_live_tensors()
+        elif kind != 'glibc':
+            raise ValueError(f"allocator must be 'tuned', 'live' or 'glibc', got '{kind}'")
     return allocator_state()
 
 

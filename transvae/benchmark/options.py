@@ -35,7 +35,7 @@ class BenchmarkOptions:
             model and the references: the most a faster kernel of each could gain (empty: skipped;
             :mod:`transvae.benchmark.component_cost`).
         no_reference / no_peak: skip the SD-VAE reference / the matmul peak.
-        device / threads / allocator / seed: environment (``allocator``: 'tuned' or 'glibc').
+        device / threads / allocator / seed: environment (``allocator``: 'tuned', 'live' or 'glibc').
     """
     configs: list[str] = field(default_factory=list)
     checkpoint: Optional[list[Optional[str]]] = None

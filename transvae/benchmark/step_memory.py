@@ -6,8 +6,9 @@
 optimizer state and warms every lazy initialisation (thread pools, kernel caches); the heap's free pages are then
 returned to the kernel (``malloc_trim``) and the figure is the increase of the process peak RSS (``VmHWM`` reset
 through ``/proc/self/clear_refs``, as :mod:`transvae.benchmark.memory` does) over the RSS before the second step,
-under glibc's default allocator (tensors above its mmap threshold go back to the kernel when freed, so the RSS
-follows the live tensors; the benchmark's tuned threshold keeps freed blocks in the heap). :func:`compare_cpu_step`
+with glibc's mmap threshold fixed at 128 KiB (``setup_allocator('live')``: every tensor above it goes back to the
+kernel when freed, so the RSS follows the live tensors, what the trace predicts; glibc's default dynamic threshold
+kept freed blocks in the heap and read 660-743 MiB for a checkpointed step whose live peak was 428 MiB). :func:`compare_cpu_step`
 traces the same step on fake tensors (the optimizer on its CPU default path) and compares the predicted
 increase of the step (its peak minus the memory held before it: parameters, buffers, frozen networks,
 optimizer state) with the measured one.
@@ -57,7 +58,7 @@ def run_step_worker(spec: dict) -> dict:
     from .memory import _reset_hwm, _status_kb, setup_allocator
     from .step_trace import _at_iteration
     torch.set_num_threads(int(spec.get('threads') or 1))
-    setup_allocator(spec.get('allocator', 'glibc'), 'cpu')
+    setup_allocator(spec.get('allocator', 'live'), 'cpu')
     torch.manual_seed(0)
     setup = _setup(spec, fake=False)
     with _at_iteration(setup.iteration):

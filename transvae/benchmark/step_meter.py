@@ -15,7 +15,8 @@ hooks. What it records, per iteration of the run:
   peak at every log line, so the whole-run peak is the maximum of these reads); on CPU the process peak RSS
   (``VmHWM``) and the RSS before the first step.
 
-One iteration (``flop_iter``, by default the last) runs under ``torch.utils.flop_counter.FlopCounterMode``: its FLOPs
+One iteration (``flop_iter``, by default the last) runs under torch's FLOP counter (without its module hooks, which
+would keep checkpointed recomputations alive: :class:`~.global_flops.GlobalFlopCounter`): its FLOPs
 (forward, backward and optimizer, every op torch's counter knows; on CPU the flash SDPA kernel is added through
 ``custom_mapping``) are the run's ``flops_per_step``, and its time is left out of ``step_s`` statistics (the counter
 slows it down). Rank 0 writes the JSON (atomically) after every iteration, so a run cut short by a timeout still
@@ -31,6 +32,7 @@ from typing import Any, Optional
 import torch
 from mmengine.hooks import Hook
 
+from transvae.benchmark.global_flops import GlobalFlopCounter
 from transvae.engine.atomic_io import atomic_write_text
 from transvae.registry import HOOKS
 from transvae.utils.memory import peak_rss_bytes, reset_peak_rss, rss_bytes
@@ -82,7 +84,7 @@ class StepMeterHook(Hook):
 
     Args:
         out_file: JSON file written by rank 0 (replaced atomically after every iteration).
-        flop_iter: 0-based iteration of this run counted with ``FlopCounterMode``; negative counts from the end
+        flop_iter: 0-based iteration of this run whose FLOPs are counted; negative counts from the end
             (``-1``: the last iteration, so the count cannot disturb the timed ones).
         warmup: iterations left out of the step-time statistics at the start.
     """
@@ -148,9 +150,8 @@ class StepMeterHook(Hook):
             self._record['iter_s'].append(now - self._t_prev_iter)
         self._t_prev_iter = now
         if runner.iter - self._record['start_iter'] == self._record['flop_iter']:
-            from torch.utils.flop_counter import FlopCounterMode
             mapping = {} if torch.cuda.is_available() else cpu_sdpa_flop_formulas()
-            self._counter = FlopCounterMode(display=False, custom_mapping=mapping)
+            self._counter = GlobalFlopCounter(custom_mapping=mapping)
             self._counter.__enter__()
         self._t_step = time.perf_counter()
 

@@ -7,7 +7,8 @@ it over) either for real or on fake tensors (the model on the ``meta`` device, t
 replaced by fake CPU tensors of the same shapes, hidden frozen networks included; a foundation network that would
 load a weight file only for training is built with random weights of the same shapes). :func:`trace_training_step`
 creates the optimizer state (as a first step would) and runs ``model.train_step`` once under torch's ``MemTracker``
-(:class:`StepMemoryTracker`, memory by kind over time) and ``FlopCounterMode``.
+(:class:`StepMemoryTracker`, memory by kind over time) and torch's FLOP counter without its module hooks
+(:class:`~.global_flops.GlobalFlopCounter`: the hooks kept checkpointed recomputations alive in the trace).
 
 FLOPs follow the benchmark's convention (:func:`transvae.utils.complexity.count_macs`, × 2): matmuls, convolutions
 and attention (``QK^T`` and ``AV``) from torch's own formulas, plus MMEngine's handles for norms (5 FLOP-MACs per
@@ -28,7 +29,8 @@ import torch
 from torch import nn
 from torch.distributed._tools.mem_tracker import MemTracker
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
+
+from .global_flops import GlobalFlopCounter
 
 __all__ = ['MEMORY_KINDS', 'TrainingSetup', 'StepTrace', 'StepMemoryTracker', 'AssumeFiniteScalars',
            'benchmark_flop_mapping', 'all_modules', 'build_training_setup', 'trace_training_step',
@@ -408,7 +410,7 @@ def trace_training_step(setup: TrainingSetup) -> StepTrace:
     model = setup.model
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     tracker = StepMemoryTracker()
-    counter = FlopCounterMode(display=False, custom_mapping=benchmark_flop_mapping())
+    counter = GlobalFlopCounter(custom_mapping=benchmark_flop_mapping())
     with setup.mode(), _at_iteration(setup.iteration):
         _prime_optimizer_state(setup)
         tracker.track_model(model)
@@ -428,7 +430,7 @@ def trace_forward_flops(setup: TrainingSetup) -> tuple[int, dict[str, int]]:
     """FLOPs of the model's forward pass on the setup's batch (``forward(mode='tensor')``: a VAE's encode +
     decode, a DiT's velocity prediction), benchmark convention; total and by op."""
     model = setup.model
-    counter = FlopCounterMode(display=False, custom_mapping=benchmark_flop_mapping())
+    counter = GlobalFlopCounter(custom_mapping=benchmark_flop_mapping())
     was_training = model.training
     model.eval()
     try:
