@@ -72,7 +72,7 @@ def _code_lines(path: str) -> list[str]:
 
 def test_recipe_leaves_state_only_what_differs():
     """Scaling points and stage-1 / stage-2 recipes name an architecture and a recipe base (+ stage 2's checkpoint);
-    the model is the recipe's, with at most a memory switch added (L f8d16 stage 2: ``arch=dict(with_cp=True)``)."""
+    the model is the recipe's, with at most a memory switch added (``arch=dict(with_cp=True)``: L f8d16 stage 2, scaling L / H / G)."""
     scaling = glob.glob(osp.join(REPO, 'configs', 'experiments', 'scaling', '*.py'))
     stages = [p for p in glob.glob(osp.join(REPO, 'configs', 'transvae', 'transvae-*_8xb32-10*.py')) if 'fsdp' not in p]
     assert len(scaling) == 20 and len(stages) == 7  # 3 stage-1, 3 stage-2, TransVAE-T stage 1 wo VF

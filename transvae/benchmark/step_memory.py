@@ -8,9 +8,9 @@ returned to the kernel (``malloc_trim``) and the figure is the increase of the p
 through ``/proc/self/clear_refs``, as :mod:`transvae.benchmark.memory` does) over the RSS before the second step,
 with glibc's mmap threshold fixed at 128 KiB (``setup_allocator('live')``: every tensor above it goes back to the
 kernel when freed, so the RSS follows the live tensors, what the trace predicts; glibc's default dynamic threshold
-kept freed blocks in the heap and read 660-743 MiB for a checkpointed step whose live peak was 428 MiB). :func:`compare_cpu_step`
-traces the same step on fake tensors (the optimizer on its CPU default path) and compares the predicted
-increase of the step (its peak minus the memory held before it: parameters, buffers, frozen networks,
+kept freed blocks in the heap and read 660-743 MiB for a checkpointed step whose live peak was 428 MiB).
+:func:`compare_cpu_step` traces the same step on fake tensors (the optimizer on its CPU default path) and compares
+the predicted increase of the step (its peak minus the memory held before it: parameters, buffers, frozen networks,
 optimizer state) with the measured one.
 """
 from __future__ import annotations
