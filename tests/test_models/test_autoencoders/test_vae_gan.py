@@ -241,24 +241,30 @@ def test_recipe_configs(name):
             'generator': 2e-4, 'discriminator': 2e-4}
 
 
-def test_stage2_activation_checkpointing_gives_the_same_steps():
-    """TransVAE-L f8d16 stage 2 trains with ``arch.with_cp=True`` (32 images per GPU do not fit 80 GB without it):
-    the frozen-encoder GAN stage with checkpointed decoder stages takes the same G and D steps as without, the GAN
-    adaptive weight (``autograd.grad`` against the decoder's last conv) included, and the checkpoint really runs."""
+@pytest.mark.parametrize('recipe', ['stage2', 'scaling'])
+def test_activation_checkpointing_gives_the_same_steps(recipe):
+    """Recipes that train with ``arch.with_cp=True`` because their batch does not fit 80 GB without it take the same
+    G and D steps as without, and the checkpoint really runs: TransVAE-L f8d16 stage 2 (frozen encoder, checkpointed
+    decoder stages, the GAN adaptive weight an ``autograd.grad`` against the decoder's last conv) and the scaling
+    L / H / G recipe (encoder and decoder trained, GAN + VF loss, both adaptive weights)."""
     from unittest import mock
 
     import transvae.models.blocks.stages as stages
+
+    stage2 = recipe == 'stage2'
 
     def hybrid(with_cp: bool) -> torch.nn.Module:
         torch.manual_seed(0)
         arch = dict(widths=[8, 8, 16, 16], depths=[1, 1, 1, 1], latent_channels=4, head_dim=8, with_cp=with_cp,
                     cnn_block_cfg=dict(type='ResBlock', norm_cfg=dict(type='GN', num_groups=4)),
                     norm_out_cfg=dict(type='GN', num_groups=4))
+        extra = {} if stage2 else dict(vf_loss=dict(type='VFLoss', foundation_cfg=dict(
+            type='VGG16Proxy', pretrained=False, resize=None)))
         return MODELS.build(dict(
             type='VAEGAN', arch=arch, encoder=dict(type='TransVAEEncoder'), decoder=dict(type='TransVAEDecoder'),
-            rec_loss=dict(type='ReconstructionNLL', perceptual_cfg=None), disc_start=0, freeze_encoder=True,
+            rec_loss=dict(type='ReconstructionNLL', perceptual_cfg=None), disc_start=0, freeze_encoder=stage2,
             discriminator=dict(type='PatchGANDiscriminator', ndf=8),
-            gan_loss=dict(type='HingeGANLoss', disc_weight=0.1))).train()
+            gan_loss=dict(type='HingeGANLoss', disc_weight=0.1), **extra)).train()
 
     plain, ckpt = hybrid(False), hybrid(True)
     ckpt.load_state_dict(plain.state_dict())
@@ -271,14 +277,19 @@ def test_stage2_activation_checkpointing_gives_the_same_steps():
             for step in range(2):
                 torch.manual_seed(10 + step)  # the posterior sample
                 logs.append(model.train_step(batch(), optim))
-        runs.append((spy.call_count, logs, snapshot(model.decoder), snapshot(model.discriminator)))
-    (n_plain, logs_plain, dec_plain, d_plain), (n_ckpt, logs_ckpt, dec_ckpt, d_ckpt) = runs
-    assert n_plain == 0 and n_ckpt >= 2 * 4  # every decoder stage, both steps; the frozen encoder is not checkpointed
+        runs.append((spy.call_count, logs, snapshot(model.encoder), snapshot(model.decoder),
+                     snapshot(model.discriminator)))
+    (n_plain, logs_plain, *nets_plain), (n_ckpt, logs_ckpt, *nets_ckpt) = runs
+    # every decoder stage in both steps; the frozen encoder (stage 2) is not checkpointed, a trained one is
+    assert n_plain == 0 and n_ckpt >= 2 * (4 if stage2 else 8)
     assert logs_plain[-1]['g_weight'] > 0
+    if not stage2:
+        assert logs_plain[-1]['vf_weight'] > 0
+        assert not same(nets_plain[0], snapshot(hybrid(False).encoder))  # the encoder trains
     for a, b in zip(logs_plain, logs_ckpt):
         assert a.keys() == b.keys()
         for k in a:
             torch.testing.assert_close(torch.as_tensor(b[k]), torch.as_tensor(a[k]), rtol=1e-5, atol=1e-6, msg=k)
-    for ref, got in ((dec_plain, dec_ckpt), (d_plain, d_ckpt)):
+    for ref, got in zip(nets_plain, nets_ckpt):
         for k in ref:
             torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-6, msg=k)
