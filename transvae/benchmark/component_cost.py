@@ -15,7 +15,6 @@ Two figures per removal, the two speed targets of the benchmark:
 """
 from __future__ import annotations
 
-import copy
 import statistics
 from typing import Any, Callable
 
@@ -109,7 +108,7 @@ def run_component_costs(opts: BenchmarkOptions, config: str, components: list[st
             t = CodecTarget('ours', m, m.downsample_factor, m.latent_channels)
             macs[name] = (macs_of(t, 'encode', opts.train_res) + macs_of(t, 'decode', opts.train_res)) * \
                 opts.train_batch
-            steps[name] = make_train_step(copy.deepcopy(m), opts.train_batch, opts.train_res, device)[0]
+            steps[name] = make_train_step(m, opts.train_batch, opts.train_res, device)[0]
         ts = interleaved(steps, opts.train_repeats, 2, device)
         gflops = {k: 6 * macs[k] / statistics.median(v) / 1e9 for k, v in ts.items()}
         out['train_step'] = {}
