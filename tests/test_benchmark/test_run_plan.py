@@ -163,10 +163,13 @@ def test_held_before_the_step_is_the_state_counted_once():
     assert abs(trace.held_before - expected) <= 0.01 * expected, (trace.held_before, expected)
 
 
-def test_cpu_prediction_within_15_percent_of_a_real_step():
+@pytest.mark.parametrize('checkpointing', [False, True])
+def test_cpu_prediction_within_5_percent_of_a_real_step(checkpointing):
     """The predicted peak of the second training step against the measured peak-RSS increase of a real fp32 step
-    in a fresh process (micro TransVAE f8d16, batch 16, 128²)."""
+    in a fresh process (micro TransVAE f8d16, batch 16, 128²), with and without activation checkpointing. The
+    issue asked for 15%; the trace now matches to ~0.5% (README), and the checkpointed case read 2× before the FLOP
+    counter left the memory pass."""
     from transvae.benchmark.step_memory import compare_cpu_step
-    r = compare_cpu_step(MICRO, 16, 128)
+    r = compare_cpu_step(MICRO, 16, 128, activation_checkpointing=checkpointing)
     assert r['measured_bytes'] > 100 * 2 ** 20  # large enough for the process's own noise not to matter
-    assert 0.85 <= r['ratio'] <= 1.15, r
+    assert 0.95 <= r['ratio'] <= 1.05, r
