@@ -70,9 +70,11 @@ def test_plan_json_keys_and_an_unfitting_run(tmp_path):
 
 @pytest.mark.parametrize('name, per_gpu, k', [('transvae-l_f16d32_8xb32-100e_in1k.py', 16, 2),
                                                ('transvae-l_f8d16_8xb32-100e_in1k.py', 8, 4),
+                                               ('transvae-l_f16d32_fsdp_8xb32-100e_in1k.py', 16, 2),
                                                ('transvae-t_f16d32_8xb32-100e_in1k.py', 32, 1)])
 def test_recipe_global_batch_counts_the_config_accumulation(name, per_gpu, k):
-    """The L recipes train 16 x 2 and 8 x 4 per GPU: their global batch is still the paper's 256."""
+    """The L recipes train 16 x 2 and 8 x 4 per GPU: their global batch is still the paper's 256 (the FSDP leaf
+    finds the batch through its _base_ chain: its own name says 8xb32)."""
     from mmengine.config import Config
 
     from transvae.benchmark.run_plan import config_accumulation, recipe_global_batch

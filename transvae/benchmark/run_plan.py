@@ -150,20 +150,39 @@ def config_accumulation(cfg: Any) -> int:
     return max(1, int(ow.get('accumulative_counts', 1) or 1))
 
 
+def _config_and_bases(path: str) -> list[tuple[str, str]]:
+    """``(text, label)`` of a config file and, depth first, of every ``_base_`` file it names (relative paths)."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+
+    def visit(p: str) -> None:
+        p = osp.normpath(p)
+        if p in seen or not osp.isfile(p):
+            return
+        seen.add(p)
+        with open(p) as fh:
+            text = fh.read()
+        out.append((text, f'{osp.basename(p)} (the config file or a _base_ of it)'))
+        m = re.search(r'^_base_\s*=\s*(\[.*?\]|[\'"].*?[\'"])', text, re.M | re.S)
+        for base in re.findall(r'[\'"]([^\'"]+\.py)[\'"]', m.group(1)) if m else []:
+            visit(osp.join(osp.dirname(p), base))
+
+    visit(path)
+    return out
+
+
 def recipe_global_batch(cfg: Any) -> tuple[int, str]:
     """The recipe's global batch (samples per optimizer step) and where it comes from: ``N × B × k`` for an ``NxbB``
     (the naming rule of docs/DESIGN.md §4, ``NxbBxk`` with accumulation) whose ``B`` is the config's per-GPU batch,
-    in the config's file name or else in its text (the names of its ``_base_`` files:
-    ``scaling_gan-vf_8xb32-3e_in1k.py``); else the per-GPU batch × k alone. ``k`` is always the config's
+    in the config's file name or else in the text of the config or of its ``_base_`` files, followed depth first
+    (``scaling_gan-vf_8xb32-3e_in1k.py``; the FSDP leaf of L f16d32 names the DDP leaf, which names
+    ``stage1_vf_8xb16x2-100e_in1k.py``); else the per-GPU batch × k alone. ``k`` is always the config's
     ``accumulative_counts``."""
     b = int(cfg.train_dataloader.batch_size)
     k = config_accumulation(cfg)
     acc = f' x accumulative_counts {k}' if k > 1 else ''
     name = cfg.filename or ''
-    sources = [(osp.basename(name), 'the config name')]
-    if name and osp.isfile(name):
-        with open(name) as fh:
-            sources.append((fh.read(), 'the config file (its _base_)'))
+    sources = [(osp.basename(name), 'the config name')] + (_config_and_bases(name) if name else [])
     for text, where in sources:
         for m in re.finditer(r'(\d+)xb(\d+)', text):
             if int(m.group(2)) == b:
