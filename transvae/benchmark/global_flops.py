@@ -9,7 +9,9 @@ own record of the same step (profiler memory events) peaked at 428 MiB. So the r
 every checkpointed step, and a real run's FLOP-counted iteration (:class:`~.step_meter.StepMeterHook`) held memory
 that the other iterations do not.
 
-Every count here goes to the ``'Global'`` entry, the one the planner and the meter read.
+Every count here goes to the ``'Global'`` entry, the one the planner and the meter read. A counter still changes what
+is allocated, by running the decomposition of each op it has no formula for, so the planner traces memory in a pass
+of its own (:func:`~.step_trace.trace_training_step`).
 """
 from __future__ import annotations
 
