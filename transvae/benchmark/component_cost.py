@@ -21,8 +21,8 @@ from typing import Any, Callable
 import torch
 
 from .options import BenchmarkOptions
-from .targets import CodecTarget, build_ours, build_sdvae, macs_of
-from .timing import interleaved, make_train_step
+from .targets import CodecTarget, build_ours, build_sdvae, codec_macs
+from .timing import interleaved, make_train_step, no_grad_call
 
 __all__ = ['COMPONENT_REMOVALS', 'removal_options', 'run_component_costs']
 
@@ -75,19 +75,13 @@ def run_component_costs(opts: BenchmarkOptions, config: str, components: list[st
     for name, comps in variants.items():
         m = build_ours(config, None, opts.preset, dict(cfg_options, **removal_options(comps)), device)
         t = CodecTarget('ours', m, m.downsample_factor, m.latent_channels)
-        gmacs[name] = macs_of(t, 'encode', res) + macs_of(t, 'decode', res)
+        gmacs[name] = codec_macs(t, res)
         fns[name] = (lambda m=m: m.decoder(m.encoder(x)[:, :m.latent_channels]))
     if ref is not None:
-        gmacs['SD-VAE'] = macs_of(ref, 'encode', res) + macs_of(ref, 'decode', res)
+        gmacs['SD-VAE'] = codec_macs(ref, res)
         fns['SD-VAE'] = (lambda: ref.dec(ref.enc(x)[:, :ref.latent]))
 
-    def nograd(fn: Callable[[], Any]) -> Callable[[], Any]:
-        def run() -> Any:
-            with torch.no_grad():
-                return fn()
-        return run
-
-    ts = interleaved({k: nograd(v) for k, v in fns.items()}, opts.repeats, opts.warmup, device)
+    ts = interleaved({k: no_grad_call(v) for k, v in fns.items()}, opts.repeats, opts.warmup, device)
     out['enc+dec'] = {}
     for name in variants:
         e = dict(median_s=statistics.median(ts[name]), time_ratio_vs_plain=_median_ratio(ts[name], ts['plain']),
@@ -106,8 +100,7 @@ def run_component_costs(opts: BenchmarkOptions, config: str, components: list[st
             torch.manual_seed(opts.seed)
             m = build_ours(cfg, None, None, removal_options(comps), device)
             t = CodecTarget('ours', m, m.downsample_factor, m.latent_channels)
-            macs[name] = (macs_of(t, 'encode', opts.train_res) + macs_of(t, 'decode', opts.train_res)) * \
-                opts.train_batch
+            macs[name] = codec_macs(t, opts.train_res, opts.train_batch)
             steps[name] = make_train_step(m, opts.train_batch, opts.train_res, device)[0]
         ts = interleaved(steps, opts.train_repeats, 2, device)
         gflops = {k: 6 * macs[k] / statistics.median(v) / 1e9 for k, v in ts.items()}

@@ -18,9 +18,9 @@ import torch
 
 from .memory import measure_memory, setup_allocator
 from .options import BenchmarkOptions
-from .targets import SD_VAE_ARCH, CodecTarget, build_ours, build_sdvae, macs_of
+from .targets import SD_VAE_ARCH, CodecTarget, build_ours, build_sdvae, codec_macs, macs_of
 from .component_cost import run_component_costs
-from .timing import ctx_call, interleaved, make_train_step, matmul_peak
+from .timing import ctx_call, interleaved, make_train_step, matmul_peak, no_grad_call
 
 __all__ = ['run_benchmark', 'run_switches']
 
@@ -184,8 +184,7 @@ def run_benchmark(opts: BenchmarkOptions, command: str = '') -> dict[str, Any]:
         for role, cfg_path in train_cfgs.items():
             tm = build_ours(cfg_path, None, None, {}, device)
             tr = CodecTarget('ours', tm, tm.downsample_factor, tm.latent_channels)
-            macs[role] = (macs_of(tr, 'encode', opts.train_res) + macs_of(tr, 'decode', opts.train_res)) * \
-                opts.train_batch
+            macs[role] = codec_macs(tr, opts.train_res, opts.train_batch)
             if opts.channels_last:
                 apply_channels_last(tm)
             set_grad_checkpointing(tm, opts.grad_checkpoint)
@@ -255,15 +254,9 @@ def run_switches(opts: BenchmarkOptions, config: str, device: str, cfg_options: 
     plain = ed(base)
     fns = {'plain': plain, **variants}
 
-    def nograd(fn):
-        def run():
-            with torch.no_grad():
-                return fn()
-        return run
-
     t0 = time.perf_counter()
     with tqdm(total=opts.repeats, desc='switches enc+dec') as bar:
-        ts = interleaved({k: nograd(v) for k, v in fns.items()}, opts.repeats, 1, device, bar)
+        ts = interleaved({k: no_grad_call(v) for k, v in fns.items()}, opts.repeats, 1, device, bar)
     out['compile_warmup_included_s'] = time.perf_counter() - t0
     out['enc+dec'] = {k: dict(median_s=statistics.median(v),
                               ratio_vs_plain=statistics.median([a / b for a, b in zip(v, ts['plain'])]))

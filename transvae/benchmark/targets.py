@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import torch
 
-__all__ = ['SD_VAE_ARCH', 'CodecTarget', 'build_ours', 'build_sdvae', 'macs_of']
+__all__ = ['SD_VAE_ARCH', 'CodecTarget', 'build_ours', 'build_sdvae', 'codec_macs', 'macs_of']
 
 #: diffusers ``AutoencoderKL`` arguments of the SD-VAE (f8, 4 latent channels) used as the reference
 SD_VAE_ARCH = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
@@ -105,3 +105,9 @@ def macs_of(target: CodecTarget, mode: str, res: int) -> int:
     a = m1 / p1 - b * p1
     p = float(res * res)
     return int(round(a * p + b * p * p))
+
+
+def codec_macs(target: CodecTarget, res: int, batch: int = 1) -> int:
+    """MACs of one encode plus one decode of ``batch`` images at ``res``² (:func:`macs_of`); a training step's
+    forward when ``batch`` is its batch."""
+    return (macs_of(target, 'encode', res) + macs_of(target, 'decode', res)) * batch

@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-__all__ = ['sync', 'timed', 'interleaved', 'matmul_peak', 'make_train_step', 'ctx_call']
+__all__ = ['sync', 'timed', 'interleaved', 'matmul_peak', 'make_train_step', 'ctx_call', 'no_grad_call']
 
 
 def sync(device: str) -> None:
@@ -85,3 +85,11 @@ def ctx_call(fn: Callable[[], Any], ctx: contextlib.AbstractContextManager) -> A
     """``fn()`` inside ``ctx``."""
     with ctx:
         return fn()
+
+
+def no_grad_call(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` wrapped to run under ``torch.no_grad()`` (an inference call to time)."""
+    def run() -> Any:
+        with torch.no_grad():
+            return fn()
+    return run
