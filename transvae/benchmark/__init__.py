@@ -4,7 +4,7 @@ is its command line): :class:`BenchmarkOptions` says what to measure, :func:`run
 from .options import BenchmarkOptions
 from .report import print_report
 from .suite import run_benchmark, run_switches
-from .targets import SD_VAE_ARCH, CodecTarget, build_ours, build_sdvae, codec_macs, macs_of
+from .targets import SD_VAE_ARCH, CodecTarget, build_ours, build_sdvae, codec_macs, macs_of, train_step_flops
 
 __all__ = ['BenchmarkOptions', 'CodecTarget', 'SD_VAE_ARCH', 'build_ours', 'build_sdvae', 'codec_macs', 'macs_of',
-           'print_report', 'run_benchmark', 'run_switches']
+           'print_report', 'run_benchmark', 'run_switches', 'train_step_flops']

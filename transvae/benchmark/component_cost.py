@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from .options import BenchmarkOptions
-from .targets import CodecTarget, build_ours, build_sdvae, codec_macs
+from .targets import CodecTarget, build_ours, build_sdvae, codec_macs, train_step_flops
 from .timing import interleaved, make_train_step, no_grad_call
 
 __all__ = ['COMPONENT_REMOVALS', 'removal_options', 'run_component_costs']
@@ -103,7 +103,7 @@ def run_component_costs(opts: BenchmarkOptions, config: str, components: list[st
             macs[name] = codec_macs(t, opts.train_res, opts.train_batch)
             steps[name] = make_train_step(m, opts.train_batch, opts.train_res, device)[0]
         ts = interleaved(steps, opts.train_repeats, 2, device)
-        gflops = {k: 6 * macs[k] / statistics.median(v) / 1e9 for k, v in ts.items()}
+        gflops = {k: train_step_flops(macs[k]) / statistics.median(v) / 1e9 for k, v in ts.items()}
         out['train_step'] = {}
         for name in variants:
             e = dict(median_s=statistics.median(ts[name]), time_ratio_vs_plain=_median_ratio(ts[name], ts['plain']),

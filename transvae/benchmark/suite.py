@@ -18,7 +18,7 @@ import torch
 
 from .memory import measure_memory, setup_allocator
 from .options import BenchmarkOptions
-from .targets import SD_VAE_ARCH, CodecTarget, build_ours, build_sdvae, codec_macs, macs_of
+from .targets import SD_VAE_ARCH, CodecTarget, build_ours, build_sdvae, codec_macs, macs_of, train_step_flops
 from .component_cost import run_component_costs
 from .timing import ctx_call, interleaved, make_train_step, matmul_peak, no_grad_call
 
@@ -197,7 +197,7 @@ def run_benchmark(opts: BenchmarkOptions, command: str = '') -> dict[str, Any]:
                    results.get('matmul_peak_before_train', {}).get('gflops', 0)) * 1e9
         for role, cfg_path in train_cfgs.items():
             med = statistics.median(ts[role])
-            achieved = 3 * macs[role] * 2 / med
+            achieved = train_step_flops(macs[role]) / med
             results['train_step' if role == 'model' else 'train_step_reference'] = dict(
                 config=cfg_path, batch=opts.train_batch, res=opts.train_res, forward_gmacs=macs[role] / 1e9,
                 median_s=med, all_s=ts[role], images_per_s=opts.train_batch / med, achieved_gflops=achieved / 1e9,

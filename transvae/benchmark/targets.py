@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import torch
 
-__all__ = ['SD_VAE_ARCH', 'CodecTarget', 'build_ours', 'build_sdvae', 'codec_macs', 'macs_of']
+__all__ = ['SD_VAE_ARCH', 'CodecTarget', 'build_ours', 'build_sdvae', 'codec_macs', 'macs_of', 'train_step_flops']
 
 #: diffusers ``AutoencoderKL`` arguments of the SD-VAE (f8, 4 latent channels) used as the reference
 SD_VAE_ARCH = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
@@ -111,3 +111,9 @@ def codec_macs(target: CodecTarget, res: int, batch: int = 1) -> int:
     """MACs of one encode plus one decode of ``batch`` images at ``res``² (:func:`macs_of`); a training step's
     forward when ``batch`` is its batch."""
     return (macs_of(target, 'encode', res) + macs_of(target, 'decode', res)) * batch
+
+
+def train_step_flops(forward_macs: int) -> float:
+    """FLOPs of one training step whose forward costs ``forward_macs`` MACs: 2 FLOPs per MAC, and the backward
+    pass costs about twice the forward (input and weight gradients), so 3 forwards in all."""
+    return 3 * 2 * float(forward_macs)
