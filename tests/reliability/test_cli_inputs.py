@@ -21,7 +21,7 @@ import tiny_vae_fixtures as tv
 from transvae.apis import extract_latents_cli, test_cli, train_cli
 from transvae.apis.convert import checkpoint_to_safetensors
 from transvae.engine.config_validation import ConfigValueError, check_config_values
-from transvae.utils.cli_types import non_negative_int, positive_float, positive_int
+from transvae.utils.cli_types import key_value, non_negative_int, positive_float, positive_int
 from transvae.utils.output_paths import OutputPathError, check_outputs
 
 
@@ -56,6 +56,22 @@ def test_cli_types():
                     (non_negative_int, '-1'), (positive_float, '0'), (positive_float, 'nan'), (positive_float, 'inf')):
         with pytest.raises(argparse.ArgumentTypeError, match='expected'):
             fn(bad)
+
+
+def test_key_value_overrides():
+    """``--cfg-options`` of the benchmark and planner: literals parsed, other values kept as strings, an entry
+    without ``=`` refused by argparse (exit 2, the option named) rather than a traceback or a silent drop."""
+    assert key_value('model.width=64') == ('model.width', 64)
+    assert key_value('a=[1, 2]') == ('a', [1, 2]) and key_value('b=None') == ('b', None)
+    assert key_value('c=bf16') == ('c', 'bf16') and key_value('d=x=y') == ('d', 'x=y')
+    for bad in ('model.width', '=3'):
+        with pytest.raises(argparse.ArgumentTypeError, match='expected key=value'):
+            key_value(bad)
+    proc = _tool(['tools/analysis_tools/plan_run.py', 'configs/transvae/transvae-micro_f8d16_1xb16-10min_photos.py',
+                  '--cfg-options', 'model.width'])
+    errors = _error_lines(proc)
+    assert proc.returncode == 2 and len(errors) == 1 and '--cfg-options' in errors[0], proc.stderr
+    assert 'Traceback' not in proc.stderr
 
 
 def test_max_iters_zero_is_an_error_naming_the_option(tmp_path):

@@ -34,6 +34,7 @@ import torch
 
 from transvae.benchmark import BenchmarkOptions, print_report, run_benchmark
 from transvae.benchmark.component_cost import COMPONENT_REMOVALS
+from transvae.utils.cli_types import key_value
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MICRO_CONFIG = osp.join(REPO, 'configs/_base_/models/transvae-micro_f8d16.py')
@@ -45,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('configs', nargs='*', help='model config files')
     p.add_argument('--checkpoint', nargs='*', default=None, help='checkpoint per config (random weights if absent)')
     p.add_argument('--preset', help="merge cfg.presets[PRESET] (e.g. 'cpu': micro widths)")
-    p.add_argument('--cfg-options', nargs='*', default=[], help='key=value overrides (python literals)')
+    p.add_argument('--cfg-options', nargs='*', type=key_value, default=[],
+                   help='key=value overrides (python literals)')
     p.add_argument('--resolutions', type=int, nargs='*', default=[256, 512, 1024, 2048], help='latency sizes')
     p.add_argument('--batch-sizes', type=int, nargs='+', default=[1])
     p.add_argument('--modes', nargs='+', default=['encode', 'decode'], choices=['encode', 'decode'])
@@ -106,23 +108,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _parse_options(opts: list[str]) -> dict:
-    import ast
-    out = {}
-    for kv in opts:
-        k, v = kv.split('=', 1)
-        try:
-            out[k] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            out[k] = v
-    return out
-
-
 def options_from_args(args: argparse.Namespace) -> BenchmarkOptions:
     """The library options of parsed arguments (``--cfg-options`` parsed into python values)."""
     names = {f.name for f in dataclasses.fields(BenchmarkOptions)}
     kwargs = {k: v for k, v in vars(args).items() if k in names}
-    kwargs['cfg_options'] = _parse_options(args.cfg_options)
+    kwargs['cfg_options'] = dict(args.cfg_options)
     return BenchmarkOptions(**kwargs)
 
 

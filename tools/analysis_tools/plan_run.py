@@ -14,7 +14,6 @@ step peak (over the memory held before the step) against the measured peak-RSS i
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import os.path as osp
@@ -22,7 +21,7 @@ import sys
 
 from transvae.benchmark.run_plan import PlanOptions, format_plan, plan_run
 from transvae.engine.config_validation import config_errors
-from transvae.utils.cli_types import positive_float, positive_int
+from transvae.utils.cli_types import key_value, positive_float, positive_int
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help='peak TFLOP/s of one GPU (default: H100 SXM dense, 989.4 bf16 / 494.7 TF32)')
     p.add_argument('--resolution', type=positive_int, default=None, help='training crop (default: the config)')
     p.add_argument('--preset', default=None, help="config preset (e.g. 'cpu')")
-    p.add_argument('--cfg-options', nargs='*', default=[], help='key=value overrides (python literals)')
+    p.add_argument('--cfg-options', nargs='*', type=key_value, default=[],
+                   help='key=value overrides (python literals)')
     p.add_argument('--dataset-len', type=positive_int, default=1281167,
                    help='images per epoch of an epoch-based schedule (default: ImageNet-1k train)')
     p.add_argument('--no-batch-search', action='store_true',
@@ -54,19 +54,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _parse_options(opts: list[str]) -> dict:
-    out = {}
-    for kv in opts:
-        if '=' not in kv:
-            raise SystemExit(f'error: --cfg-options entry {kv!r} is not key=value')
-        k, v = kv.split('=', 1)
-        try:
-            out[k] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            out[k] = v
-    return out
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.json and osp.exists(args.json):
@@ -74,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     opts = PlanOptions(config=args.config, gpus=args.gpus, gpu_mem_gb=args.gpu_mem_gb, amp=args.amp,
                        batch_size=args.batch_size, activation_checkpointing=args.activation_checkpointing,
                        strategy=args.strategy, mfu=args.mfu, peak_tflops=args.peak_tflops, resolution=args.resolution,
-                       preset=args.preset, cfg_options=_parse_options(args.cfg_options), dataset_len=args.dataset_len,
+                       preset=args.preset, cfg_options=dict(args.cfg_options), dataset_len=args.dataset_len,
                        search_batch=not args.no_batch_search)
     with config_errors(exit_on_error=True):
         if not osp.isfile(args.config):

@@ -1,4 +1,5 @@
-"""argparse ``type=`` converters for numeric command-line options: a zero or negative value is an error, not ignored.
+"""argparse ``type=`` converters: numeric options (a zero or negative value is an error, not ignored) and
+``key=value`` overrides.
 
 ``parser.add_argument('--max-iters', type=positive_int)``: argparse turns the :class:`argparse.ArgumentTypeError`
 into ``error: argument --max-iters: expected a positive integer (>= 1), got '0'`` and exit status 2, before any
@@ -7,10 +8,11 @@ work. Layer 0 (``transvae.utils``): standard library only.
 from __future__ import annotations
 
 import argparse
+import ast
 import math
 from typing import Any, Callable
 
-__all__ = ['positive_int', 'non_negative_int', 'positive_float', 'non_negative_float']
+__all__ = ['key_value', 'positive_int', 'non_negative_int', 'positive_float', 'non_negative_float']
 
 
 def _number(value: str, kind: type, what: str, ok: Callable[[float], bool]) -> Any:
@@ -45,3 +47,15 @@ def positive_float(value: str) -> float:
 def non_negative_float(value: str) -> float:
     """A finite number >= 0."""
     return _number(value, float, 'a non-negative finite number (>= 0)', lambda f: f >= 0)
+
+
+def key_value(value: str) -> tuple[str, Any]:
+    """``'key=value'`` as ``(key, value)``, the value a Python literal where it parses as one (``2``, ``1e-4``,
+    ``[1, 2]``, ``None``) and the plain string otherwise; ``dict(args.cfg_options)`` gives the overrides."""
+    key, sep, raw = str(value).partition('=')
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f'expected key=value, got {value!r}')
+    try:
+        return key.strip(), ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return key.strip(), raw
