@@ -67,11 +67,12 @@ def test_key_value_overrides():
     for bad in ('model.width', '=3'):
         with pytest.raises(argparse.ArgumentTypeError, match='expected key=value'):
             key_value(bad)
-    proc = _tool(['tools/analysis_tools/plan_run.py', 'configs/transvae/transvae-micro_f8d16_1xb16-10min_photos.py',
-                  '--cfg-options', 'model.width'])
-    errors = _error_lines(proc)
-    assert proc.returncode == 2 and len(errors) == 1 and '--cfg-options' in errors[0], proc.stderr
-    assert 'Traceback' not in proc.stderr
+    cfg = 'configs/transvae/transvae-micro_f8d16_1xb16-10min_photos.py'
+    for tool in ('tools/analysis_tools/plan_run.py', 'tools/analysis_tools/benchmark.py'):
+        proc = _tool([tool, cfg, '--cfg-options', 'model.width'])
+        errors = _error_lines(proc)
+        assert proc.returncode == 2 and len(errors) == 1 and '--cfg-options' in errors[0], (tool, proc.stderr)
+        assert 'Traceback' not in proc.stderr, tool
 
 
 def test_max_iters_zero_is_an_error_naming_the_option(tmp_path):

@@ -32,7 +32,6 @@ def test_forward_flops_equal_the_benchmark_count(micro_plan):
     assert plan['flops_per_step'] > 2 * plan['model_forward_flops']
 
 
-
 def test_train_step_flops_match_torch_counter_on_the_benchmark_step():
     """``train_step_flops`` (3 forwards of 2 FLOPs per MAC) against torch's own FLOP counter over the benchmark's
     timed training step: the counter finds a little less (the first conv needs no input gradient), never more."""
@@ -48,6 +47,7 @@ def test_train_step_flops_match_torch_counter_on_the_benchmark_step():
         step()
     ratio = counter.get_total_flops() / train_step_flops(codec_macs(target, 32, 2))
     assert 0.9 < ratio <= 1.0, ratio
+
 
 def test_dit_forward_matmul_flops_equal_the_analytic_count():
     """LightningDiT: the traced matmul FLOPs of the forward equal the project's ``dit_forward_flops``."""
